@@ -1,0 +1,125 @@
+//! What was typed: clap's view of the command line. [`crate::config`] turns it into
+//! validated configurations once.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Train and compare the seed's LSTM and ConvLSTM next-frame predictors.
+///
+/// With no subcommand, trains `--model` on `--data` and writes results/<model>.csv (one row
+/// per epoch) and results/<model>.safetensors.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench-cli",
+    version,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what would be trained on: frames, size, split, windows, and the copy-last-frame
+    /// baseline of the test split.
+    Frames(DataArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelKind {
+    /// Fully connected LSTM with a linear output layer.
+    Linear,
+    /// ConvLSTM, 5x5 kernels; the prediction is h.
+    Conv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AdamKind {
+    /// Chainer's Adam, as the seed ran it (eps added to sqrt(v) before bias correction).
+    Chainer,
+    /// PyTorch's torch.optim.Adam.
+    Torch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorKind {
+    /// One channel, BT.601 luma.
+    Luma,
+    /// Three channels.
+    Rgb,
+}
+
+/// Where the frames come from and how they are cut.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Folder of frames (png, jpg, bmp), in natural name order.
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Resize every frame: N (square) or HxW, e.g. 65 or 64x80.
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Leading frames that train; the rest are held out. Default: 5/6 of the frames, but
+    /// at least one window's worth held out (126 of the default 152).
+    #[arg(long)]
+    pub train_frames: Option<usize>,
+    /// Frames per window: one input and one target per step, so L-1 steps.
+    #[arg(long, default_value_t = 26)]
+    pub seq_len: usize,
+    /// Frames between window starts. Default: seq-len - 1, neighbours share one frame.
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// Luma (one channel) or RGB.
+    #[arg(long, value_enum, default_value_t = ColorKind::Luma)]
+    pub color: ColorKind,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Which model to train.
+    #[arg(long, value_enum, required = true)]
+    pub model: Option<ModelKind>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Passes over the training windows.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Adam step size.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Seed of the weight initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Adam's form.
+    #[arg(long, value_enum, default_value_t = AdamKind::Chainer)]
+    pub adam: AdamKind,
+    /// Hidden units of the linear model. Default: one per frame value (4225 for 65x65).
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Kernel side of the conv model (odd).
+    #[arg(long)]
+    pub kernel: Option<usize>,
+    /// Folder for <model>.csv and <model>.safetensors.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Start from the weights in this safetensors file (PyTorch names).
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// cpu or cuda. Default: cuda when built with the `cuda` feature and a GPU is there.
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceKind>,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

@@ -1,0 +1,93 @@
+//! What the run will do: configurations built and validated once from the typed flags.
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use frames::{ColorMode, Dataset, LoadOptions, Size, WindowSpec};
+use harness::adam::{AdamConfig, AdamForm};
+use harness::TrainConfig;
+
+use crate::args::{AdamKind, ColorKind, DataArgs, DeviceKind, ModelKind, TrainArgs};
+
+/// Loads and splits the frames the flags name.
+pub fn load_data(args: &DataArgs) -> Result<Dataset> {
+    let size = args.size.as_deref().map(Size::parse).transpose()?;
+    let options = LoadOptions {
+        size,
+        color: match args.color {
+            ColorKind::Luma => ColorMode::Luma,
+            ColorKind::Rgb => ColorMode::Rgb,
+        },
+    };
+    let windows = WindowSpec::new(args.seq_len, args.stride)?;
+    Ok(Dataset::load(
+        &args.data,
+        &options,
+        windows,
+        args.train_frames,
+    )?)
+}
+
+/// The device the flags ask for.
+pub fn device(kind: Option<DeviceKind>) -> Result<Device> {
+    match kind {
+        Some(DeviceKind::Cpu) => Ok(Device::Cpu),
+        Some(DeviceKind::Cuda) => {
+            if !cfg!(feature = "cuda") {
+                bail!(
+                    "--device cuda: this bench-cli was built without CUDA; rebuild with \
+                     `cargo build --release --features cuda` (needs nvcc) or use --device cpu"
+                );
+            }
+            Device::new_cuda(0).context("--device cuda: no usable CUDA device")
+        }
+        None if cfg!(feature = "cuda") => Ok(Device::cuda_if_available(0)?),
+        None => Ok(Device::Cpu),
+    }
+}
+
+/// The training configuration, with flags that do not fit `model` refused.
+pub fn train_config(args: &TrainArgs, model: ModelKind) -> Result<TrainConfig> {
+    if args.hidden.is_some() && model != ModelKind::Linear {
+        bail!("--hidden applies to --model linear only");
+    }
+    if args.kernel.is_some() && model != ModelKind::Conv {
+        bail!("--kernel applies to --model conv only");
+    }
+    if args.hidden == Some(0) {
+        bail!("--hidden 0: the linear model needs at least one hidden unit");
+    }
+    if let Some(k) = args.kernel {
+        if k == 0 || k.is_multiple_of(2) {
+            bail!("--kernel {k}: the kernel side must be odd (padding K/2 keeps the frame size)");
+        }
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        bail!(
+            "--lr {}: the learning rate must be a positive number",
+            args.lr
+        );
+    }
+    if args.epochs == 0 {
+        bail!("--epochs 0: train at least one epoch");
+    }
+    if let Some(path) = &args.init_from {
+        if !path.is_file() {
+            bail!("--init-from {}: no such file", path.display());
+        }
+    }
+    Ok(TrainConfig {
+        epochs: args.epochs,
+        adam: AdamConfig {
+            lr: args.lr,
+            form: match args.adam {
+                AdamKind::Chainer => AdamForm::Chainer,
+                AdamKind::Torch => AdamForm::Torch,
+            },
+            ..AdamConfig::default()
+        },
+        seed: args.seed,
+        out_dir: args.out.clone(),
+        init_from: args.init_from.clone(),
+        quiet: args.quiet,
+    })
+}

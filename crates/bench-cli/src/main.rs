@@ -1,0 +1,105 @@
+//! `bench-cli`: the command line. Parses flags, builds configurations, picks the model and
+//! hands over to the harness; no training logic lives here.
+
+mod args;
+mod config;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use lstm_conv::ConvLstm;
+use lstm_linear::LinearLstm;
+
+use args::{Cli, Command, DataArgs, ModelKind, TrainArgs};
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench-cli: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Some(Command::Frames(data)) => frames(&data),
+        None => train(&cli.train),
+    }
+}
+
+/// `bench-cli --model linear|conv`: train one model.
+fn train(args: &TrainArgs) -> Result<()> {
+    let model = args
+        .model
+        .expect("clap requires --model without a subcommand");
+    let config = config::train_config(args, model)?;
+    let device = config::device(args.device)?;
+    let data = config::load_data(&args.data)?;
+    let size = data.frames.size();
+    let channels = data.frames.channels();
+    match model {
+        ModelKind::Linear => {
+            let model_config = lstm_linear::Config {
+                channels,
+                height: size.height as usize,
+                width: size.width as usize,
+                hidden: args
+                    .hidden
+                    .unwrap_or(channels * (size.height * size.width) as usize),
+            };
+            harness::train::<LinearLstm>(&model_config, &data, &config, &device)?;
+        }
+        ModelKind::Conv => {
+            let model_config = lstm_conv::Config {
+                channels,
+                kernel: args.kernel.unwrap_or(5),
+            };
+            harness::train::<ConvLstm>(&model_config, &data, &config, &device)?;
+        }
+    }
+    Ok(())
+}
+
+/// `bench-cli frames`: what would be trained on.
+fn frames(args: &DataArgs) -> Result<()> {
+    let data = config::load_data(args)?;
+    let name = |i: usize| {
+        data.frames.paths[i]
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let (train, test) = (data.split.train, data.split.test);
+    let total = data.frames.len();
+    println!(
+        "{}: {} frames, {}, {} channel(s)",
+        args.data.display(),
+        total,
+        data.frames.size(),
+        data.frames.channels()
+    );
+    println!(
+        "split: train {} frames ({} .. {}), test {} frames ({} .. {})",
+        train,
+        name(0),
+        name(train - 1),
+        test,
+        name(train),
+        name(total - 1)
+    );
+    println!(
+        "windows of {} frames, stride {}: train {}, test {}",
+        data.windows.len,
+        data.windows.stride,
+        data.windows.count(train),
+        data.windows.count(test)
+    );
+    println!(
+        "copy-last-frame MSE on the test windows: {:.8}",
+        data.copy_last_test_mse()?
+    );
+    Ok(())
+}

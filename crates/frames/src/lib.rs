@@ -1,0 +1,508 @@
+//! Load a folder of video frames and cut it into training windows.
+//!
+//! This crate knows nothing of models. It turns a directory of images into a tensor of
+//! frames in `[0, 1]`, splits it into a training and a test part, and cuts each part into
+//! windows (short sequences) that a next-frame model trains on.
+//!
+//! Dimension legend used throughout: `T` frames in time, `C` channels (1 for luma, 3 for
+//! RGB), `H x W` frame height and width, `L` window length.
+//!
+//! The seed's data (152 KITTI frames, 65x65 grey) gives 126 training frames cut into 5
+//! windows of 26 with stride 25 (neighbouring windows share one frame), and 26 test frames,
+//! one window:
+//!
+//! ```
+//! use frames::{Split, WindowSpec};
+//! let spec = WindowSpec::seed();
+//! let split = Split::new(152, None, &spec).unwrap();
+//! assert_eq!((split.train, split.test), (126, 26));
+//! assert_eq!(spec.starts(split.train), vec![0, 25, 50, 75, 100]);
+//! assert_eq!(spec.starts(split.test), vec![0]);
+//! ```
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use image::DynamicImage;
+
+/// Everything that can go wrong turning a folder into frames and windows. Every variant
+/// that concerns a file or folder carries its path.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: cannot read the frames folder: {error}")]
+    ReadDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("{path}: no image files (png, jpg, jpeg, bmp) in this folder")]
+    NoImages { path: PathBuf },
+    #[error("{path}: cannot decode image: {reason}")]
+    Decode { path: PathBuf, reason: String },
+    #[error(
+        "{path}: frame is {got_w}x{got_h} but {first} is {want_w}x{want_h}; \
+         frames must share one size (pass --size to resize them all)"
+    )]
+    MixedSizes {
+        path: PathBuf,
+        first: PathBuf,
+        got_w: u32,
+        got_h: u32,
+        want_w: u32,
+        want_h: u32,
+    },
+    #[error("{0}")]
+    Split(String),
+    #[error("invalid size {0:?}: expected N (square) or HxW, e.g. 65 or 64x80, each at least 1")]
+    BadSize(String),
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Extensions (lower case) of the files treated as frames; anything else in the folder is
+/// skipped, so a README or a script can sit beside the images.
+pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
+
+/// A frame size, height by width, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub height: u32,
+    pub width: u32,
+}
+
+impl Size {
+    /// Parses `65` (square) or `64x80` (height x width).
+    pub fn parse(text: &str) -> Result<Size> {
+        let bad = || Error::BadSize(text.to_string());
+        let number = |s: &str| {
+            s.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(bad)
+        };
+        match text.split_once(['x', 'X']) {
+            Some((h, w)) => Ok(Size {
+                height: number(h)?,
+                width: number(w)?,
+            }),
+            None => {
+                let side = number(text)?;
+                Ok(Size {
+                    height: side,
+                    width: side,
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.height, self.width)
+    }
+}
+
+/// How pixels become channel values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorMode {
+    /// One channel: luma `0.299 R + 0.587 G + 0.114 B` (ITU-R BT.601, as PIL's `convert("L")`
+    /// and OpenCV's `COLOR_RGB2GRAY`, which is how KITTI frames are usually made grey).
+    #[default]
+    Luma,
+    /// Three channels, R, G, B.
+    Rgb,
+}
+
+impl ColorMode {
+    pub fn channels(self) -> usize {
+        match self {
+            ColorMode::Luma => 1,
+            ColorMode::Rgb => 3,
+        }
+    }
+}
+
+/// How to read a folder.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Resize every frame to this size (bilinear, with the filter widened when shrinking so
+    /// it averages like an area filter). `None`: all frames must already share one size.
+    pub size: Option<Size>,
+    /// Luma (default) or RGB.
+    pub color: ColorMode,
+}
+
+/// The frames of a folder, in natural name order.
+#[derive(Debug, Clone)]
+pub struct Frames {
+    /// `[T, C, H, W]`, f32 in `[0, 1]`, on the CPU.
+    pub data: Tensor,
+    /// The file each frame came from, in the same order.
+    pub paths: Vec<PathBuf>,
+}
+
+impl Frames {
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Frame size (height, width).
+    pub fn size(&self) -> Size {
+        let (_, _, h, w) = self.data.dims4().expect("frames are [T, C, H, W]");
+        Size {
+            height: h as u32,
+            width: w as u32,
+        }
+    }
+
+    pub fn channels(&self) -> usize {
+        self.data.dims()[1]
+    }
+}
+
+/// Compares file names the way a person orders frames: runs of digits compare as numbers,
+/// so `frame_2.png` comes before `frame_10.png`; other text compares as text.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let (da, ra) = split_digits(a);
+                let (db, rb) = split_digits(b);
+                // Compare the numbers without parsing (names may hold more digits than u64):
+                // strip leading zeros, then longer is larger, then digit by digit. Equal
+                // values with different zero padding fall back to the padding.
+                let (ta, tb) = (trim_zeros(da), trim_zeros(db));
+                let by_value = ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb));
+                let ord = by_value.then_with(|| da.len().cmp(&db.len()));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                (a, b) = (ra, rb);
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                (a, b) = (&a[1..], &b[1..]);
+            }
+        }
+    }
+}
+
+fn split_digits(s: &[u8]) -> (&[u8], &[u8]) {
+    let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    s.split_at(n)
+}
+
+fn trim_zeros(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&c| c == b'0').count();
+    &s[n..]
+}
+
+/// The image files of `dir` (by extension, case-insensitive), in natural name order.
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let read_err = |error| Error::ReadDir {
+        path: dir.to_path_buf(),
+        error,
+    };
+    let meta = std::fs::metadata(dir).map_err(read_err)?;
+    if !meta.is_dir() {
+        return Err(Error::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_err)? {
+        let path = entry.map_err(read_err)?.path();
+        let is_image = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        if is_image && path.is_file() {
+            paths.push(path);
+        }
+    }
+    if paths.is_empty() {
+        return Err(Error::NoImages {
+            path: dir.to_path_buf(),
+        });
+    }
+    paths.sort_by(|a, b| natural_cmp(&file_name(a), &file_name(b)));
+    Ok(paths)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Decodes one image file. The decoder's default limits apply, so a header that claims
+/// absurd dimensions is refused instead of allocating.
+pub fn decode(path: &Path) -> Result<DynamicImage> {
+    let decode_err = |reason: String| Error::Decode {
+        path: path.to_path_buf(),
+        reason,
+    };
+    image::ImageReader::open(path)
+        .map_err(|e| decode_err(e.to_string()))?
+        .with_guessed_format()
+        .map_err(|e| decode_err(e.to_string()))?
+        .decode()
+        .map_err(|e| decode_err(e.to_string()))
+}
+
+/// Channel values of one image, row-major, `[C, H, W]` flattened, in `[0, 1]`.
+///
+/// Luma uses BT.601 weights on the stored (gamma-encoded) values, as PIL and OpenCV do;
+/// an image that is already grey is taken as it is.
+pub fn pixels(image: &DynamicImage, color: ColorMode) -> Vec<f32> {
+    let is_grey = matches!(
+        image,
+        DynamicImage::ImageLuma8(_)
+            | DynamicImage::ImageLumaA8(_)
+            | DynamicImage::ImageLuma16(_)
+            | DynamicImage::ImageLumaA16(_)
+    );
+    match color {
+        ColorMode::Luma if is_grey => image.to_luma32f().into_raw(),
+        ColorMode::Luma => image
+            .to_rgb32f()
+            .pixels()
+            .map(|p| luma(p.0[0], p.0[1], p.0[2]))
+            .collect(),
+        ColorMode::Rgb => {
+            let rgb = image.to_rgb32f();
+            let plane = (rgb.width() * rgb.height()) as usize;
+            let mut out = vec![0f32; 3 * plane];
+            for (i, p) in rgb.pixels().enumerate() {
+                for c in 0..3 {
+                    out[c * plane + i] = p.0[c];
+                }
+            }
+            out
+        }
+    }
+}
+
+/// BT.601 luma of gamma-encoded R, G, B in `[0, 1]`.
+pub fn luma(r: f32, g: f32, b: f32) -> f32 {
+    0.299 * r + 0.587 * g + 0.114 * b
+}
+
+/// Loads every image of `dir` as one tensor `[T, C, H, W]` in natural name order.
+pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<Frames> {
+    let paths = list_images(dir)?;
+    let mut values = Vec::new();
+    let mut first: Option<(PathBuf, u32, u32)> = None;
+    for path in &paths {
+        let mut image = decode(path)?;
+        if let Some(size) = options.size {
+            if (image.height(), image.width()) != (size.height, size.width) {
+                image = image.resize_exact(
+                    size.width,
+                    size.height,
+                    image::imageops::FilterType::Triangle,
+                );
+            }
+        }
+        let (w, h) = (image.width(), image.height());
+        match &first {
+            None => first = Some((path.clone(), w, h)),
+            Some((first_path, fw, fh)) if (*fw, *fh) != (w, h) => {
+                return Err(Error::MixedSizes {
+                    path: path.clone(),
+                    first: first_path.clone(),
+                    got_w: w,
+                    got_h: h,
+                    want_w: *fw,
+                    want_h: *fh,
+                })
+            }
+            Some(_) => {}
+        }
+        values.extend(pixels(&image, options.color));
+    }
+    let (_, w, h) = first.expect("list_images returns at least one file");
+    let shape = (
+        paths.len(),
+        options.color.channels(),
+        h as usize,
+        w as usize,
+    );
+    let data = Tensor::from_vec(values, shape, &Device::Cpu)?;
+    Ok(Frames { data, paths })
+}
+
+/// Window length and stride.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    /// Frames per window, `L`. A window gives `L - 1` (input, target) steps.
+    pub len: usize,
+    /// Frames between the starts of neighbouring windows.
+    pub stride: usize,
+}
+
+impl WindowSpec {
+    /// The seed's windows: 26 frames, stride 25, so neighbours share one frame.
+    pub fn seed() -> WindowSpec {
+        WindowSpec::new(26, None).expect("26 is a valid window length")
+    }
+
+    /// A window of `len` frames; the stride defaults to `len - 1` (the seed's rule: each
+    /// window starts on the frame the previous one ended with).
+    pub fn new(len: usize, stride: Option<usize>) -> Result<WindowSpec> {
+        if len < 2 {
+            return Err(Error::Split(format!(
+                "--seq-len {len}: a window needs at least 2 frames (one input, one target)"
+            )));
+        }
+        let stride = stride.unwrap_or(len - 1);
+        if stride == 0 {
+            return Err(Error::Split(
+                "--stride 0: the stride must be at least 1".into(),
+            ));
+        }
+        Ok(WindowSpec { len, stride })
+    }
+
+    /// Start indices of the windows that fit in `frames` frames; frames left over after the
+    /// last whole window are not used.
+    pub fn starts(&self, frames: usize) -> Vec<usize> {
+        if frames < self.len {
+            return Vec::new();
+        }
+        (0..=(frames - self.len) / self.stride)
+            .map(|j| j * self.stride)
+            .collect()
+    }
+
+    /// Number of windows in `frames` frames.
+    pub fn count(&self, frames: usize) -> usize {
+        self.starts(frames).len()
+    }
+}
+
+/// How many leading frames train; the rest are held out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    pub train: usize,
+    pub test: usize,
+}
+
+impl Split {
+    /// Splits `total` frames. With `train_frames` given it is used as is. Without it the
+    /// default is `min(floor(5/6 * total), total - L)`: five sixths train (the seed's 126 of
+    /// 152), but never fewer than one window's worth of test frames. Both parts must hold
+    /// at least one window.
+    pub fn new(total: usize, train_frames: Option<usize>, windows: &WindowSpec) -> Result<Split> {
+        let l = windows.len;
+        let train = match train_frames {
+            Some(n) if n >= total => {
+                return Err(Error::Split(format!(
+                    "--train-frames {n}: the folder has only {total} frames, so no test frames \
+                     would be left; use at most {}",
+                    total.saturating_sub(l)
+                )))
+            }
+            Some(n) => n,
+            None => (total * 5 / 6).min(total.saturating_sub(l)),
+        };
+        let test = total - train;
+        if train < l {
+            return Err(Error::Split(format!(
+                "the training split has {train} frames but one window needs {l} \
+                 (--seq-len {l}); {total} frames in all, at least {} needed for one \
+                 training and one test window",
+                2 * l
+            )));
+        }
+        if test < l {
+            return Err(Error::Split(format!(
+                "the test split has {test} frames but one window needs {l} (--seq-len {l}); \
+                 lower --train-frames or --seq-len"
+            )));
+        }
+        Ok(Split { train, test })
+    }
+}
+
+/// A folder cut into training and test windows.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub frames: Frames,
+    pub split: Split,
+    pub windows: WindowSpec,
+}
+
+impl Dataset {
+    /// Loads `dir` and splits it; errors name the folder and what is missing.
+    pub fn load(
+        dir: &Path,
+        options: &LoadOptions,
+        windows: WindowSpec,
+        train_frames: Option<usize>,
+    ) -> Result<Dataset> {
+        let frames = load_dir(dir, options)?;
+        let split = Split::new(frames.len(), train_frames, &windows)
+            .map_err(|e| Error::Split(format!("{}: {e}", dir.display())))?;
+        Ok(Dataset {
+            frames,
+            split,
+            windows,
+        })
+    }
+
+    /// Training windows, in order, each `[L, C, H, W]`.
+    pub fn train_windows(&self) -> Result<Vec<Tensor>> {
+        self.windows_of(0, self.split.train)
+    }
+
+    /// Test windows, in order, each `[L, C, H, W]`.
+    pub fn test_windows(&self) -> Result<Vec<Tensor>> {
+        self.windows_of(self.split.train, self.split.test)
+    }
+
+    fn windows_of(&self, offset: usize, frames: usize) -> Result<Vec<Tensor>> {
+        self.windows
+            .starts(frames)
+            .into_iter()
+            .map(|s| Ok(self.frames.data.narrow(0, offset + s, self.windows.len)?))
+            .collect()
+    }
+
+    /// Mean squared error, over every (input, target) step of the test windows, of the
+    /// predictor that repeats the last frame: the trivial baseline a model must beat.
+    pub fn copy_last_test_mse(&self) -> Result<f64> {
+        copy_last_mse(&self.test_windows()?)
+    }
+}
+
+/// Mean over windows and steps of the per-pixel MSE between frame `t` and frame `t + 1`.
+pub fn copy_last_mse(windows: &[Tensor]) -> Result<f64> {
+    let mut total = 0f64;
+    let mut steps = 0usize;
+    for w in windows {
+        let l = w.dim(0)?;
+        let prev = w.narrow(0, 0, l - 1)?.to_dtype(candle_core::DType::F64)?; // [L-1, C, H, W]
+        let next = w.narrow(0, 1, l - 1)?.to_dtype(candle_core::DType::F64)?; // [L-1, C, H, W]
+        let per_step = (next - prev)?.sqr()?.flatten_from(1)?.mean(1)?; // [L-1]
+        total += per_step.sum_all()?.to_scalar::<f64>()?;
+        steps += l - 1;
+    }
+    Ok(total / steps.max(1) as f64)
+}

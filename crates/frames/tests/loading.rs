@@ -1,0 +1,381 @@
+use std::cmp::Ordering;
+use std::path::Path;
+
+use frames::{
+    copy_last_mse, load_dir, natural_cmp, ColorMode, Dataset, Error, LoadOptions, Size, Split,
+    WindowSpec,
+};
+use image::{GrayImage, Luma, Rgb, RgbImage};
+
+fn grey(dir: &Path, name: &str, w: u32, h: u32, value: u8) {
+    GrayImage::from_pixel(w, h, Luma([value]))
+        .save(dir.join(name))
+        .unwrap();
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    frames::list_images(dir)
+        .unwrap()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn natural_order_compares_digit_runs_as_numbers() {
+    assert_eq!(natural_cmp("frame_2.png", "frame_10.png"), Ordering::Less);
+    assert_eq!(natural_cmp("5000.png", "5151.png"), Ordering::Less);
+    assert_eq!(natural_cmp("999.png", "1000.png"), Ordering::Less);
+    assert_eq!(
+        natural_cmp("0000000009.png", "0000000010.png"),
+        Ordering::Less
+    );
+    assert_eq!(natural_cmp("a10b2", "a10b10"), Ordering::Less);
+    assert_eq!(natural_cmp("b1", "a2"), Ordering::Greater);
+    assert_eq!(natural_cmp("x.png", "x.png"), Ordering::Equal);
+    // Longer than u64: compared digit by digit, not parsed.
+    assert_eq!(
+        natural_cmp(
+            "123456789012345678901234.png",
+            "123456789012345678901235.png"
+        ),
+        Ordering::Less
+    );
+}
+
+#[test]
+fn folder_is_listed_in_natural_order_and_non_images_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in [10, 2, 1, 100] {
+        grey(dir.path(), &format!("frame_{n}.png"), 3, 3, 0);
+    }
+    std::fs::write(dir.path().join("README.md"), "not a frame").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a frame").unwrap();
+    assert_eq!(
+        names(dir.path()),
+        [
+            "frame_1.png",
+            "frame_2.png",
+            "frame_10.png",
+            "frame_100.png"
+        ]
+    );
+}
+
+#[test]
+fn kitti_style_zero_padded_names_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in [11, 9, 10, 0] {
+        grey(dir.path(), &format!("{n:010}.png"), 2, 2, 0);
+    }
+    assert_eq!(
+        names(dir.path()),
+        [
+            "0000000000.png",
+            "0000000009.png",
+            "0000000010.png",
+            "0000000011.png"
+        ]
+    );
+}
+
+#[test]
+fn grey_png_values_are_scaled_to_unit_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = GrayImage::new(2, 1);
+    img.put_pixel(0, 0, Luma([0]));
+    img.put_pixel(1, 0, Luma([51]));
+    img.save(dir.path().join("0.png")).unwrap();
+    let frames = load_dir(dir.path(), &LoadOptions::default()).unwrap();
+    assert_eq!(frames.data.dims(), &[1, 1, 1, 2]);
+    let v: Vec<f32> = frames.data.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(v, vec![0.0, 0.2]);
+}
+
+#[test]
+fn rgb_becomes_bt601_luma_by_hand() {
+    // Pure red, green, blue and one mixed pixel; luma = 0.299 R + 0.587 G + 0.114 B.
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = RgbImage::new(4, 1);
+    img.put_pixel(0, 0, Rgb([255, 0, 0]));
+    img.put_pixel(1, 0, Rgb([0, 255, 0]));
+    img.put_pixel(2, 0, Rgb([0, 0, 255]));
+    img.put_pixel(3, 0, Rgb([100, 150, 200]));
+    img.save(dir.path().join("0.png")).unwrap();
+    let frames = load_dir(dir.path(), &LoadOptions::default()).unwrap();
+    let v: Vec<f32> = frames.data.flatten_all().unwrap().to_vec1().unwrap();
+    let mixed = (0.299 * 100.0 + 0.587 * 150.0 + 0.114 * 200.0) / 255.0; // 0.55843...
+    let want = [0.299, 0.587, 0.114, mixed];
+    for (got, want) in v.iter().zip(want) {
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+}
+
+#[test]
+fn rgb_mode_keeps_three_planes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = RgbImage::new(2, 1);
+    img.put_pixel(0, 0, Rgb([255, 0, 51]));
+    img.put_pixel(1, 0, Rgb([0, 102, 255]));
+    img.save(dir.path().join("0.png")).unwrap();
+    let options = LoadOptions {
+        color: ColorMode::Rgb,
+        ..Default::default()
+    };
+    let frames = load_dir(dir.path(), &options).unwrap();
+    assert_eq!(frames.data.dims(), &[1, 3, 1, 2]);
+    let v: Vec<f32> = frames.data.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(v, vec![1.0, 0.0, 0.0, 0.4, 0.2, 1.0]);
+}
+
+#[test]
+fn jpeg_and_bmp_load_too() {
+    let dir = tempfile::tempdir().unwrap();
+    GrayImage::from_pixel(4, 4, Luma([200]))
+        .save(dir.path().join("1.bmp"))
+        .unwrap();
+    RgbImage::from_pixel(4, 4, Rgb([200, 200, 200]))
+        .save(dir.path().join("2.jpg"))
+        .unwrap();
+    let frames = load_dir(dir.path(), &LoadOptions::default()).unwrap();
+    assert_eq!(frames.data.dims(), &[2, 1, 4, 4]);
+    let v: Vec<f32> = frames.data.flatten_all().unwrap().to_vec1().unwrap();
+    for x in v {
+        assert!((x - 200.0 / 255.0).abs() < 0.02, "{x}");
+    }
+}
+
+#[test]
+fn size_flag_parses_and_resizes() {
+    assert_eq!(
+        Size::parse("65").unwrap(),
+        Size {
+            height: 65,
+            width: 65
+        }
+    );
+    assert_eq!(
+        Size::parse("64x80").unwrap(),
+        Size {
+            height: 64,
+            width: 80
+        }
+    );
+    for bad in ["", "0", "x5", "5x", "-3", "ax2", "3x0"] {
+        let err = Size::parse(bad).unwrap_err().to_string();
+        assert!(err.contains("invalid size"), "{bad}: {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    grey(dir.path(), "1.png", 10, 10, 128);
+    grey(dir.path(), "2.png", 20, 8, 128);
+    let options = LoadOptions {
+        size: Some(Size::parse("4x6").unwrap()),
+        ..Default::default()
+    };
+    let frames = load_dir(dir.path(), &options).unwrap();
+    assert_eq!(frames.data.dims(), &[2, 1, 4, 6]);
+    let v: Vec<f32> = frames.data.flatten_all().unwrap().to_vec1().unwrap();
+    assert!(v.iter().all(|x| (x - 128.0 / 255.0).abs() < 1e-6));
+}
+
+#[test]
+fn seed_split_and_windows() {
+    let spec = WindowSpec::seed();
+    assert_eq!((spec.len, spec.stride), (26, 25));
+    let split = Split::new(152, None, &spec).unwrap();
+    assert_eq!((split.train, split.test), (126, 26));
+    let starts = spec.starts(126);
+    assert_eq!(starts, vec![0, 25, 50, 75, 100]);
+    // Each window ends on the frame the next one starts with; the last ends on frame 125.
+    for pair in starts.windows(2) {
+        assert_eq!(pair[0] + spec.len - 1, pair[1]);
+    }
+    assert_eq!(starts.last().unwrap() + spec.len, 126);
+    assert_eq!(spec.count(26), 1);
+    assert_eq!(spec.count(25), 0);
+    assert_eq!(spec.count(50), 1);
+    assert_eq!(spec.count(51), 2);
+}
+
+#[test]
+fn split_defaults_and_overrides() {
+    let spec = WindowSpec::new(4, None).unwrap();
+    // Five sixths train...
+    assert_eq!(
+        Split::new(60, None, &spec).unwrap(),
+        Split {
+            train: 50,
+            test: 10
+        }
+    );
+    // ...but the test split always keeps one window.
+    assert_eq!(
+        Split::new(10, None, &spec).unwrap(),
+        Split { train: 6, test: 4 }
+    );
+    assert_eq!(
+        Split::new(60, Some(30), &spec).unwrap(),
+        Split {
+            train: 30,
+            test: 30
+        }
+    );
+    let stride = WindowSpec::new(4, Some(1)).unwrap();
+    assert_eq!(stride.starts(6), vec![0, 1, 2]);
+    assert!(WindowSpec::new(1, None).is_err());
+    assert!(WindowSpec::new(3, Some(0)).is_err());
+}
+
+#[test]
+fn too_few_frames_say_how_many_they_have_and_need() {
+    let spec = WindowSpec::seed();
+    let err = Split::new(40, None, &spec).unwrap_err().to_string();
+    assert!(
+        err.contains("has 14 frames") && err.contains("needs 26"),
+        "{err}"
+    );
+    let err = Split::new(152, Some(140), &spec).unwrap_err().to_string();
+    assert!(
+        err.contains("test split has 12 frames") && err.contains("needs 26"),
+        "{err}"
+    );
+    let err = Split::new(152, Some(152), &spec).unwrap_err().to_string();
+    assert!(err.contains("--train-frames 152"), "{err}");
+}
+
+#[test]
+fn dataset_cuts_windows_and_copy_last_baseline_is_exact() {
+    // Frame k is constant k/10: copy-last error per step is (1/10)^2 = 0.01 everywhere.
+    let dir = tempfile::tempdir().unwrap();
+    for k in 0..12u8 {
+        grey(dir.path(), &format!("{k}.png"), 3, 2, k * 17);
+    }
+    let spec = WindowSpec::new(3, None).unwrap();
+    let data = Dataset::load(dir.path(), &LoadOptions::default(), spec, None).unwrap();
+    assert_eq!(data.split, Split { train: 9, test: 3 });
+    let train = data.train_windows().unwrap();
+    assert_eq!(train.len(), 4);
+    assert_eq!(train[0].dims(), &[3, 1, 2, 3]);
+    let first_of = |w: &candle_core::Tensor, t: usize| -> f32 {
+        w.get(t)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()[0]
+    };
+    assert_eq!(first_of(&train[1], 0), first_of(&train[0], 2));
+    let test = data.test_windows().unwrap();
+    assert_eq!(test.len(), 1);
+    assert!((first_of(&test[0], 0) - 9.0 * 17.0 / 255.0).abs() < 1e-6);
+    let mse = data.copy_last_test_mse().unwrap();
+    let step = 17.0f64 / 255.0;
+    assert!((mse - step * step).abs() < 1e-9, "{mse}");
+    assert!((copy_last_mse(&train).unwrap() - step * step).abs() < 1e-9);
+}
+
+#[test]
+fn missing_folder_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let err = load_dir(&missing, &LoadOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::ReadDir { .. }));
+    assert!(err.to_string().contains("nope"), "{err}");
+    let file = dir.path().join("file.png");
+    grey(dir.path(), "file.png", 1, 1, 0);
+    let err = load_dir(&file, &LoadOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn unreadable_folder_names_the_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    grey(&locked, "0.png", 1, 1, 0);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Root reads through permissions: then the folder must simply load.
+    let readable = std::fs::read_dir(&locked).is_ok();
+    let result = load_dir(&locked, &LoadOptions::default());
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    match result {
+        Err(err) => {
+            assert!(!readable, "loader failed on a readable folder: {err}");
+            assert!(err.to_string().contains("locked"), "{err}");
+            assert!(err.to_string().contains("cannot read"), "{err}");
+        }
+        Ok(frames) => assert!(readable && frames.len() == 1),
+    }
+}
+
+#[test]
+fn path_through_a_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    grey(dir.path(), "0.png", 1, 1, 0);
+    let inside = dir.path().join("0.png").join("frames");
+    let err = load_dir(&inside, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("0.png/frames") && err.contains("cannot read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn folder_without_images_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "x").unwrap();
+    let err = load_dir(dir.path(), &LoadOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::NoImages { .. }), "{err}");
+    assert!(err.to_string().contains("no image files"), "{err}");
+}
+
+#[test]
+fn corrupt_and_empty_files_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    grey(dir.path(), "1.png", 2, 2, 0);
+    let good = std::fs::read(dir.path().join("1.png")).unwrap();
+    std::fs::write(dir.path().join("2.png"), &good[..good.len() / 2]).unwrap();
+    let err = load_dir(dir.path(), &LoadOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err}");
+    assert!(err.to_string().contains("2.png"), "{err}");
+
+    std::fs::remove_file(dir.path().join("2.png")).unwrap();
+    std::fs::write(dir.path().join("3.png"), b"").unwrap();
+    let err = load_dir(dir.path(), &LoadOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("3.png"), "{err}");
+}
+
+#[test]
+fn mixed_sizes_without_resize_name_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    grey(dir.path(), "1.png", 4, 4, 0);
+    grey(dir.path(), "2.png", 5, 4, 0);
+    let err = load_dir(dir.path(), &LoadOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::MixedSizes { .. }), "{msg}");
+    assert!(msg.contains("2.png") && msg.contains("1.png"), "{msg}");
+    assert!(msg.contains("5x4") && msg.contains("4x4"), "{msg}");
+    assert!(msg.contains("--size"), "{msg}");
+}
+
+#[test]
+fn dataset_with_too_few_frames_names_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    for k in 0..5 {
+        grey(dir.path(), &format!("{k}.png"), 2, 2, 0);
+    }
+    let err = Dataset::load(
+        dir.path(),
+        &LoadOptions::default(),
+        WindowSpec::seed(),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(err.contains("needs 26"), "{err}");
+}

@@ -1,0 +1,109 @@
+//! The one seam between the harness and a model.
+
+use std::fmt::Debug;
+
+use candle_core::{Result, Tensor, Var};
+use candle_nn::VarBuilder;
+use serde::{de::DeserializeOwned, Serialize};
+
+/// One named parameter a model needs, in PyTorch's naming and layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    /// PyTorch-style name, e.g. `lstm.weight_ih_l0`.
+    pub name: String,
+    /// Shape in PyTorch's layout (weights `[out, in]`, conv kernels `[out, in, kh, kw]`).
+    pub shape: Vec<usize>,
+    /// How the seed initialises it.
+    pub init: ParamInit,
+}
+
+/// The seed's initialisation: weights `~ Normal(0, sqrt(1 / fan_in))`, biases zero.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParamInit {
+    /// Normal with mean 0 and standard deviation `sqrt(1 / fan_in)`.
+    Normal {
+        fan_in: usize,
+    },
+    Zeros,
+}
+
+impl ParamSpec {
+    pub fn weight(name: impl Into<String>, shape: &[usize], fan_in: usize) -> ParamSpec {
+        ParamSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            init: ParamInit::Normal { fan_in },
+        }
+    }
+
+    pub fn bias(name: impl Into<String>, shape: &[usize]) -> ParamSpec {
+        ParamSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            init: ParamInit::Zeros,
+        }
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A next-frame model as the harness sees it. The harness never asks which model it has.
+///
+/// Dimension legend: `L` frames in a window, `C` channels, `H x W` frame size.
+pub trait SequenceModel: Sized {
+    /// Short name of the model family: the stem of its CSV and checkpoint files.
+    const KIND: &'static str;
+
+    /// Everything that shapes the model (frame size, hidden size, ...). Saved in checkpoints.
+    type Config: Clone + Debug + Serialize + DeserializeOwned;
+
+    /// The parameters, in a fixed order: the order they are initialised, optimised and
+    /// saved in.
+    fn parameter_specs(config: &Self::Config) -> Vec<ParamSpec>;
+
+    /// Builds the model from tensors named as in [`SequenceModel::parameter_specs`].
+    fn load(config: &Self::Config, vb: VarBuilder) -> Result<Self>;
+
+    /// One-step-ahead predictions over a window.
+    ///
+    /// ## Parameters
+    /// - `window`: `[L, C, H, W]`; step `t` reads frame `t`, h and c start at zero.
+    ///
+    /// ## Returns
+    /// `[L-1, C, H, W]`: the prediction of frame `t + 1` for `t = 0 .. L-2`.
+    fn predict(&self, window: &Tensor) -> Result<Tensor>;
+
+    /// The window loss and its gradient with respect to each parameter (same order as
+    /// `params`). The default runs `predict` and candle's autograd: the reference path.
+    fn loss_and_grads(&self, window: &Tensor, params: &[Var]) -> Result<(f64, Vec<Tensor>)> {
+        let loss = window_loss(&self.predict(window)?, window)?; // []
+        let grads = loss.backward()?;
+        let loss = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        let grads = params
+            .iter()
+            .map(|p| match grads.get(p.as_tensor()) {
+                Some(g) => Ok(g.clone()),
+                // A parameter the loss does not reach has a zero gradient.
+                None => p.as_tensor().zeros_like(),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((loss, grads))
+    }
+}
+
+/// The seed's window loss: the sum over steps of the per-step mean squared error.
+///
+/// ## Parameters
+/// - `predictions`: `[L-1, C, H, W]`.
+/// - `window`: `[L, C, H, W]`; targets are frames `1 .. L-1`.
+///
+/// ## Returns
+/// A scalar tensor: `sum_t mean_{c,y,x} (pred_t - frame_{t+1})^2`.
+pub fn window_loss(predictions: &Tensor, window: &Tensor) -> Result<Tensor> {
+    let steps = predictions.dim(0)?;
+    let targets = window.narrow(0, 1, steps)?; // [L-1, C, H, W]
+    let per_step = (predictions - targets)?.sqr()?.flatten_from(1)?.mean(1)?; // [L-1]
+    per_step.sum_all()
+}

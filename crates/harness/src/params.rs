@@ -1,0 +1,201 @@
+//! Parameters: seeded initialisation, checkpoints in safetensors, atomic files.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::error::{io_err, Error, Result};
+use crate::model::{ParamInit, ParamSpec};
+
+/// Draws every parameter in `specs` order from one ChaCha8 stream seeded with `seed`.
+///
+/// candle's own CPU generator cannot be seeded, so the draws happen here, in f64, and are
+/// then cast: the same seed gives the same weights in f32 and f64, on any device.
+pub fn init_parameters(
+    specs: &[ParamSpec],
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+) -> Result<Vec<Var>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut vars = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let tensor = match spec.init {
+            ParamInit::Zeros => Tensor::zeros(spec.shape.as_slice(), dtype, device)?,
+            ParamInit::Normal { fan_in } => {
+                let std = (1.0 / fan_in as f64).sqrt();
+                let mut draw =
+                    || -> f64 { Distribution::<f64>::sample(&StandardNormal, &mut rng) * std };
+                let shape = spec.shape.as_slice();
+                let cpu = match dtype {
+                    DType::F64 => {
+                        let values: Vec<f64> = (0..spec.numel()).map(|_| draw()).collect();
+                        Tensor::from_vec(values, shape, &Device::Cpu)?
+                    }
+                    _ => {
+                        let values: Vec<f32> = (0..spec.numel()).map(|_| draw() as f32).collect();
+                        Tensor::from_vec(values, shape, &Device::Cpu)?.to_dtype(dtype)?
+                    }
+                };
+                cpu.to_device(device)?
+            }
+        };
+        vars.push(Var::from_tensor(&tensor)?);
+    }
+    Ok(vars)
+}
+
+/// A `VarBuilder` whose tensors are `vars`, so a model built from it trains them.
+pub fn var_builder(
+    specs: &[ParamSpec],
+    vars: &[Var],
+    dtype: DType,
+    device: &Device,
+) -> VarBuilder<'static> {
+    let map = VarMap::new();
+    {
+        let mut data = map.data().lock().expect("fresh VarMap lock");
+        for (spec, var) in specs.iter().zip(vars) {
+            data.insert(spec.name.clone(), var.clone());
+        }
+    }
+    VarBuilder::from_varmap(&map, dtype, device)
+}
+
+/// Loads parameters named as in `specs` from a safetensors file, strictly: every tensor
+/// must be there with its shape, and nothing else may be. Tensors of another float type
+/// (a PyTorch file in f16, say) are converted to `dtype`.
+pub fn load_parameters(
+    path: &Path,
+    specs: &[ParamSpec],
+    dtype: DType,
+    device: &Device,
+) -> Result<Vec<Var>> {
+    let checkpoint = Checkpoint::read(path)?;
+    let mut tensors = checkpoint.tensors;
+    let bad = |message: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut vars = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let Some(tensor) = tensors.remove(&spec.name) else {
+            let mut held: Vec<_> = checkpoint.names.clone();
+            held.sort();
+            return Err(bad(format!(
+                "tensor `{}` {:?} is missing; the file holds: {}",
+                spec.name,
+                spec.shape,
+                held.join(", ")
+            )));
+        };
+        if tensor.dims() != spec.shape.as_slice() {
+            return Err(bad(format!(
+                "tensor `{}` has shape {:?} in the file but the model needs {:?}",
+                spec.name,
+                tensor.dims(),
+                spec.shape
+            )));
+        }
+        let tensor = tensor.to_dtype(dtype)?.to_device(device)?;
+        vars.push(Var::from_tensor(&tensor)?);
+    }
+    if !tensors.is_empty() {
+        let mut extra: Vec<_> = tensors.keys().cloned().collect();
+        extra.sort();
+        return Err(bad(format!(
+            "unexpected tensors for this model: {}",
+            extra.join(", ")
+        )));
+    }
+    Ok(vars)
+}
+
+/// A safetensors file as read back: tensors on the CPU, and the string metadata.
+pub struct Checkpoint {
+    pub names: Vec<String>,
+    pub tensors: HashMap<String, Tensor>,
+    pub metadata: HashMap<String, String>,
+}
+
+impl Checkpoint {
+    pub fn read(path: &Path) -> Result<Checkpoint> {
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        let bad = |message: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("not a readable safetensors file: {e}")))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| bad(format!("cannot read its tensors: {e}")))?;
+        let mut names: Vec<String> = tensors.keys().cloned().collect();
+        names.sort();
+        Ok(Checkpoint {
+            names,
+            tensors,
+            metadata,
+        })
+    }
+}
+
+/// Writes `vars` under the names of `specs` as safetensors, with `metadata` in the header,
+/// atomically: a crash leaves either the old file or the new one, never half of one.
+pub fn save_parameters(
+    path: &Path,
+    specs: &[ParamSpec],
+    vars: &[Var],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let tensors: Vec<(&str, &Tensor)> = specs
+        .iter()
+        .zip(vars)
+        .map(|(s, v)| (s.name.as_str(), v.as_tensor()))
+        .collect();
+    write_atomic(path, |tmp| {
+        safetensors::serialize_to_file(tensors, Some(metadata), tmp)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
+}
+
+/// Writes a file through a temporary file in the same folder, fsync and rename.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io_err(dir))?;
+    write(tmp.path()).map_err(io_err(path))?;
+    File::open(tmp.path())
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(path))?;
+    tmp.persist(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        error: e.error,
+    })?;
+    // Make the rename itself durable.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// [`write_atomic`] for bytes already in memory.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |tmp| File::create(tmp)?.write_all(bytes))
+}

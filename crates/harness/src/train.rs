@@ -1,0 +1,251 @@
+//! The training loop, read top to bottom like nanoGPT's `train.py`: configuration, data,
+//! model, optimizer, then per epoch: train, evaluate, append and flush one CSV row; at the
+//! end, the checkpoint.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use frames::Dataset;
+use serde::{Deserialize, Serialize};
+
+use crate::adam::{Adam, AdamConfig};
+use crate::error::{io_err, Error, Result};
+use crate::model::{window_loss, SequenceModel};
+use crate::params::{init_parameters, load_parameters, save_parameters, var_builder};
+
+/// How to train; every default is the seed's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the training windows. Seed: 10.
+    pub epochs: usize,
+    /// The optimizer. Seed: Chainer's Adam, lr 1e-3.
+    pub adam: AdamConfig,
+    /// Seed of the weight initialisation. Seed: 0.
+    pub seed: u64,
+    /// Folder for `<model>.csv` and `<model>.safetensors`.
+    pub out_dir: PathBuf,
+    /// Start from these weights instead of a seeded initialisation.
+    pub init_from: Option<PathBuf>,
+    /// Print nothing but errors.
+    pub quiet: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            adam: AdamConfig::default(),
+            seed: 0,
+            out_dir: PathBuf::from("results"),
+            init_from: None,
+            quiet: false,
+        }
+    }
+}
+
+/// One CSV row: what one epoch did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRow {
+    /// From 1.
+    pub epoch: usize,
+    /// Mean over the epoch's windows of the window loss each update minimised, taken
+    /// before that update.
+    pub train_loss: f64,
+    /// Mean window loss over the test windows after the epoch's last update.
+    pub test_loss: f64,
+    /// Wall time of the epoch's training (updates only, not the test pass).
+    pub seconds: f64,
+    /// Training steps (one frame in, one predicted) per second of `seconds`.
+    pub frames_per_second: f64,
+}
+
+/// What a finished run leaves behind.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub rows: Vec<EpochRow>,
+    pub csv: PathBuf,
+    pub checkpoint: PathBuf,
+}
+
+/// Paths of a model's outputs in `out_dir`.
+pub fn output_paths(out_dir: &Path, kind: &str) -> (PathBuf, PathBuf) {
+    (
+        out_dir.join(format!("{kind}.csv")),
+        out_dir.join(format!("{kind}.safetensors")),
+    )
+}
+
+/// Trains model `M` on `data` and writes its CSV and checkpoint into `config.out_dir`.
+pub fn train<M: SequenceModel>(
+    model_config: &M::Config,
+    data: &Dataset,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<RunSummary> {
+    let dtype = DType::F32;
+    let say = |line: &str| {
+        if !config.quiet {
+            println!("{line}");
+        }
+    };
+
+    // Outputs: fail on an unwritable folder before any work.
+    std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
+    let (csv_path, checkpoint_path) = output_paths(&config.out_dir, M::KIND);
+
+    // Data.
+    let to_device = |ws: Vec<Tensor>| -> Result<Vec<Tensor>> {
+        ws.into_iter()
+            .map(|w| Ok(w.to_dtype(dtype)?.to_device(device)?))
+            .collect()
+    };
+    let train_windows = to_device(data.train_windows()?)?;
+    let test_windows = to_device(data.test_windows()?)?;
+    let steps_per_epoch: usize = train_windows
+        .iter()
+        .map(|w| w.dim(0).unwrap_or(1) - 1)
+        .sum();
+
+    // Model.
+    let specs = M::parameter_specs(model_config);
+    let vars: Vec<Var> = match &config.init_from {
+        Some(path) => load_parameters(path, &specs, dtype, device)?,
+        None => init_parameters(&specs, config.seed, dtype, device)?,
+    };
+    let model = M::load(model_config, var_builder(&specs, &vars, dtype, device))?;
+    let n_params: usize = specs.iter().map(|s| s.numel()).sum();
+
+    // Optimizer.
+    let mut adam = Adam::new(config.adam, &vars)?;
+
+    say(&format!(
+        "model {} {:?}: {} parameters ({:.1} MB f32), device {:?}",
+        M::KIND,
+        model_config,
+        n_params,
+        n_params as f64 * 4.0 / 1e6,
+        device
+    ));
+    say(&format!(
+        "data {}: {} frames {}, train {} frames -> {} windows of {} (stride {}), test {} frames -> {} windows",
+        data.frames.paths.first().and_then(|p| p.parent()).map(|p| p.display().to_string()).unwrap_or_default(),
+        data.frames.len(),
+        data.frames.size(),
+        data.split.train,
+        train_windows.len(),
+        data.windows.len,
+        data.windows.stride,
+        data.split.test,
+        test_windows.len(),
+    ));
+    say(&format!(
+        "train: {} epochs, Adam ({:?} form) lr {} betas ({}, {}) eps {}, seed {}{}",
+        config.epochs,
+        config.adam.form,
+        config.adam.lr,
+        config.adam.beta1,
+        config.adam.beta2,
+        config.adam.eps,
+        config.seed,
+        match &config.init_from {
+            Some(p) => format!(", weights from {}", p.display()),
+            None => String::new(),
+        }
+    ));
+
+    let mut rows = Vec::with_capacity(config.epochs);
+    for epoch in 1..=config.epochs {
+        // Train: one update per window, windows in order.
+        let start = Instant::now();
+        let mut loss_sum = 0.0;
+        for window in &train_windows {
+            let (loss, grads) = model.loss_and_grads(window, &vars)?;
+            adam.update(&vars, &grads)?;
+            loss_sum += loss;
+        }
+        // Sync point: on a GPU the clock must not stop before the kernels do.
+        device.synchronize()?;
+        let seconds = start.elapsed().as_secs_f64();
+
+        // Evaluate: same window loss on the held-out windows, no update.
+        let mut test_sum = 0.0;
+        for window in &test_windows {
+            let loss = window_loss(&model.predict(window)?.detach(), window)?;
+            test_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        }
+
+        let row = EpochRow {
+            epoch,
+            train_loss: loss_sum / train_windows.len() as f64,
+            test_loss: test_sum / test_windows.len() as f64,
+            seconds,
+            frames_per_second: steps_per_epoch as f64 / seconds,
+        };
+        say(&format!(
+            "epoch {:>3}/{}  train_loss {:.6}  test_loss {:.6}  {:.3} s  {:.0} frames/s",
+            row.epoch,
+            config.epochs,
+            row.train_loss,
+            row.test_loss,
+            row.seconds,
+            row.frames_per_second
+        ));
+        rows.push(row);
+        write_csv(&csv_path, &rows)?;
+    }
+
+    let mut metadata = HashMap::new();
+    metadata.insert("format".to_string(), "pt".to_string());
+    metadata.insert("model".to_string(), M::KIND.to_string());
+    metadata.insert("model_config".to_string(), to_json(model_config)?);
+    metadata.insert("train_config".to_string(), to_json(config)?);
+    metadata.insert("epochs_done".to_string(), rows.len().to_string());
+    save_parameters(&checkpoint_path, &specs, &vars, metadata)?;
+    say(&format!(
+        "wrote {} and {}",
+        csv_path.display(),
+        checkpoint_path.display()
+    ));
+    Ok(RunSummary {
+        rows,
+        csv: csv_path,
+        checkpoint: checkpoint_path,
+    })
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Rewrites the whole CSV atomically, so a reader never sees half a row.
+pub fn write_csv(path: &Path, rows: &[EpochRow]) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        writer
+            .serialize(row)
+            .map_err(|e| Error::Config(e.to_string()))?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| Error::Config(e.to_string()))?;
+    crate::params::write_bytes_atomic(path, &bytes)
+}
+
+/// Reads rows back from a CSV written by [`write_csv`].
+pub fn read_csv(path: &Path) -> Result<Vec<EpochRow>> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    reader
+        .deserialize()
+        .map(|r| {
+            r.map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
