@@ -85,6 +85,9 @@ impl Adam {
         let fix1 = 1.0 - b1.powi(t);
         let fix2 = 1.0 - b2.powi(t);
         for (k, (param, grad)) in params.iter().zip(grads).enumerate() {
+            // Detached, so the moments never hold on to the graph a gradient came from:
+            // a tracked gradient would chain every update to the one before it.
+            let grad = &grad.detach();
             // m += (1-b1)(g-m); v += (1-b2)(g^2-v): Chainer's spelling of the same moments.
             let m = (&self.m[k] + ((grad - &self.m[k])? * (1.0 - b1))?)?;
             let v = (&self.v[k] + ((grad.sqr()? - &self.v[k])? * (1.0 - b2))?)?;
@@ -99,7 +102,7 @@ impl Adam {
                     ((m_hat / (v_hat.sqrt()? + eps)?)? * lr)?
                 }
             };
-            param.set(&(param.as_tensor() - delta)?)?;
+            param.set(&(param.as_tensor().detach() - delta)?)?;
             self.m[k] = m;
             self.v[k] = v;
         }

@@ -86,3 +86,129 @@ fn set(var: &Var, values: &[f64]) -> Result<()> {
     var.set(&t)?;
     Ok(())
 }
+
+/// How one parameter's gradient from `M::loss_and_grads` compares with candle's autograd
+/// through `M::predict` ([`crate::autograd_loss_and_grads`]), the reference path.
+#[derive(Debug, Clone)]
+pub struct PathCheck {
+    pub name: String,
+    /// Largest `|fast - reference|` over the tensor's entries.
+    pub max_abs_diff: f64,
+    /// Largest `|reference|`, the scale `max_abs_diff` is read against.
+    pub max_reference: f64,
+}
+
+/// Runs both gradient paths on the same weights (drawn with `seed`, biases nonzero) and
+/// window, in the window's dtype; returns `(loss, reference_loss, per-tensor checks)`.
+pub fn compare_with_autograd<M: SequenceModel>(
+    config: &M::Config,
+    window: &Tensor,
+    seed: u64,
+) -> Result<(f64, f64, Vec<PathCheck>)> {
+    let (dtype, device) = (window.dtype(), window.device().clone());
+    let mut specs = M::parameter_specs(config);
+    for spec in &mut specs {
+        spec.init = crate::ParamInit::Normal { fan_in: 4 };
+    }
+    let vars = init_parameters(&specs, seed, dtype, &device)?;
+    let model = M::load(config, var_builder(&specs, &vars, dtype, &device))?;
+    let (loss, grads) = model.loss_and_grads(window, &vars)?;
+    let (ref_loss, ref_grads) = crate::autograd_loss_and_grads(&model, window, &vars)?;
+    let max_abs = |t: &Tensor| -> Result<f64> {
+        Ok(t.abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?)
+    };
+    let mut checks = Vec::new();
+    for ((spec, fast), reference) in specs.iter().zip(&grads).zip(&ref_grads) {
+        if fast.dims() != reference.dims() {
+            return Err(crate::Error::Config(format!(
+                "{}: gradient shape {:?}, reference {:?}",
+                spec.name,
+                fast.dims(),
+                reference.dims()
+            )));
+        }
+        checks.push(PathCheck {
+            name: spec.name.clone(),
+            max_abs_diff: max_abs(&(fast - reference)?)?,
+            max_reference: max_abs(reference)?,
+        });
+    }
+    Ok((loss, ref_loss, checks))
+}
+
+/// Compares `M::loss_and_grads` with gradients another implementation saved.
+///
+/// `weights`: a safetensors file of the model's parameters (PyTorch names); `reference`:
+/// a safetensors file with the gradient of each parameter under the same name and the
+/// window's loss as `loss` (shape `[1]`), as `bench/torch_reference.py --dump-grads`
+/// writes them. Computed in f64 on the CPU; returns `(loss, reference_loss, checks)`.
+pub fn compare_with_saved<M: SequenceModel>(
+    config: &M::Config,
+    weights: &std::path::Path,
+    reference: &std::path::Path,
+    window: &Tensor,
+) -> Result<(f64, f64, Vec<PathCheck>)> {
+    let device = Device::Cpu;
+    let window = window.to_dtype(DType::F64)?;
+    let specs = M::parameter_specs(config);
+    let vars = crate::params::load_parameters(weights, &specs, DType::F64, &device)?;
+    let model = M::load(config, var_builder(&specs, &vars, DType::F64, &device))?;
+    let (loss, grads) = model.loss_and_grads(&window, &vars)?;
+    let saved = crate::params::Checkpoint::read(reference)?;
+    let missing = |name: &str| crate::Error::Checkpoint {
+        path: reference.to_path_buf(),
+        message: format!("no tensor `{name}`"),
+    };
+    let ref_loss = saved
+        .tensors
+        .get("loss")
+        .ok_or_else(|| missing("loss"))?
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?[0];
+    let max_abs =
+        |t: &Tensor| -> Result<f64> { Ok(t.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?) };
+    let mut checks = Vec::new();
+    for (spec, grad) in specs.iter().zip(&grads) {
+        let theirs = saved
+            .tensors
+            .get(&spec.name)
+            .ok_or_else(|| missing(&spec.name))?
+            .to_dtype(DType::F64)?;
+        checks.push(PathCheck {
+            name: spec.name.clone(),
+            max_abs_diff: max_abs(&(grad - &theirs)?)?,
+            max_reference: max_abs(&theirs)?,
+        });
+    }
+    Ok((loss, ref_loss, checks))
+}
+
+/// Prints every check and panics, naming the tensor, if one differs by more than
+/// `rel * max(|reference|, floor)`. For tests.
+pub fn assert_paths_agree(checks: &[PathCheck], rel: f64, floor: f64) {
+    for check in checks {
+        println!(
+            "{:<24} max|diff| {:.3e}  max|reference| {:.3e}",
+            check.name, check.max_abs_diff, check.max_reference
+        );
+    }
+    for check in checks {
+        assert!(
+            check.max_reference > 0.0 || floor > 0.0,
+            "{}: the reference gradient is all zeros",
+            check.name
+        );
+        let bound = rel * check.max_reference.max(floor);
+        assert!(
+            check.max_abs_diff <= bound,
+            "{}: max|diff| {:.3e} > {bound:.3e}",
+            check.name,
+            check.max_abs_diff
+        );
+    }
+}

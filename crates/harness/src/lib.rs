@@ -22,5 +22,7 @@ pub mod params;
 pub mod train;
 
 pub use error::{Error, Result};
-pub use model::{window_loss, ParamInit, ParamSpec, SequenceModel};
+pub use model::{
+    autograd_loss_and_grads, window_loss, window_loss_and_grad, ParamInit, ParamSpec, SequenceModel,
+};
 pub use train::{train, EpochRow, RunSummary, TrainConfig};

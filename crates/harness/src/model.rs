@@ -75,22 +75,38 @@ pub trait SequenceModel: Sized {
     /// `[L-1, C, H, W]`: the prediction of frame `t + 1` for `t = 0 .. L-2`.
     fn predict(&self, window: &Tensor) -> Result<Tensor>;
 
-    /// The window loss and its gradient with respect to each parameter (same order as
-    /// `params`). The default runs `predict` and candle's autograd: the reference path.
+    /// The window loss and its gradient with respect to each parameter, in
+    /// [`SequenceModel::parameter_specs`] order; `params` are the variables the model was
+    /// built from, in that order. The default is [`autograd_loss_and_grads`]: `predict`
+    /// and candle's autograd, the reference a hand-written backward is tested against.
     fn loss_and_grads(&self, window: &Tensor, params: &[Var]) -> Result<(f64, Vec<Tensor>)> {
-        let loss = window_loss(&self.predict(window)?, window)?; // []
-        let grads = loss.backward()?;
-        let loss = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        let grads = params
-            .iter()
-            .map(|p| match grads.get(p.as_tensor()) {
-                Some(g) => Ok(g.clone()),
-                // A parameter the loss does not reach has a zero gradient.
-                None => p.as_tensor().zeros_like(),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((loss, grads))
+        autograd_loss_and_grads(self, window, params)
     }
+}
+
+/// The reference gradient path: [`SequenceModel::predict`], [`window_loss`], and candle's
+/// autograd.
+///
+/// Fine for small models; for the linear model at the seed's size it is not: each step's
+/// weight gradient is built from tracked tensors, so autograd keeps every step's
+/// 285 MB outer product alive until the end of the window.
+pub fn autograd_loss_and_grads<M: SequenceModel>(
+    model: &M,
+    window: &Tensor,
+    params: &[Var],
+) -> Result<(f64, Vec<Tensor>)> {
+    let loss = window_loss(&model.predict(window)?, window)?; // []
+    let grads = loss.backward()?;
+    let loss = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    let grads = params
+        .iter()
+        .map(|p| match grads.get(p.as_tensor()) {
+            Some(g) => Ok(g.clone()),
+            // A parameter the loss does not reach has a zero gradient.
+            None => p.as_tensor().zeros_like(),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((loss, grads))
 }
 
 /// The seed's window loss: the sum over steps of the per-step mean squared error.
@@ -106,4 +122,26 @@ pub fn window_loss(predictions: &Tensor, window: &Tensor) -> Result<Tensor> {
     let targets = window.narrow(0, 1, steps)?; // [L-1, C, H, W]
     let per_step = (predictions - targets)?.sqr()?.flatten_from(1)?.mean(1)?; // [L-1]
     per_step.sum_all()
+}
+
+/// [`window_loss`] and its gradient with respect to the predictions, for hand-written
+/// backward passes.
+///
+/// ## Returns
+/// `(loss, d_pred)`: the loss as a number, and `[L-1, C, H, W]`
+/// `dLoss/dpred_t = 2 (pred_t - frame_{t+1}) / P`, `P = C*H*W`, since each step's error is
+/// a mean over its `P` values and the steps are summed.
+pub fn window_loss_and_grad(predictions: &Tensor, window: &Tensor) -> Result<(f64, Tensor)> {
+    let steps = predictions.dim(0)?;
+    let per_frame = predictions.elem_count() / steps.max(1);
+    let targets = window.narrow(0, 1, steps)?; // [L-1, C, H, W]
+    let diff = (predictions - targets)?; // [L-1, C, H, W]
+    let loss = diff
+        .sqr()?
+        .sum_all()?
+        .to_dtype(candle_core::DType::F64)?
+        .to_scalar::<f64>()?
+        / per_frame as f64;
+    let d_pred = diff.affine(2.0 / per_frame as f64, 0.0)?; // [L-1, C, H, W]
+    Ok((loss, d_pred))
 }

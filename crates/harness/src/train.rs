@@ -15,6 +15,10 @@ use crate::error::{io_err, Error, Result};
 use crate::model::{window_loss, SequenceModel};
 use crate::params::{init_parameters, load_parameters, save_parameters, var_builder};
 
+/// The safetensors metadata key under which a checkpoint keeps, as JSON, the model kind,
+/// both configurations and the number of epochs done.
+pub const CHECKPOINT_METADATA_KEY: &str = "bench_cli";
+
 /// How to train; every default is the seed's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -196,12 +200,15 @@ pub fn train<M: SequenceModel>(
         write_csv(&csv_path, &rows)?;
     }
 
-    let mut metadata = HashMap::new();
-    metadata.insert("format".to_string(), "pt".to_string());
-    metadata.insert("model".to_string(), M::KIND.to_string());
-    metadata.insert("model_config".to_string(), to_json(model_config)?);
-    metadata.insert("train_config".to_string(), to_json(config)?);
-    metadata.insert("epochs_done".to_string(), rows.len().to_string());
+    // One metadata key: safetensors keeps metadata in a hash map, whose order would make
+    // two identical runs write different headers.
+    let about = serde_json::json!({
+        "model": M::KIND,
+        "model_config": model_config,
+        "train_config": config,
+        "epochs_done": rows.len(),
+    });
+    let metadata = HashMap::from([(CHECKPOINT_METADATA_KEY.to_string(), about.to_string())]);
     save_parameters(&checkpoint_path, &specs, &vars, metadata)?;
     say(&format!(
         "wrote {} and {}",
@@ -213,10 +220,6 @@ pub fn train<M: SequenceModel>(
         csv: csv_path,
         checkpoint: checkpoint_path,
     })
-}
-
-fn to_json<T: Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Config(e.to_string()))
 }
 
 /// Rewrites the whole CSV atomically, so a reader never sees half a row.

@@ -21,9 +21,10 @@
 //! assert_eq!(specs[3].name, "convlstm.bias_hh_l0");
 //! ```
 
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, Var};
 use candle_nn::VarBuilder;
-use harness::{cell::lstm_step, ParamSpec, SequenceModel};
+use harness::cell::{lstm_step, lstm_step_backward, lstm_step_forward, StepCache};
+use harness::{window_loss_and_grad, ParamSpec, SequenceModel};
 use serde::{Deserialize, Serialize};
 
 /// The conv model's shape. Defaults are the seed's.
@@ -98,11 +99,11 @@ impl ConvLstm {
         &self.config
     }
 
-    /// `conv(x, kernel) + bias` with the seed's stride 1 and size-keeping padding.
+    /// `conv(x, kernel) + bias` with the seed's stride 1 and size-keeping padding:
+    /// `[B, C, H, W] -> [B, 4C, H, W]`.
     fn conv(&self, x: &Tensor, kernel: &Tensor, bias: &Tensor) -> Result<Tensor> {
-        let bias = bias.reshape((1, 4 * self.config.channels, 1, 1))?; // [1, 4C, 1, 1]
         x.conv2d(kernel, self.config.padding(), 1, 1, 1)? // [B, 4C, H, W]
-            .broadcast_add(&bias)
+            .broadcast_add(&self.bias_4d(bias)?)
     }
 }
 
@@ -136,13 +137,7 @@ impl SequenceModel for ConvLstm {
     }
 
     fn predict(&self, window: &Tensor) -> Result<Tensor> {
-        let (l, c, height, width) = window.dims4()?;
-        if c != self.config.channels {
-            candle_core::bail!(
-                "conv model built for {} channels got frames with {c}",
-                self.config.channels
-            );
-        }
+        let (l, c, height, width) = self.check_window(window)?;
         let t_steps = l - 1;
         let x = window.narrow(0, 0, t_steps)?; // [T, C, H, W]
                                                // Fold time into the batch: the input convolutions do not depend on h, so all T
@@ -155,10 +150,7 @@ impl SequenceModel for ConvLstm {
             let px = preact_x.narrow(0, t, 1)?; // [1, 4C, H, W]
             let preact = match &h {
                 Some(h) => (px + self.conv(h, &self.weight_hh, &self.bias_hh)?)?,
-                None => {
-                    let bias = self.bias_hh.reshape((1, 4 * c, 1, 1))?;
-                    px.broadcast_add(&bias)?
-                }
+                None => px.broadcast_add(&self.bias_4d(&self.bias_hh)?)?,
             }; // [1, 4C, H, W]
             let (h_t, c_t) = lstm_step(&preact, &c_state)?; // [1, C, H, W] each
             hs.push(h_t.clone());
@@ -166,5 +158,113 @@ impl SequenceModel for ConvLstm {
             c_state = c_t;
         }
         Tensor::cat(&hs, 0) // [T, C, H, W]
+    }
+
+    /// Backpropagation through time written out: forward keeps each step's gates and cell
+    /// state; backward walks time in reverse; each kernel's gradient is one correlation
+    /// over all steps at once.
+    fn loss_and_grads(&self, window: &Tensor, _params: &[Var]) -> Result<(f64, Vec<Tensor>)> {
+        // No autograd here: detached weights keep candle from recording a graph.
+        self.detached().bptt(window)
+    }
+}
+
+impl ConvLstm {
+    /// The window's dims, checked against the configured channels.
+    fn check_window(&self, window: &Tensor) -> Result<(usize, usize, usize, usize)> {
+        let (l, c, height, width) = window.dims4()?;
+        if c != self.config.channels || l < 2 {
+            candle_core::bail!(
+                "conv model built for windows of {}-channel frames got [{l}, {c}, {height}, {width}]",
+                self.config.channels
+            );
+        }
+        Ok((l, c, height, width))
+    }
+
+    /// `[4C] -> [1, 4C, 1, 1]`, to broadcast over a batch of frames.
+    fn bias_4d(&self, bias: &Tensor) -> Result<Tensor> {
+        bias.reshape((1, 4 * self.config.channels, 1, 1))
+    }
+
+    /// The same model on detached tensors: candle records no graph through it.
+    fn detached(&self) -> ConvLstm {
+        ConvLstm {
+            config: self.config.clone(),
+            weight_ih: self.weight_ih.detach(),
+            weight_hh: self.weight_hh.detach(),
+            bias_ih: self.bias_ih.detach(),
+            bias_hh: self.bias_hh.detach(),
+        }
+    }
+
+    /// Gradient of `conv(input, kernel)` with respect to the kernel, summed over the batch:
+    /// `dK[o, c, ky, kx] = sum_{b,y,x} d_out[b, o, y, x] * input_padded[b, c, y+ky, x+kx]`,
+    /// itself a convolution of the input (batch and channels swapped) by `d_out`.
+    ///
+    /// `input`: `[B, C, H, W]`, `d_out`: `[B, 4C, H, W]`; returns `[4C, C, K, K]`.
+    fn kernel_grad(&self, input: &Tensor, d_out: &Tensor) -> Result<Tensor> {
+        input
+            .transpose(0, 1)? // [C, B, H, W]
+            .conv2d(&d_out.transpose(0, 1)?, self.config.padding(), 1, 1, 1)? // [C, 4C, K, K]
+            .transpose(0, 1)? // [4C, C, K, K]
+            .contiguous()
+    }
+
+    /// Loss and gradients by hand-written backpropagation through time.
+    fn bptt(&self, window: &Tensor) -> Result<(f64, Vec<Tensor>)> {
+        let (l, c, height, width) = self.check_window(window)?;
+        let t_steps = l - 1;
+
+        // Forward, keeping what backward reads.
+        let x = window.narrow(0, 0, t_steps)?; // [T, C, H, W]
+        let preact_x = self.conv(&x, &self.weight_ih, &self.bias_ih)?; // [T, 4C, H, W]
+        let zeros = Tensor::zeros((1, c, height, width), window.dtype(), window.device())?;
+        let mut caches: Vec<StepCache> = Vec::with_capacity(t_steps);
+        let mut hs: Vec<Tensor> = Vec::with_capacity(t_steps); // h_1 .. h_T, [1, C, H, W]
+        for t in 0..t_steps {
+            let px = preact_x.narrow(0, t, 1)?; // [1, 4C, H, W]
+            let preact = match hs.last() {
+                Some(h) => (px + self.conv(h, &self.weight_hh, &self.bias_hh)?)?,
+                None => px.broadcast_add(&self.bias_4d(&self.bias_hh)?)?,
+            }; // [1, 4C, H, W]
+            let c_prev = caches.last().map_or(&zeros, |k| &k.c);
+            let (h, cache) = lstm_step_forward(&preact, c_prev)?;
+            hs.push(h);
+            caches.push(cache);
+        }
+        let hs = Tensor::cat(&hs, 0)?; // [T, C, H, W]: the predictions
+        let (loss, d_hs) = window_loss_and_grad(&hs, window)?; // d_hs: [T, C, H, W]
+
+        // The cell, last step first; h and c after the last step carry no gradient.
+        let mut dh_next = zeros.clone(); // [1, C, H, W]
+        let mut dc_next = zeros.clone(); // [1, C, H, W]
+        let mut d_preacts = vec![zeros.clone(); t_steps];
+        for t in (0..t_steps).rev() {
+            let dh = (d_hs.narrow(0, t, 1)? + &dh_next)?; // [1, C, H, W]
+            let c_prev = if t == 0 { &zeros } else { &caches[t - 1].c };
+            let (d_preact, dc_prev) = lstm_step_backward(&caches[t], c_prev, &dh, &dc_next)?;
+            // The gradient of a convolution with respect to its input is the transposed
+            // convolution with the same kernel.
+            dh_next = d_preact.conv_transpose2d(&self.weight_hh, self.config.padding(), 0, 1, 1)?;
+            dc_next = dc_prev;
+            d_preacts[t] = d_preact;
+        }
+        let d_preact = Tensor::cat(&d_preacts, 0)?; // [T, 4C, H, W]
+
+        // Kernels: one correlation over all steps each. Step 0 saw h_0 = 0, so W_hh's
+        // gradient pairs steps 1 .. T-1 with h_1 .. h_{T-1}.
+        let d_weight_ih = self.kernel_grad(&x, &d_preact)?; // [4C, C, K, K]
+        let d_weight_hh = if t_steps > 1 {
+            self.kernel_grad(
+                &hs.narrow(0, 0, t_steps - 1)?,
+                &d_preact.narrow(0, 1, t_steps - 1)?,
+            )?
+        } else {
+            self.weight_hh.zeros_like()?
+        };
+        // b_ih and b_hh enter every step and pixel alike.
+        let d_bias = d_preact.sum((0, 2, 3))?; // [4C]
+        Ok((loss, vec![d_weight_ih, d_weight_hh, d_bias.clone(), d_bias]))
     }
 }

@@ -240,3 +240,28 @@ fn one_by_one_conv_lstm_is_the_linear_lstm() {
         assert!((x - y).abs() < 1e-14, "{a:?} vs {b:?}");
     }
 }
+
+#[test]
+fn hand_written_bptt_equals_autograd() {
+    // Odd sizes, kernels 5 and 3, and a one-step window (W_hh gets no gradient).
+    for (len, h, w, kernel) in [(6, 9, 7, 5), (2, 6, 6, 5), (26, 8, 5, 3)] {
+        let config = Config {
+            channels: 1,
+            kernel,
+        };
+        let window = random_window(len, h, w, len as u64);
+        let (loss, ref_loss, checks) =
+            harness::gradcheck::compare_with_autograd::<ConvLstm>(&config, &window, 3).unwrap();
+        assert!(
+            (loss - ref_loss).abs() <= 1e-12 * ref_loss,
+            "{loss} vs {ref_loss}"
+        );
+        for check in &checks {
+            println!("L={len} {check:?}");
+            assert!(
+                check.max_abs_diff <= 1e-12 * check.max_reference.max(1e-3),
+                "{check:?}"
+            );
+        }
+    }
+}

@@ -21,9 +21,10 @@
 //! assert_eq!(names[4], ("out.weight", vec![4225, 4225]));
 //! ```
 
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, Var};
 use candle_nn::VarBuilder;
-use harness::{cell::lstm_step, ParamSpec, SequenceModel};
+use harness::cell::{lstm_step, lstm_step_backward, lstm_step_forward, StepCache};
+use harness::{window_loss_and_grad, ParamSpec, SequenceModel};
 use serde::{Deserialize, Serialize};
 
 /// The linear model's shape. Defaults are the seed's.
@@ -112,9 +113,47 @@ impl LinearLstm {
         &self.config
     }
 
+    /// The window's dims, checked against the configured frame size.
+    fn check_window(&self, window: &Tensor) -> Result<(usize, usize, usize, usize)> {
+        let (l, c, height, width) = window.dims4()?;
+        if c * height * width != self.config.frame_len() || l < 2 {
+            candle_core::bail!(
+                "linear model built for windows of {}x{}x{} frames got [{l}, {c}, {height}, {width}]",
+                self.config.channels,
+                self.config.height,
+                self.config.width
+            );
+        }
+        Ok((l, c, height, width))
+    }
+
+    /// Gate pre-activations of the input half for all steps, `W_ih x + b_ih`:
+    /// `[T, D] -> [T, 4N]`.
+    fn input_preact(&self, x: &Tensor) -> Result<Tensor> {
+        self.weight_ih
+            .matmul(&x.t()?)? // [4N, T]
+            .t()? // [T, 4N]
+            .broadcast_add(&self.bias_ih) // [T, 4N]
+    }
+
+    /// The output layer, `out_w h + out_b`: `[T, N] -> [T, D]`.
+    fn output(&self, hs: &Tensor) -> Result<Tensor> {
+        self.out_weight
+            .matmul(&hs.t()?)? // [D, T]
+            .t()? // [T, D]
+            .broadcast_add(&self.out_bias) // [T, D]
+    }
+
     /// Gate pre-activations of the recurrent half, `W_hh h + b_hh`: `[1, N] -> [1, 4N]`.
+    ///
+    /// Written as `W_hh @ h^T` rather than `h @ W_hh^T`: autograd then produces the weight
+    /// gradient as one contiguous `[4N, N]` tensor in the parameter's own layout, instead
+    /// of a transposed view that every later accumulation has to walk element by element.
     fn recurrent_preact(&self, h: &Tensor) -> Result<Tensor> {
-        h.matmul(&self.weight_hh.t()?)?.broadcast_add(&self.bias_hh) // [1, 4N]
+        self.weight_hh
+            .matmul(&h.t()?)? // [4N, 1]
+            .t()? // [1, 4N]
+            .broadcast_add(&self.bias_hh) // [1, 4N]
     }
 }
 
@@ -152,22 +191,12 @@ impl SequenceModel for LinearLstm {
     }
 
     fn predict(&self, window: &Tensor) -> Result<Tensor> {
-        let (l, c, height, width) = window.dims4()?;
+        let (l, c, height, width) = self.check_window(window)?;
         let (t_steps, d, n) = (l - 1, self.config.frame_len(), self.config.hidden);
-        if c * height * width != d {
-            candle_core::bail!(
-                "linear model built for {}x{}x{} frames got {c}x{height}x{width}",
-                self.config.channels,
-                self.config.height,
-                self.config.width
-            );
-        }
         let x = window.narrow(0, 0, t_steps)?.reshape((t_steps, d))?; // [T, D]
                                                                       // Fold time into the batch: the input half of every gate does not depend on h, so
                                                                       // all T steps take one matrix product before the loop.
-        let preact_x = x
-            .matmul(&self.weight_ih.t()?)? // [T, 4N]
-            .broadcast_add(&self.bias_ih)?; // [T, 4N]
+        let preact_x = self.input_preact(&x)?; // [T, 4N]
         let mut c_state = Tensor::zeros((1, n), window.dtype(), window.device())?; // [1, N]
         let mut h: Option<Tensor> = None; // h_0 = 0, so step 0 skips W_hh
         let mut hs = Vec::with_capacity(t_steps);
@@ -183,9 +212,103 @@ impl SequenceModel for LinearLstm {
             c_state = c_t;
         }
         let hs = Tensor::cat(&hs, 0)?; // [T, N]
-        let y = hs
-            .matmul(&self.out_weight.t()?)? // [T, D]
-            .broadcast_add(&self.out_bias)?; // [T, D]
+        let y = self.output(&hs)?; // [T, D]
         y.reshape((t_steps, c, height, width)) // [T, C, H, W]
+    }
+
+    /// Backpropagation through time written out. Forward keeps each
+    /// step's gates and cell state; backward walks time in reverse, and every weight
+    /// gradient is one matrix product over all steps (`dW_ih = dA^T X`,
+    /// `dW_hh = dA^T H_prev`) instead of 25 outer products, so nothing the size of a weight
+    /// exists but the gradients themselves.
+    fn loss_and_grads(&self, window: &Tensor, _params: &[Var]) -> Result<(f64, Vec<Tensor>)> {
+        // No autograd here: detached weights keep candle from recording a graph.
+        let model = self.detached();
+        model.bptt(window)
+    }
+}
+
+impl LinearLstm {
+    /// The same model on detached tensors: candle records no graph through it.
+    fn detached(&self) -> LinearLstm {
+        LinearLstm {
+            config: self.config.clone(),
+            weight_ih: self.weight_ih.detach(),
+            weight_hh: self.weight_hh.detach(),
+            bias_ih: self.bias_ih.detach(),
+            bias_hh: self.bias_hh.detach(),
+            out_weight: self.out_weight.detach(),
+            out_bias: self.out_bias.detach(),
+        }
+    }
+
+    /// Loss and gradients by hand-written backpropagation through time.
+    fn bptt(&self, window: &Tensor) -> Result<(f64, Vec<Tensor>)> {
+        let (l, c, height, width) = self.check_window(window)?;
+        let (t_steps, d, n) = (l - 1, self.config.frame_len(), self.config.hidden);
+        let (dtype, device) = (window.dtype(), window.device());
+
+        // Forward, keeping what backward reads.
+        let x = window.narrow(0, 0, t_steps)?.reshape((t_steps, d))?; // [T, D]
+        let preact_x = self.input_preact(&x)?; // [T, 4N]
+        let zeros = Tensor::zeros((1, n), dtype, device)?; // [1, N]
+        let mut caches: Vec<StepCache> = Vec::with_capacity(t_steps);
+        let mut hs: Vec<Tensor> = Vec::with_capacity(t_steps); // h_1 .. h_T, each [1, N]
+        for t in 0..t_steps {
+            let px = preact_x.narrow(0, t, 1)?; // [1, 4N]
+            let preact = match hs.last() {
+                Some(h) => (px + self.recurrent_preact(h)?)?,
+                None => px.broadcast_add(&self.bias_hh)?,
+            }; // [1, 4N]
+            let c_prev = caches.last().map_or(&zeros, |k| &k.c);
+            let (h, cache) = lstm_step_forward(&preact, c_prev)?;
+            hs.push(h);
+            caches.push(cache);
+        }
+        let hs = Tensor::cat(&hs, 0)?; // [T, N]
+        let y = self.output(&hs)?; // [T, D]
+        let (loss, d_y) = window_loss_and_grad(&y.reshape((t_steps, c, height, width))?, window)?;
+        let d_y = d_y.reshape((t_steps, d))?; // [T, D]
+
+        // Output layer: y = out_w h + out_b, all steps at once.
+        let d_out_weight = d_y.t()?.matmul(&hs)?; // [D, N]
+        let d_out_bias = d_y.sum(0)?; // [D]
+        let d_hs = d_y.matmul(&self.out_weight)?; // [T, N]
+
+        // The cell, last step first; h and c of the step after T carry no gradient.
+        let mut dh_next = zeros.clone(); // [1, N]
+        let mut dc_next = zeros.clone(); // [1, N]
+        let mut d_preacts = vec![zeros.clone(); t_steps];
+        for t in (0..t_steps).rev() {
+            let dh = (d_hs.narrow(0, t, 1)? + &dh_next)?; // [1, N]
+            let c_prev = if t == 0 { &zeros } else { &caches[t - 1].c };
+            let (d_preact, dc_prev) = lstm_step_backward(&caches[t], c_prev, &dh, &dc_next)?;
+            dh_next = d_preact.matmul(&self.weight_hh)?; // [1, N]
+            dc_next = dc_prev;
+            d_preacts[t] = d_preact;
+        }
+        let d_preact = Tensor::cat(&d_preacts, 0)?; // [T, 4N]
+
+        // Gate weights: one product over all steps each. Step 0 saw h_0 = 0, so W_hh's
+        // gradient sums steps 1 .. T-1 against h_1 .. h_{T-1}.
+        let d_weight_ih = d_preact.t()?.matmul(&x)?; // [4N, D]
+        let d_weight_hh = if t_steps > 1 {
+            let later = d_preact.narrow(0, 1, t_steps - 1)?; // [T-1, 4N]
+            later.t()?.matmul(&hs.narrow(0, 0, t_steps - 1)?)? // [4N, N]
+        } else {
+            self.weight_hh.zeros_like()?
+        };
+        let d_bias = d_preact.sum(0)?; // [4N]: b_ih and b_hh enter every step alike
+        Ok((
+            loss,
+            vec![
+                d_weight_ih,
+                d_weight_hh,
+                d_bias.clone(),
+                d_bias,
+                d_out_weight,
+                d_out_bias,
+            ],
+        ))
     }
 }

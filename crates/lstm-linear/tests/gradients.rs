@@ -231,3 +231,31 @@ fn one_pixel_one_step_by_hand() {
     assert_eq!(pred.len(), 1);
     assert!((pred[0] - 0.32355046).abs() < 1e-8, "{}", pred[0]);
 }
+
+#[test]
+fn hand_written_bptt_equals_autograd() {
+    // Odd sizes, a non-square frame, hidden != frame size, and a one-step window (where
+    // W_hh gets no gradient at all).
+    for (len, h, w, hidden) in [(6, 5, 3, 11), (2, 4, 4, 3), (26, 3, 3, 9)] {
+        let config = Config {
+            channels: 1,
+            height: h,
+            width: w,
+            hidden,
+        };
+        let window = random_window(len, h, w, len as u64);
+        let (loss, ref_loss, checks) =
+            harness::gradcheck::compare_with_autograd::<LinearLstm>(&config, &window, 3).unwrap();
+        assert!(
+            (loss - ref_loss).abs() <= 1e-12 * ref_loss,
+            "{loss} vs {ref_loss}"
+        );
+        for check in &checks {
+            println!("L={len} {check:?}");
+            assert!(
+                check.max_abs_diff <= 1e-12 * check.max_reference.max(1e-3),
+                "{check:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The binary end to end: training runs on the shipped data, determinism, checkpoints,
+//! and the errors a user sees.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs bench-cli from the repository root. A panic anywhere is a bug, so any
+/// "panicked at" fails the test whatever the exit code.
+fn bench_cli(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_bench-cli"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("run bench-cli");
+    let output = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        !output.stderr.contains("panicked at") && !output.stdout.contains("panicked at"),
+        "bench-cli {args:?} panicked:\n{}",
+        output.stderr
+    );
+    output
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = bench_cli(args);
+    assert_eq!(out.code, 0, "bench-cli {args:?} failed:\n{}", out.stderr);
+    out
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = bench_cli(args);
+    assert_ne!(
+        out.code, 0,
+        "bench-cli {args:?} should fail:\n{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("error"), "{}", out.stderr);
+    out.stderr
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    epoch: usize,
+    train_loss: f64,
+    test_loss: f64,
+    seconds: f64,
+    frames_per_second: f64,
+}
+
+fn read_rows(path: &Path) -> Vec<Row> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("epoch,train_loss,test_loss,seconds,frames_per_second")
+    );
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 5, "{l}");
+            Row {
+                epoch: f[0].parse().unwrap(),
+                train_loss: f[1].parse().unwrap(),
+                test_loss: f[2].parse().unwrap(),
+                seconds: f[3].parse().unwrap(),
+                frames_per_second: f[4].parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn conv_seed_config_learns_over_ten_epochs() {
+    let out = tempfile::tempdir().unwrap();
+    let run = ok(&["--model", "conv", "--out", s(out.path())]);
+    assert!(run.stdout.contains("208 parameters"), "{}", run.stdout);
+    let rows = read_rows(&out.path().join("conv.csv"));
+    assert_eq!(rows.len(), 10);
+    for (k, row) in rows.iter().enumerate() {
+        assert_eq!(row.epoch, k + 1);
+        assert!(row.seconds > 0.0);
+        assert!((row.frames_per_second * row.seconds - 125.0).abs() < 1e-6 * 125.0);
+    }
+    let (first, last) = (&rows[0], &rows[9]);
+    println!("train_loss {} -> {}", first.train_loss, last.train_loss);
+    println!("test_loss {} -> {}", first.test_loss, last.test_loss);
+    // h starts near zero, so the first epoch's loss is near 25 x mean(frame^2); ten epochs
+    // of Adam at 1e-3 bring it down by well over half.
+    assert!(last.train_loss < 0.5 * first.train_loss, "{rows:?}");
+    assert!(last.test_loss < 0.5 * first.test_loss, "{rows:?}");
+    assert!(
+        rows.windows(2).all(|w| w[1].train_loss < w[0].train_loss),
+        "{rows:?}"
+    );
+    assert!(out.path().join("conv.safetensors").is_file());
+}
+
+#[test]
+fn one_seed_gives_identical_rows_and_another_seed_does_not() {
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let args = |dir: &Path, seed: &'static str| {
+        vec![
+            "--model".to_string(),
+            "conv".into(),
+            "--epochs".into(),
+            "2".into(),
+            "--seed".into(),
+            seed.into(),
+            "--out".into(),
+            s(dir).into(),
+        ]
+    };
+    for (dir, seed) in [(&a, "3"), (&b, "3"), (&c, "4")] {
+        let v = args(dir.path(), seed);
+        ok(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    let losses = |dir: &Path| -> Vec<(usize, f64, f64)> {
+        read_rows(&dir.join("conv.csv"))
+            .into_iter()
+            .map(|r| (r.epoch, r.train_loss, r.test_loss))
+            .collect()
+    };
+    assert_eq!(losses(a.path()), losses(b.path()));
+    assert_ne!(losses(a.path()), losses(c.path()));
+    // The tensors, bit for bit (the header names each run's own --out).
+    let weights = |dir: &Path| {
+        let bytes = std::fs::read(dir.join("conv.safetensors")).unwrap();
+        let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        bytes[8 + header..].to_vec()
+    };
+    assert_eq!(weights(a.path()), weights(b.path()));
+    assert_ne!(weights(a.path()), weights(c.path()));
+}
+
+#[test]
+fn init_from_round_trip_restores_the_weights() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    ok(&["--model", "conv", "--epochs", "1", "--out", s(a.path())]);
+    let checkpoint = a.path().join("conv.safetensors");
+    // A step of 1e-30 cannot move an f32 weight, so the loaded weights are evaluated as
+    // they were saved: the test loss must come back bit for bit.
+    let run = ok(&[
+        "--model",
+        "conv",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-30",
+        "--init-from",
+        s(&checkpoint),
+        "--out",
+        s(b.path()),
+    ]);
+    assert!(run.stdout.contains("weights from"), "{}", run.stdout);
+    let saved = read_rows(&a.path().join("conv.csv"));
+    let loaded = read_rows(&b.path().join("conv.csv"));
+    assert_eq!(saved[0].test_loss, loaded[0].test_loss);
+    assert_ne!(saved[0].train_loss, loaded[0].train_loss);
+}
+
+#[test]
+fn linear_model_trains_end_to_end_on_small_frames() {
+    let out = tempfile::tempdir().unwrap();
+    ok(&[
+        "--model",
+        "linear",
+        "--size",
+        "9",
+        "--hidden",
+        "16",
+        "--epochs",
+        "3",
+        "--out",
+        s(out.path()),
+    ]);
+    let rows = read_rows(&out.path().join("linear.csv"));
+    assert_eq!(rows.len(), 3);
+    assert!(rows[2].train_loss < rows[0].train_loss, "{rows:?}");
+    // And its checkpoint loads back into the same shape, but not into the conv model.
+    let checkpoint = out.path().join("linear.safetensors");
+    ok(&[
+        "--model",
+        "linear",
+        "--size",
+        "9",
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+        "--init-from",
+        s(&checkpoint),
+        "--out",
+        s(out.path()),
+    ]);
+    let err = fails(&[
+        "--model",
+        "linear",
+        "--size",
+        "9",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--init-from",
+        s(&checkpoint),
+    ]);
+    assert!(
+        err.contains("lstm.weight_ih_l0") && err.contains("[64, 81]") && err.contains("[32, 81]"),
+        "{err}"
+    );
+    let err = fails(&[
+        "--model",
+        "conv",
+        "--epochs",
+        "1",
+        "--init-from",
+        s(&checkpoint),
+    ]);
+    assert!(
+        err.contains("convlstm.weight_ih_l0") && err.contains("missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn frames_subcommand_reports_the_seed_split() {
+    let out = ok(&["frames"]);
+    assert!(out.stdout.contains("152 frames, 65x65"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("train 126 frames (5000.png .. 5125.png)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("test 26 frames (5126.png .. 5151.png)"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("train 5, test 1"), "{}", out.stdout);
+    // The copy-last baseline agrees with data/README.md's numpy figure, 0.0035949211.
+    let mse: f64 = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("copy-last-frame MSE on the test windows: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((mse - 0.0035949211).abs() < 1e-8, "{mse}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error_with_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let err = fails(&["frames", "--data", s(&missing)]);
+    assert!(
+        err.contains("missing") && err.contains("cannot read"),
+        "{err}"
+    );
+    let err = fails(&["--model", "conv", "--data", s(&missing)]);
+    assert!(err.contains("missing"), "{err}");
+    let err = fails(&["frames", "--seq-len", "100"]);
+    assert!(err.contains("needs 100"), "{err}");
+    let err = fails(&["frames", "--size", "0x3"]);
+    assert!(err.contains("invalid size"), "{err}");
+    let err = fails(&["--model", "conv", "--hidden", "10"]);
+    assert!(err.contains("--hidden"), "{err}");
+    let err = fails(&["--model", "linear", "--kernel", "3"]);
+    assert!(err.contains("--kernel"), "{err}");
+    let err = fails(&["--model", "conv", "--kernel", "4"]);
+    assert!(err.contains("--kernel 4"), "{err}");
+    let err = fails(&["--model", "conv", "--lr=-1"]);
+    assert!(err.contains("--lr"), "{err}");
+    let err = fails(&["--model", "resnet"]);
+    assert!(err.contains("invalid value 'resnet'"), "{err}");
+    let err = fails(&["--model", "conv", "--init-from", s(&missing)]);
+    assert!(
+        err.contains("--init-from") && err.contains("missing"),
+        "{err}"
+    );
+    let err = fails(&[]);
+    assert!(err.contains("--model"), "{err}");
+    if !cfg!(feature = "cuda") {
+        let err = fails(&["--model", "conv", "--device", "cuda"]);
+        assert!(err.contains("without CUDA"), "{err}");
+    }
+}
+
+#[test]
+fn unwritable_out_names_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = file.join("results");
+    let err = fails(&["--model", "conv", "--epochs", "1", "--out", s(&out)]);
+    assert!(err.contains("a-file/results"), "{err}");
+}
