@@ -15,6 +15,7 @@
 
 pub mod adam;
 pub mod cell;
+pub mod cpu;
 mod error;
 pub mod gradcheck;
 pub mod model;

@@ -75,3 +75,70 @@ fn several_steps_match_the_formulas() {
         assert!((got - want).abs() < 1e-14, "{form:?}: {got} vs {want}");
     }
 }
+
+#[test]
+fn fused_cpu_update_matches_the_tensor_formula() {
+    // The same f32 parameters and gradients through both code paths: the fused in-place
+    // loop (f32 on the CPU) and the tensor formula (here forced by running in f64 and
+    // casting back). Five steps with gradients from 1e-7 to 3.
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let n = 40_000;
+    let init: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let grads: Vec<Vec<f32>> = (0..5)
+        .map(|_| {
+            (0..n)
+                .map(|i| rng.random_range(-1.0f32..1.0) * 10f32.powi(-((i % 8) as i32)) * 3.0)
+                .collect()
+        })
+        .collect();
+    for form in [AdamForm::Chainer, AdamForm::Torch] {
+        let config = AdamConfig {
+            form,
+            ..AdamConfig::default()
+        };
+        let dev = Device::Cpu;
+        let fused = Var::from_tensor(&Tensor::new(init.as_slice(), &dev).unwrap()).unwrap();
+        let reference = Var::from_tensor(
+            &Tensor::new(init.as_slice(), &dev)
+                .unwrap()
+                .to_dtype(candle_core::DType::F64)
+                .unwrap(),
+        )
+        .unwrap();
+        let mut a = Adam::new(config, std::slice::from_ref(&fused)).unwrap();
+        let mut b = Adam::new(config, std::slice::from_ref(&reference)).unwrap();
+        for g in &grads {
+            let g32 = Tensor::new(g.as_slice(), &dev).unwrap();
+            let g64 = g32.to_dtype(candle_core::DType::F64).unwrap();
+            a.update(std::slice::from_ref(&fused), &[g32]).unwrap();
+            b.update(std::slice::from_ref(&reference), &[g64]).unwrap();
+        }
+        let x: Vec<f32> = fused.as_tensor().to_vec1().unwrap();
+        let y: Vec<f64> = reference.as_tensor().to_vec1().unwrap();
+        let moved: Vec<f64> = y.iter().zip(&init).map(|(y, i)| y - *i as f64).collect();
+        for i in 0..n {
+            // Agreement on the step taken (about 5e-3), to f32 rounding of the weight.
+            let err = (x[i] as f64 - y[i]).abs();
+            assert!(
+                err < 2e-7,
+                "{form:?} {i}: {} vs {} (moved {})",
+                x[i],
+                y[i],
+                moved[i]
+            );
+        }
+        let (m32, _) = a.moments(0).unwrap();
+        let (m64, _) = b.moments(0).unwrap();
+        let m32: Vec<f32> = m32.to_vec1().unwrap();
+        let m64: Vec<f64> = m64.to_vec1().unwrap();
+        for i in 0..n {
+            // m sums gradients of either sign: read its error against their size.
+            let scale = grads.iter().map(|g| g[i].abs() as f64).fold(0.0, f64::max);
+            assert!(
+                (m32[i] as f64 - m64[i]).abs() <= 1e-6 * scale,
+                "{form:?} {i}"
+            );
+        }
+    }
+}

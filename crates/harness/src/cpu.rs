@@ -1,0 +1,53 @@
+//! Plain-slice access to candle's CPU tensors, for hand-written kernels.
+//!
+//! candle keeps a tensor's values in a `CpuStorage` behind a lock. Reading borrows that
+//! storage for the duration of a closure; writing goes through candle's `InplaceOp1`, the
+//! one sanctioned way to mutate a tensor's storage in place.
+
+use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
+
+/// Calls `f` with the values of a contiguous f32 CPU tensor, without copying them.
+/// Errors on any other device, dtype or layout: callers pick their fast path by
+/// [`is_f32_cpu`] first.
+pub fn with_f32<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = tensor.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("expected a CPU tensor, got {:?}", tensor.device());
+    };
+    let values = cpu.as_slice::<f32>()?;
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("expected a contiguous tensor".into()))?;
+    Ok(f(&values[start..end]))
+}
+
+/// True for an f32 tensor on the CPU: the tensors the hand-written kernels take.
+pub fn is_f32_cpu(tensor: &Tensor) -> bool {
+    tensor.device().is_cpu() && tensor.dtype() == candle_core::DType::F32
+}
+
+/// A tensor `shape` on the CPU owning `values` (no copy).
+pub fn tensor_from(values: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+    Tensor::from_vec(values, shape, &candle_core::Device::Cpu)
+}
+
+/// Runs `f` on the values of a contiguous f32 CPU tensor, mutably, in place.
+pub fn update_f32(tensor: &Tensor, f: impl FnMut(&mut [f32])) -> Result<()> {
+    struct InPlace<F>(std::cell::RefCell<F>);
+    impl<F: FnMut(&mut [f32])> candle_core::InplaceOp1 for InPlace<F> {
+        fn name(&self) -> &'static str {
+            "update-f32"
+        }
+        fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+            let CpuStorage::F32(values) = storage else {
+                candle_core::bail!("update_f32 on a tensor that is not f32");
+            };
+            let (start, end) = layout
+                .contiguous_offsets()
+                .ok_or_else(|| candle_core::Error::Msg("expected a contiguous tensor".into()))?;
+            (self.0.borrow_mut())(&mut values[start..end]);
+            Ok(())
+        }
+    }
+    tensor.inplace_op1(&InPlace(std::cell::RefCell::new(f)))
+}
