@@ -11,14 +11,7 @@ use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
 /// [`is_f32_cpu`] first.
 pub fn with_f32<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = tensor.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("expected a CPU tensor, got {:?}", tensor.device());
-    };
-    let values = cpu.as_slice::<f32>()?;
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("expected a contiguous tensor".into()))?;
-    Ok(f(&values[start..end]))
+    Ok(f(f32_slice(&storage, layout)?))
 }
 
 /// True for an f32 tensor on the CPU: the tensors the hand-written kernels take.
@@ -50,4 +43,17 @@ pub fn update_f32(tensor: &Tensor, f: impl FnMut(&mut [f32])) -> Result<()> {
         }
     }
     tensor.inplace_op1(&InPlace(std::cell::RefCell::new(f)))
+}
+
+/// The values of a contiguous f32 CPU tensor, borrowed from its storage guard:
+/// `let (s, l) = t.storage_and_layout(); let values = f32_slice(&s, l)?;`
+pub fn f32_slice<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
+    let Storage::Cpu(cpu) = storage else {
+        candle_core::bail!("expected a CPU tensor");
+    };
+    let values = cpu.as_slice::<f32>()?;
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("expected a contiguous tensor".into()))?;
+    Ok(&values[start..end])
 }

@@ -18,6 +18,7 @@ pub mod cell;
 pub mod cpu;
 mod error;
 pub mod gradcheck;
+pub mod linalg;
 pub mod model;
 pub mod params;
 pub mod train;

@@ -24,6 +24,7 @@
 use candle_core::{Result, Tensor, Var};
 use candle_nn::VarBuilder;
 use harness::cell::{lstm_step, lstm_step_backward, lstm_step_forward, StepCache};
+use harness::linalg::product;
 use harness::{window_loss_and_grad, ParamSpec, SequenceModel};
 use serde::{Deserialize, Serialize};
 
@@ -250,14 +251,16 @@ impl LinearLstm {
 
         // Forward, keeping what backward reads.
         let x = window.narrow(0, 0, t_steps)?.reshape((t_steps, d))?; // [T, D]
-        let preact_x = self.input_preact(&x)?; // [T, 4N]
+                                                                      // Fold time into the batch: all T input products at once.
+        let preact_x = product(&x, false, &self.weight_ih, true)?.broadcast_add(&self.bias_ih)?; // [T, 4N]
         let zeros = Tensor::zeros((1, n), dtype, device)?; // [1, N]
         let mut caches: Vec<StepCache> = Vec::with_capacity(t_steps);
         let mut hs: Vec<Tensor> = Vec::with_capacity(t_steps); // h_1 .. h_T, each [1, N]
         for t in 0..t_steps {
             let px = preact_x.narrow(0, t, 1)?; // [1, 4N]
             let preact = match hs.last() {
-                Some(h) => (px + self.recurrent_preact(h)?)?,
+                Some(h) => (px + product(h, false, &self.weight_hh, true)?)?
+                    .broadcast_add(&self.bias_hh)?,
                 None => px.broadcast_add(&self.bias_hh)?,
             }; // [1, 4N]
             let c_prev = caches.last().map_or(&zeros, |k| &k.c);
@@ -266,14 +269,14 @@ impl LinearLstm {
             caches.push(cache);
         }
         let hs = Tensor::cat(&hs, 0)?; // [T, N]
-        let y = self.output(&hs)?; // [T, D]
+        let y = product(&hs, false, &self.out_weight, true)?.broadcast_add(&self.out_bias)?; // [T, D]
         let (loss, d_y) = window_loss_and_grad(&y.reshape((t_steps, c, height, width))?, window)?;
         let d_y = d_y.reshape((t_steps, d))?; // [T, D]
 
         // Output layer: y = out_w h + out_b, all steps at once.
-        let d_out_weight = d_y.t()?.matmul(&hs)?; // [D, N]
+        let d_out_weight = product(&d_y, true, &hs, false)?; // [D, N]
         let d_out_bias = d_y.sum(0)?; // [D]
-        let d_hs = d_y.matmul(&self.out_weight)?; // [T, N]
+        let d_hs = product(&d_y, false, &self.out_weight, false)?; // [T, N]
 
         // The cell, last step first; h and c of the step after T carry no gradient.
         let mut dh_next = zeros.clone(); // [1, N]
@@ -283,7 +286,7 @@ impl LinearLstm {
             let dh = (d_hs.narrow(0, t, 1)? + &dh_next)?; // [1, N]
             let c_prev = if t == 0 { &zeros } else { &caches[t - 1].c };
             let (d_preact, dc_prev) = lstm_step_backward(&caches[t], c_prev, &dh, &dc_next)?;
-            dh_next = d_preact.matmul(&self.weight_hh)?; // [1, N]
+            dh_next = product(&d_preact, false, &self.weight_hh, false)?; // [1, N]
             dc_next = dc_prev;
             d_preacts[t] = d_preact;
         }
@@ -291,10 +294,15 @@ impl LinearLstm {
 
         // Gate weights: one product over all steps each. Step 0 saw h_0 = 0, so W_hh's
         // gradient sums steps 1 .. T-1 against h_1 .. h_{T-1}.
-        let d_weight_ih = d_preact.t()?.matmul(&x)?; // [4N, D]
+        let d_weight_ih = product(&d_preact, true, &x, false)?; // [4N, D]
         let d_weight_hh = if t_steps > 1 {
             let later = d_preact.narrow(0, 1, t_steps - 1)?; // [T-1, 4N]
-            later.t()?.matmul(&hs.narrow(0, 0, t_steps - 1)?)? // [4N, N]
+            product(
+                &later.contiguous()?,
+                true,
+                &hs.narrow(0, 0, t_steps - 1)?,
+                false,
+            )? // [4N, N]
         } else {
             self.weight_hh.zeros_like()?
         };
