@@ -99,11 +99,15 @@ pub struct PathCheck {
 }
 
 /// Runs both gradient paths on the same weights (drawn with `seed`, biases nonzero) and
-/// window, in the window's dtype; returns `(loss, reference_loss, per-tensor checks)`.
+/// window: `M::loss_and_grads` in the window's dtype, and the autograd reference in
+/// `reference_dtype` (f64 for an f32 window, so the comparison measures the fast path's
+/// rounding and not the reference's own f32 sums). Returns
+/// `(loss, reference_loss, per-tensor checks)`.
 pub fn compare_with_autograd<M: SequenceModel>(
     config: &M::Config,
     window: &Tensor,
     seed: u64,
+    reference_dtype: DType,
 ) -> Result<(f64, f64, Vec<PathCheck>)> {
     let (dtype, device) = (window.dtype(), window.device().clone());
     let mut specs = M::parameter_specs(config);
@@ -113,7 +117,20 @@ pub fn compare_with_autograd<M: SequenceModel>(
     let vars = init_parameters(&specs, seed, dtype, &device)?;
     let model = M::load(config, var_builder(&specs, &vars, dtype, &device))?;
     let (loss, grads) = model.loss_and_grads(window, &vars)?;
-    let (ref_loss, ref_grads) = crate::autograd_loss_and_grads(&model, window, &vars)?;
+    let ref_vars = vars
+        .iter()
+        .map(|v| Var::from_tensor(&v.as_tensor().to_dtype(reference_dtype)?))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let ref_model = M::load(
+        config,
+        var_builder(&specs, &ref_vars, reference_dtype, &device),
+    )?;
+    let ref_window = window.to_dtype(reference_dtype)?;
+    let (ref_loss, ref_grads) = crate::autograd_loss_and_grads(&ref_model, &ref_window, &ref_vars)?;
+    let grads = grads
+        .iter()
+        .map(|g| g.to_dtype(reference_dtype))
+        .collect::<candle_core::Result<Vec<_>>>()?;
     let max_abs = |t: &Tensor| -> Result<f64> {
         Ok(t.abs()?
             .flatten_all()?

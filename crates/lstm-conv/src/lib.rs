@@ -24,7 +24,10 @@
 use candle_core::{Result, Tensor, Var};
 use candle_nn::VarBuilder;
 use harness::cell::{lstm_step, lstm_step_backward, lstm_step_forward, StepCache};
+use harness::cpu::{f32_slice, is_f32_cpu, tensor_from};
 use harness::{window_loss_and_grad, ParamSpec, SequenceModel};
+
+pub mod cpu;
 use serde::{Deserialize, Serialize};
 
 /// The conv model's shape. Defaults are the seed's.
@@ -163,7 +166,20 @@ impl SequenceModel for ConvLstm {
     /// Backpropagation through time written out: forward keeps each step's gates and cell
     /// state; backward walks time in reverse; each kernel's gradient is one correlation
     /// over all steps at once.
+    ///
+    /// f32 windows on the CPU take the slice kernels of [`cpu`]; anything else (f64, CUDA)
+    /// takes the same algorithm written with candle ops.
     fn loss_and_grads(&self, window: &Tensor, _params: &[Var]) -> Result<(f64, Vec<Tensor>)> {
+        let tensors = [
+            window,
+            &self.weight_ih,
+            &self.weight_hh,
+            &self.bias_ih,
+            &self.bias_hh,
+        ];
+        if tensors.iter().all(|t| is_f32_cpu(t)) {
+            return self.loss_and_grads_cpu(window);
+        }
         // No autograd here: detached weights keep candle from recording a graph.
         self.detached().bptt(window)
     }
@@ -185,6 +201,37 @@ impl ConvLstm {
     /// `[4C] -> [1, 4C, 1, 1]`, to broadcast over a batch of frames.
     fn bias_4d(&self, bias: &Tensor) -> Result<Tensor> {
         bias.reshape((1, 4 * self.config.channels, 1, 1))
+    }
+
+    /// [`cpu::loss_and_grads`] on the storages of the window and the weights.
+    fn loss_and_grads_cpu(&self, window: &Tensor) -> Result<(f64, Vec<Tensor>)> {
+        let (l, _, height, width) = self.check_window(window)?;
+        let window = window.contiguous()?;
+        let views = [
+            &window,
+            &self.weight_ih,
+            &self.weight_hh,
+            &self.bias_ih,
+            &self.bias_hh,
+        ]
+        .map(|t| t.storage_and_layout());
+        let slice = |k: usize| f32_slice(&views[k].0, views[k].1);
+        let weights = cpu::Weights {
+            w_ih: slice(1)?,
+            w_hh: slice(2)?,
+            b_ih: slice(3)?,
+            b_hh: slice(4)?,
+            channels: self.config.channels,
+            kernel: self.config.kernel,
+        };
+        let (loss, grads) = cpu::loss_and_grads(slice(0)?, l, (height, width), &weights);
+        let specs = Self::parameter_specs(&self.config);
+        let grads = grads
+            .into_iter()
+            .zip(&specs)
+            .map(|(g, spec)| tensor_from(g, &spec.shape))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((loss, grads))
     }
 
     /// The same model on detached tensors: candle records no graph through it.

@@ -1,0 +1,468 @@
+//! The conv model's forward and backward over a window on plain f32 slices: the CPU fast
+//! path. candle's conv2d and its backward are general (im2col, any channel count) and pay
+//! for it on 1-channel 5x5 kernels over 65x65 frames; here every convolution is a direct
+//! one, row by row over a zero-padded frame, and the cell's elementwise work is one loop
+//! per step instead of dozens of tensor ops.
+//!
+//! Layout (row-major): a frame is `[C, H, W]`; padded frames are `[C, Hp, Wp]` with
+//! `Hp = H + 2P`, `Wp = W + 2P`, `P = K / 2`, zero outside the frame; gates and their
+//! pre-activations are `[4C, H, W]`, gate blocks in the order i, f, g, o.
+//!
+//! The equations are those of `harness::cell`; `ConvLstm::loss_and_grads` tests this path
+//! against candle's autograd through `ConvLstm::predict`.
+
+/// The four parameter tensors, in the model's layouts.
+pub struct Weights<'a> {
+    /// `[4C, C, K, K]`
+    pub w_ih: &'a [f32],
+    /// `[4C, C, K, K]`
+    pub w_hh: &'a [f32],
+    /// `[4C]`
+    pub b_ih: &'a [f32],
+    /// `[4C]`
+    pub b_hh: &'a [f32],
+    pub channels: usize,
+    pub kernel: usize,
+}
+
+/// Frame geometry.
+#[derive(Clone, Copy)]
+struct Geometry {
+    c: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    p: usize,
+    hp: usize,
+    wp: usize,
+}
+
+impl Geometry {
+    fn frame(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    fn padded(&self) -> usize {
+        self.c * self.hp * self.wp
+    }
+}
+
+/// Loss and gradients `[dW_ih, dW_hh, db_ih, db_hh]` of one window `[L, C, H, W]`.
+pub fn loss_and_grads(
+    window: &[f32],
+    len: usize,
+    (height, width): (usize, usize),
+    weights: &Weights,
+) -> (f64, [Vec<f32>; 4]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        return unsafe { loss_and_grads_avx2(window, len, (height, width), weights) };
+    }
+    loss_and_grads_impl(window, len, (height, width), weights)
+}
+
+/// The same code compiled with AVX2 and FMA enabled: every helper below is
+/// `#[inline(always)]`, so the whole window runs with 8-wide vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn loss_and_grads_avx2(
+    window: &[f32],
+    len: usize,
+    size: (usize, usize),
+    weights: &Weights,
+) -> (f64, [Vec<f32>; 4]) {
+    loss_and_grads_impl(window, len, size, weights)
+}
+
+#[inline(always)]
+fn loss_and_grads_impl(
+    window: &[f32],
+    len: usize,
+    (h, w): (usize, usize),
+    weights: &Weights,
+) -> (f64, [Vec<f32>; 4]) {
+    let (c, k) = (weights.channels, weights.kernel);
+    let p = k / 2;
+    let g = Geometry {
+        c,
+        h,
+        w,
+        k,
+        p,
+        hp: h + 2 * p,
+        wp: w + 2 * p,
+    };
+    let steps = len - 1;
+    let (frame, padded, plane) = (g.frame(), g.padded(), h * w);
+    assert_eq!(window.len(), len * frame, "window is not [L, C, H, W]");
+    assert_eq!(weights.w_ih.len(), 4 * c * c * k * k);
+
+    // Inputs, zero-padded: x_pad[t] is frame t.
+    let mut x_pad = vec![0f32; steps * padded]; // [T, C, Hp, Wp]
+    for t in 0..steps {
+        pad_into(
+            &window[t * frame..(t + 1) * frame],
+            &mut x_pad[t * padded..],
+            &g,
+        );
+    }
+
+    // Forward. h_pad[t] is h_{t+1} padded (the input of step t+1's recurrent conv).
+    let mut gates = vec![0f32; steps * 4 * frame]; // [T, 4C, H, W], after nonlinearities
+    let mut cells = vec![0f32; steps * frame]; // [T, C, H, W]: c_{t+1}
+    let mut tanh_cells = vec![0f32; steps * frame]; // [T, C, H, W]
+    let mut h_pad = vec![0f32; steps * padded]; // [T, C, Hp, Wp]
+    let mut preds = vec![0f32; steps * frame]; // [T, C, H, W]: h_{t+1}
+    let mut preact = vec![0f32; 4 * frame]; // [4C, H, W]
+    for t in 0..steps {
+        conv(
+            &x_pad[t * padded..(t + 1) * padded],
+            weights.w_ih,
+            weights.b_ih,
+            &mut preact,
+            &g,
+        );
+        if t > 0 {
+            let prev = &h_pad[(t - 1) * padded..t * padded];
+            conv_accumulate(prev, weights.w_hh, &mut preact, &g);
+        }
+        add_bias(weights.b_hh, &mut preact, plane);
+        let (done, rest) = cells.split_at_mut(t * frame);
+        let c_prev = if t == 0 {
+            None
+        } else {
+            Some(&done[(t - 1) * frame..])
+        };
+        cell_forward(
+            &preact,
+            c_prev,
+            &mut gates[t * 4 * frame..(t + 1) * 4 * frame],
+            &mut rest[..frame],
+            &mut tanh_cells[t * frame..(t + 1) * frame],
+            &mut preds[t * frame..(t + 1) * frame],
+        );
+        pad_into(
+            &preds[t * frame..(t + 1) * frame],
+            &mut h_pad[t * padded..],
+            &g,
+        );
+    }
+
+    // Loss: sum over steps of the per-step mean squared error; dL/dh_t = 2 (h_t - y_t) / P.
+    let targets = &window[frame..];
+    let scale = 2.0 / frame as f32;
+    let mut loss = 0f64;
+    let mut d_preds = vec![0f32; steps * frame]; // [T, C, H, W]
+    for t in 0..steps {
+        let mut step_sum = 0f64;
+        for i in t * frame..(t + 1) * frame {
+            let diff = preds[i] - targets[i];
+            step_sum += (diff * diff) as f64;
+            d_preds[i] = scale * diff;
+        }
+        loss += step_sum / frame as f64;
+    }
+
+    // Backward through time.
+    let mut d_preact = vec![0f32; steps * 4 * frame]; // [T, 4C, H, W]
+    let mut d_preact_pad = vec![0f32; 4 * c * g.hp * g.wp]; // [4C, Hp, Wp]
+    let mut dh_next = vec![0f32; frame];
+    let mut dc_next = vec![0f32; frame];
+    let zeros = vec![0f32; frame];
+    for t in (0..steps).rev() {
+        let c_prev = if t == 0 {
+            &zeros[..]
+        } else {
+            &cells[(t - 1) * frame..t * frame]
+        };
+        cell_backward(
+            &gates[t * 4 * frame..(t + 1) * 4 * frame],
+            &tanh_cells[t * frame..(t + 1) * frame],
+            c_prev,
+            &d_preds[t * frame..(t + 1) * frame],
+            &mut dh_next,
+            &mut dc_next,
+            &mut d_preact[t * 4 * frame..(t + 1) * 4 * frame],
+        );
+        if t > 0 {
+            // dh_{t} from step t's recurrent convolution: the transposed convolution.
+            let g4 = Geometry { c: 4 * c, ..g };
+            pad_into(
+                &d_preact[t * 4 * frame..(t + 1) * 4 * frame],
+                &mut d_preact_pad,
+                &g4,
+            );
+            conv_transpose(&d_preact_pad, weights.w_hh, &mut dh_next, &g);
+        }
+    }
+
+    // Kernels and biases: sums over all steps.
+    let mut d_w_ih = vec![0f32; weights.w_ih.len()];
+    let mut d_w_hh = vec![0f32; weights.w_hh.len()];
+    let mut d_b = vec![0f32; 4 * c];
+    for t in 0..steps {
+        let d_t = &d_preact[t * 4 * frame..(t + 1) * 4 * frame];
+        kernel_grad(&x_pad[t * padded..(t + 1) * padded], d_t, &mut d_w_ih, &g);
+        if t > 0 {
+            kernel_grad(&h_pad[(t - 1) * padded..t * padded], d_t, &mut d_w_hh, &g);
+        }
+        for (o, db) in d_b.iter_mut().enumerate() {
+            *db += d_t[o * plane..(o + 1) * plane].iter().sum::<f32>();
+        }
+    }
+    (loss, [d_w_ih, d_w_hh, d_b.clone(), d_b])
+}
+
+/// Copies a `[C, H, W]` frame into the interior of a zeroed `[C, Hp, Wp]` buffer.
+#[inline(always)]
+fn pad_into(frame: &[f32], padded: &mut [f32], g: &Geometry) {
+    for ch in 0..g.c {
+        for y in 0..g.h {
+            let src = &frame[(ch * g.h + y) * g.w..][..g.w];
+            let dst = &mut padded[(ch * g.hp + y + g.p) * g.wp + g.p..][..g.w];
+            dst.copy_from_slice(src);
+        }
+    }
+}
+
+/// `out[o] = bias[o] + sum_{c,ky,kx} w[o,c,ky,kx] * in_pad[c, y+ky, x+kx]`, `out` `[4C, H, W]`.
+#[inline(always)]
+fn conv(in_pad: &[f32], kernel: &[f32], bias: &[f32], out: &mut [f32], g: &Geometry) {
+    let plane = g.h * g.w;
+    for (o, out_plane) in out.chunks_exact_mut(plane).enumerate() {
+        out_plane.fill(bias[o]);
+    }
+    conv_accumulate(in_pad, kernel, out, g);
+}
+
+/// `out += conv(in_pad, kernel)` without bias. One row of the output at a time takes one
+/// contiguous, vectorisable `axpy` per kernel tap.
+#[inline(always)]
+fn conv_accumulate(in_pad: &[f32], kernel: &[f32], out: &mut [f32], g: &Geometry) {
+    let (kk, plane) = (g.k * g.k, g.h * g.w);
+    for (o, out_plane) in out.chunks_exact_mut(plane).enumerate() {
+        for ch in 0..g.c {
+            let taps = &kernel[(o * g.c + ch) * kk..][..kk];
+            let src = &in_pad[ch * g.hp * g.wp..][..g.hp * g.wp];
+            for y in 0..g.h {
+                let out_row = &mut out_plane[y * g.w..(y + 1) * g.w];
+                for ky in 0..g.k {
+                    let in_row = &src[(y + ky) * g.wp..][..g.wp];
+                    for kx in 0..g.k {
+                        axpy(taps[ky * g.k + kx], &in_row[kx..kx + g.w], out_row);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `out[c] += sum_{o,ky,kx} w[o,c,ky,kx] * d_pad[o, y + K-1-ky, x + K-1-kx]`: the gradient
+/// of [`conv_accumulate`] with respect to its input. `d_pad` is `[4C, Hp, Wp]`, `out` `[C, H, W]`.
+#[inline(always)]
+fn conv_transpose(d_pad: &[f32], kernel: &[f32], out: &mut [f32], g: &Geometry) {
+    let (kk, plane, pplane) = (g.k * g.k, g.h * g.w, g.hp * g.wp);
+    for (ch, out_plane) in out.chunks_exact_mut(plane).enumerate() {
+        for o in 0..4 * g.c {
+            let taps = &kernel[(o * g.c + ch) * kk..][..kk];
+            let src = &d_pad[o * pplane..][..pplane];
+            for y in 0..g.h {
+                let out_row = &mut out_plane[y * g.w..(y + 1) * g.w];
+                for ky in 0..g.k {
+                    let in_row = &src[(y + g.k - 1 - ky) * g.wp..][..g.wp];
+                    for kx in 0..g.k {
+                        let x0 = g.k - 1 - kx;
+                        axpy(taps[ky * g.k + kx], &in_row[x0..x0 + g.w], out_row);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dk[o,c,ky,kx] += sum_{y,x} d[o,y,x] * in_pad[c, y+ky, x+kx]`: the gradient of
+/// [`conv_accumulate`] with respect to its kernel. `d` is `[4C, H, W]`.
+#[inline(always)]
+fn kernel_grad(in_pad: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry) {
+    let (kk, plane) = (g.k * g.k, g.h * g.w);
+    for (o, d_plane) in d.chunks_exact(plane).enumerate() {
+        for ch in 0..g.c {
+            let taps = &mut dk[(o * g.c + ch) * kk..][..kk];
+            let src = &in_pad[ch * g.hp * g.wp..][..g.hp * g.wp];
+            for ky in 0..g.k {
+                for kx in 0..g.k {
+                    let mut acc = 0f32;
+                    for y in 0..g.h {
+                        let in_row = &src[(y + ky) * g.wp + kx..][..g.w];
+                        acc += dot(&d_plane[y * g.w..(y + 1) * g.w], in_row);
+                    }
+                    taps[ky * g.k + kx] += acc;
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn add_bias(bias: &[f32], out: &mut [f32], plane: usize) {
+    for (o, out_plane) in out.chunks_exact_mut(plane).enumerate() {
+        for v in out_plane {
+            *v += bias[o];
+        }
+    }
+}
+
+/// The cell forward over every pixel: see `harness::cell::lstm_step_forward`.
+#[inline(always)]
+fn cell_forward(
+    preact: &[f32],
+    c_prev: Option<&[f32]>,
+    gates: &mut [f32],
+    c: &mut [f32],
+    tanh_c: &mut [f32],
+    h: &mut [f32],
+) {
+    let n = c.len();
+    let (pre_i, rest) = preact.split_at(n);
+    let (pre_f, rest) = rest.split_at(n);
+    let (pre_g, pre_o) = rest.split_at(n);
+    let (gi, rest) = gates.split_at_mut(n);
+    let (gf, rest) = rest.split_at_mut(n);
+    let (gg, go) = rest.split_at_mut(n);
+    for j in 0..n {
+        let i = sigmoid(pre_i[j]);
+        let f = sigmoid(pre_f[j]);
+        let gv = tanh(pre_g[j]);
+        let o = sigmoid(pre_o[j]);
+        let cp = c_prev.map_or(0.0, |cp| cp[j]);
+        let cv = gv * i + f * cp;
+        let tc = tanh(cv);
+        gi[j] = i;
+        gf[j] = f;
+        gg[j] = gv;
+        go[j] = o;
+        c[j] = cv;
+        tanh_c[j] = tc;
+        h[j] = o * tc;
+    }
+}
+
+/// The cell backward over every pixel: see `harness::cell::lstm_step_backward`. On entry
+/// `dh_next`, `dc_next` hold the gradient reaching h and c from the next step; on exit
+/// `dh_next` is zeroed (the caller adds the recurrent part) and `dc_next` holds dL/dc_prev.
+#[inline(always)]
+fn cell_backward(
+    gates: &[f32],
+    tanh_c: &[f32],
+    c_prev: &[f32],
+    d_pred: &[f32],
+    dh_next: &mut [f32],
+    dc_next: &mut [f32],
+    d_preact: &mut [f32],
+) {
+    let n = tanh_c.len();
+    let (gi, rest) = gates.split_at(n);
+    let (gf, rest) = rest.split_at(n);
+    let (gg, go) = rest.split_at(n);
+    let (di, rest) = d_preact.split_at_mut(n);
+    let (df, rest) = rest.split_at_mut(n);
+    let (dg, d_o) = rest.split_at_mut(n);
+    for j in 0..n {
+        let (i, f, gv, o, tc) = (gi[j], gf[j], gg[j], go[j], tanh_c[j]);
+        let dh = d_pred[j] + dh_next[j];
+        let dc = dc_next[j] + dh * o * (1.0 - tc * tc);
+        d_o[j] = dh * tc * o * (1.0 - o);
+        di[j] = dc * gv * i * (1.0 - i);
+        dg[j] = dc * i * (1.0 - gv * gv);
+        df[j] = dc * c_prev[j] * f * (1.0 - f);
+        dc_next[j] = dc * f;
+        dh_next[j] = 0.0;
+    }
+}
+
+#[inline(always)]
+fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (a_main, a_tail) = a.split_at(a.len() / 8 * 8);
+    let (b_main, b_tail) = b.split_at(a_main.len());
+    for (ca, cb) in a_main.chunks_exact(8).zip(b_main.chunks_exact(8)) {
+        for j in 0..8 {
+            acc[j] += ca[j] * cb[j];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (x, y) in a_tail.iter().zip(b_tail) {
+        sum += x * y;
+    }
+    sum
+}
+
+/// `exp(x)` in f32 without a libm call, so loops over pixels vectorise: Cody-Waite range
+/// reduction `x = n ln2 + r`, Cephes' degree-6 polynomial for `e^r` on `|r| <= ln2/2`, and
+/// `2^n` built in the exponent bits. Relative error below 3e-7 over `[-87, 88]`; beyond,
+/// the input is clamped (the result there is 0 or huge to f32 anyway, and sigmoid/tanh
+/// saturate).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut poly = 1.987_569_1e-4;
+    poly = poly * r + 1.398_199_9e-3;
+    poly = poly * r + 8.333_452e-3;
+    poly = poly * r + 4.166_579_6e-2;
+    poly = poly * r + 1.666_666_5e-1;
+    poly = poly * r + 0.5;
+    let e_r = poly * r * r + r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    e_r * scale
+}
+
+/// `1 / (1 + e^-x)`.
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `tanh(x) = 1 - 2 / (e^{2x} + 1)`; absolute error below 3e-7.
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_sigmoid_tanh_match_libm() {
+        let mut worst = (0f64, 0f64, 0f64);
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let e = (x as f64).exp();
+            worst.0 = worst.0.max(((exp(x) as f64) - e).abs() / e);
+            let s = 1.0 / (1.0 + (-(x as f64)).exp());
+            worst.1 = worst.1.max(((sigmoid(x) as f64) - s).abs());
+            worst.2 = worst.2.max(((tanh(x) as f64) - (x as f64).tanh()).abs());
+            x += 0.001_7;
+        }
+        assert!(worst.0 < 3e-7, "exp relative error {}", worst.0);
+        assert!(worst.1 < 2e-7, "sigmoid absolute error {}", worst.1);
+        assert!(worst.2 < 3e-7, "tanh absolute error {}", worst.2);
+        assert_eq!(exp(-200.0), exp(-87.0));
+        assert!(sigmoid(-200.0) < 1e-37 && sigmoid(200.0) == 1.0);
+        assert!(tanh(-30.0) == -1.0 && tanh(30.0) == 1.0);
+    }
+}
