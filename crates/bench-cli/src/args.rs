@@ -29,6 +29,29 @@ pub enum Command {
     /// Show what would be trained on: frames, size, split, windows, and the copy-last-frame
     /// baseline of the test split.
     Frames(DataArgs),
+    /// Time training epochs of each model in the seed configuration, each in its own
+    /// process, and print median and min-max seconds per epoch, frames per second and
+    /// peak memory. The first epoch of each run is warm-up and not counted.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Models to time, in order.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "conv,linear")]
+    pub models: Vec<ModelKind>,
+    /// Epochs of the conv model (the first is warm-up).
+    #[arg(long, default_value_t = 21)]
+    pub conv_epochs: usize,
+    /// Epochs of the linear model (the first is warm-up).
+    #[arg(long, default_value_t = 4)]
+    pub linear_epochs: usize,
+    /// Threads, as for training (default: each model's own choice).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Folder of frames.
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -119,6 +142,10 @@ pub struct TrainArgs {
     /// cpu or cuda. Default: cuda when built with the `cuda` feature and a GPU is there.
     #[arg(long, value_enum)]
     pub device: Option<DeviceKind>,
+    /// Worker threads for the CPU kernels. Default: the model's own choice (conv: 1, its
+    /// kernels are too small to share; linear: up to 2, for memory bandwidth).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Print nothing but errors.
     #[arg(long, short)]
     pub quiet: bool,

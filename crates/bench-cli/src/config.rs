@@ -91,3 +91,27 @@ pub fn train_config(args: &TrainArgs, model: ModelKind) -> Result<TrainConfig> {
         quiet: args.quiet,
     })
 }
+
+/// Sizes the thread pool every CPU kernel shares (rayon's global pool, which candle and the
+/// gemm crate use too). Must run before the first parallel operation.
+pub fn set_threads(threads: Option<usize>, model: ModelKind) -> Result<usize> {
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = match threads {
+        Some(0) => bail!("--threads 0: use at least one thread"),
+        Some(n) => n,
+        // A 208-parameter model gains nothing from a second thread and, on a shared
+        // machine, a spinning second worker can stall the first; the linear model's
+        // matrix-vector products are bandwidth-bound and do gain from two.
+        None => match model {
+            ModelKind::Conv => 1,
+            ModelKind::Linear => available.min(2),
+        },
+    };
+    // candle reads this for its own CPU kernels; rayon's pool is sized below.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .context("cannot start the thread pool")?;
+    Ok(threads)
+}

@@ -2,6 +2,7 @@
 //! hands over to the harness; no training logic lives here.
 
 mod args;
+mod bench;
 mod config;
 
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Frames(data)) => frames(&data),
+        Some(Command::Bench(args)) => bench::run(&args),
         None => train(&cli.train),
     }
 }
@@ -36,6 +38,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         .model
         .expect("clap requires --model without a subcommand");
     let config = config::train_config(args, model)?;
+    config::set_threads(args.threads, model)?;
     let device = config::device(args.device)?;
     let data = config::load_data(&args.data)?;
     let size = data.frames.size();
@@ -58,6 +61,11 @@ fn train(args: &TrainArgs) -> Result<()> {
                 kernel: args.kernel.unwrap_or(5),
             };
             harness::train::<ConvLstm>(&model_config, &data, &config, &device)?;
+        }
+    }
+    if let Some(peak) = bench::peak_rss_mb() {
+        if !config.quiet {
+            println!("peak memory: {peak:.0} MB");
         }
     }
     Ok(())

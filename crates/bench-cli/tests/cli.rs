@@ -318,3 +318,39 @@ fn unwritable_out_names_the_folder() {
     let err = fails(&["--model", "conv", "--epochs", "1", "--out", s(&out)]);
     assert!(err.contains("a-file/results"), "{err}");
 }
+
+#[test]
+fn bench_subcommand_prints_a_row_per_model() {
+    let out = ok(&["bench", "--models", "conv", "--conv-epochs", "3"]);
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("conv"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    // model, epochs timed, median, min, "-", max, frames/s, peak MB
+    assert_eq!(fields.len(), 8, "{row}");
+    assert_eq!(fields[1], "2", "{row}");
+    let median: f64 = fields[2].parse().unwrap();
+    assert!(median > 0.0, "{row}");
+    let err = fails(&["bench", "--models", "conv", "--conv-epochs", "1"]);
+    assert!(err.contains("--conv-epochs 1"), "{err}");
+}
+
+#[test]
+fn threads_flag_is_checked() {
+    let err = fails(&["--model", "conv", "--threads", "0"]);
+    assert!(err.contains("--threads 0"), "{err}");
+    let out = tempfile::tempdir().unwrap();
+    let run = ok(&[
+        "--model",
+        "conv",
+        "--epochs",
+        "1",
+        "--threads",
+        "2",
+        "--out",
+        s(out.path()),
+    ]);
+    assert!(run.stdout.contains("2 thread(s)"), "{}", run.stdout);
+}

@@ -145,7 +145,7 @@ pub fn train<M: SequenceModel>(
         test_windows.len(),
     ));
     say(&format!(
-        "train: {} epochs, Adam ({:?} form) lr {} betas ({}, {}) eps {}, seed {}{}",
+        "train: {} epochs, Adam ({:?} form) lr {} betas ({}, {}) eps {}, seed {}, {} thread(s){}",
         config.epochs,
         config.adam.form,
         config.adam.lr,
@@ -153,6 +153,7 @@ pub fn train<M: SequenceModel>(
         config.adam.beta2,
         config.adam.eps,
         config.seed,
+        rayon::current_num_threads(),
         match &config.init_from {
             Some(p) => format!(", weights from {}", p.display()),
             None => String::new(),
