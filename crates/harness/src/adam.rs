@@ -203,18 +203,34 @@ fn fused_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Step
     let (step, eps) = (s.step_size as f32, s.eps as f32);
     let inv_v_scale = (1.0 / s.v_scale) as f32;
     const BLOCK: usize = 1 << 14;
+    if p.len() <= BLOCK {
+        // Small tensors (the conv model's 208 weights): handing them to the pool costs
+        // more than the update, a thread wake-up each.
+        fused_block(p, g, m, v, (b1c, b2c, step, eps, inv_v_scale));
+        return;
+    }
     p.par_chunks_mut(BLOCK)
         .zip(g.par_chunks(BLOCK))
         .zip(m.par_chunks_mut(BLOCK))
         .zip(v.par_chunks_mut(BLOCK))
-        .for_each(|(((p, g), m), v)| {
-            for i in 0..p.len() {
-                let gi = g[i];
-                let mi = m[i] + (gi - m[i]) * b1c;
-                let vi = v[i] + (gi * gi - v[i]) * b2c;
-                m[i] = mi;
-                v[i] = vi;
-                p[i] -= mi / ((vi * inv_v_scale).sqrt() + eps) * step;
-            }
-        });
+        .for_each(|(((p, g), m), v)| fused_block(p, g, m, v, (b1c, b2c, step, eps, inv_v_scale)));
+}
+
+/// One block of [`fused_update`]; scalars are `(1-b1, 1-b2, step size, eps, 1/v_scale)`.
+#[inline]
+fn fused_block(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    (b1c, b2c, step, eps, inv_v_scale): (f32, f32, f32, f32, f32),
+) {
+    for i in 0..p.len() {
+        let gi = g[i];
+        let mi = m[i] + (gi - m[i]) * b1c;
+        let vi = v[i] + (gi * gi - v[i]) * b2c;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= mi / ((vi * inv_v_scale).sqrt() + eps) * step;
+    }
 }

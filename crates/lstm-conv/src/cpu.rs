@@ -114,6 +114,7 @@ fn loss_and_grads_impl(
     let mut h_pad = vec![0f32; steps * padded]; // [T, C, Hp, Wp]
     let mut preds = vec![0f32; steps * frame]; // [T, C, H, W]: h_{t+1}
     let mut preact = vec![0f32; 4 * frame]; // [4C, H, W]
+    let zeros_frame = vec![0f32; frame]; // c_0
     for t in 0..steps {
         conv(
             &x_pad[t * padded..(t + 1) * padded],
@@ -129,9 +130,9 @@ fn loss_and_grads_impl(
         add_bias(weights.b_hh, &mut preact, plane);
         let (done, rest) = cells.split_at_mut(t * frame);
         let c_prev = if t == 0 {
-            None
+            &zeros_frame[..]
         } else {
-            Some(&done[(t - 1) * frame..])
+            &done[(t - 1) * frame..]
         };
         cell_forward(
             &preact,
@@ -235,46 +236,85 @@ fn conv(in_pad: &[f32], kernel: &[f32], bias: &[f32], out: &mut [f32], g: &Geome
     conv_accumulate(in_pad, kernel, out, g);
 }
 
-/// `out += conv(in_pad, kernel)` without bias. One row of the output at a time takes one
-/// contiguous, vectorisable `axpy` per kernel tap.
+/// `out += conv(in_pad, kernel)` without bias.
 #[inline(always)]
 fn conv_accumulate(in_pad: &[f32], kernel: &[f32], out: &mut [f32], g: &Geometry) {
-    let (kk, plane) = (g.k * g.k, g.h * g.w);
+    let (kk, plane, pplane) = (g.k * g.k, g.h * g.w, g.hp * g.wp);
     for (o, out_plane) in out.chunks_exact_mut(plane).enumerate() {
         for ch in 0..g.c {
             let taps = &kernel[(o * g.c + ch) * kk..][..kk];
-            let src = &in_pad[ch * g.hp * g.wp..][..g.hp * g.wp];
+            let src = &in_pad[ch * pplane..][..pplane];
             for y in 0..g.h {
-                let out_row = &mut out_plane[y * g.w..(y + 1) * g.w];
-                for ky in 0..g.k {
-                    let in_row = &src[(y + ky) * g.wp..][..g.wp];
-                    for kx in 0..g.k {
-                        axpy(taps[ky * g.k + kx], &in_row[kx..kx + g.w], out_row);
-                    }
-                }
+                // Input rows y .. y+K-1 feed output row y; tap (ky, kx) reads row y+ky from
+                // column kx on.
+                tile_row(
+                    &mut out_plane[y * g.w..(y + 1) * g.w],
+                    |ky| &src[(y + ky) * g.wp..][..g.wp],
+                    |ky, kx| taps[ky * g.k + kx],
+                    g.k,
+                );
             }
         }
     }
 }
 
+/// `out_row[x] += sum_{ky,kx} tap(ky, kx) * row(ky)[x + kx]`, computed `TILE` outputs at a
+/// time in registers: every tap is one vector multiply-add on a tile, and the output is
+/// loaded and stored once instead of once per tap.
+#[inline(always)]
+fn tile_row<'a>(
+    out_row: &mut [f32],
+    row: impl Fn(usize) -> &'a [f32],
+    tap: impl Fn(usize, usize) -> f32,
+    k: usize,
+) {
+    const TILE: usize = 16;
+    let w = out_row.len();
+    let main = w / TILE * TILE;
+    for x0 in (0..main).step_by(TILE) {
+        let mut acc = [0f32; TILE];
+        acc.copy_from_slice(&out_row[x0..x0 + TILE]);
+        for ky in 0..k {
+            let src = row(ky);
+            for kx in 0..k {
+                let t = tap(ky, kx);
+                let s = &src[x0 + kx..x0 + kx + TILE];
+                for j in 0..TILE {
+                    acc[j] += t * s[j];
+                }
+            }
+        }
+        out_row[x0..x0 + TILE].copy_from_slice(&acc);
+    }
+    for (x, o) in out_row.iter_mut().enumerate().skip(main) {
+        let mut acc = *o;
+        for ky in 0..k {
+            let src = row(ky);
+            for kx in 0..k {
+                acc += tap(ky, kx) * src[x + kx];
+            }
+        }
+        *o = acc;
+    }
+}
+
 /// `out[c] += sum_{o,ky,kx} w[o,c,ky,kx] * d_pad[o, y + K-1-ky, x + K-1-kx]`: the gradient
 /// of [`conv_accumulate`] with respect to its input. `d_pad` is `[4C, Hp, Wp]`, `out` `[C, H, W]`.
+/// Written as a convolution with the kernel flipped in both directions.
 #[inline(always)]
 fn conv_transpose(d_pad: &[f32], kernel: &[f32], out: &mut [f32], g: &Geometry) {
-    let (kk, plane, pplane) = (g.k * g.k, g.h * g.w, g.hp * g.wp);
+    let (kk, plane, pplane, k) = (g.k * g.k, g.h * g.w, g.hp * g.wp, g.k);
     for (ch, out_plane) in out.chunks_exact_mut(plane).enumerate() {
         for o in 0..4 * g.c {
             let taps = &kernel[(o * g.c + ch) * kk..][..kk];
             let src = &d_pad[o * pplane..][..pplane];
             for y in 0..g.h {
-                let out_row = &mut out_plane[y * g.w..(y + 1) * g.w];
-                for ky in 0..g.k {
-                    let in_row = &src[(y + g.k - 1 - ky) * g.wp..][..g.wp];
-                    for kx in 0..g.k {
-                        let x0 = g.k - 1 - kx;
-                        axpy(taps[ky * g.k + kx], &in_row[x0..x0 + g.w], out_row);
-                    }
-                }
+                tile_row(
+                    &mut out_plane[y * g.w..(y + 1) * g.w],
+                    |ky| &src[(y + ky) * g.wp..][..g.wp],
+                    |ky, kx| taps[(k - 1 - ky) * k + (k - 1 - kx)],
+                    k,
+                );
             }
         }
     }
@@ -316,7 +356,7 @@ fn add_bias(bias: &[f32], out: &mut [f32], plane: usize) {
 #[inline(always)]
 fn cell_forward(
     preact: &[f32],
-    c_prev: Option<&[f32]>,
+    c_prev: &[f32],
     gates: &mut [f32],
     c: &mut [f32],
     tanh_c: &mut [f32],
@@ -334,8 +374,7 @@ fn cell_forward(
         let f = sigmoid(pre_f[j]);
         let gv = tanh(pre_g[j]);
         let o = sigmoid(pre_o[j]);
-        let cp = c_prev.map_or(0.0, |cp| cp[j]);
-        let cv = gv * i + f * cp;
+        let cv = gv * i + f * c_prev[j];
         let tc = tanh(cv);
         gi[j] = i;
         gf[j] = f;
@@ -377,13 +416,6 @@ fn cell_backward(
         df[j] = dc * c_prev[j] * f * (1.0 - f);
         dc_next[j] = dc * f;
         dh_next[j] = 0.0;
-    }
-}
-
-#[inline(always)]
-fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += alpha * xi;
     }
 }
 
