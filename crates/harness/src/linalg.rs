@@ -135,17 +135,19 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: the CPU has AVX2 and FMA, checked just above.
         return unsafe { dot_avx2(a, b) };
     }
-    dot_portable(a, b)
+    dot_unrolled(a, b)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_portable(a, b)
+    dot_unrolled(a, b)
 }
 
+/// The body of [`dot`], always inlined so that a caller compiled with wider vectors (a
+/// `#[target_feature]` function) gets them here too.
 #[inline(always)]
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot_unrolled(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0f32; 16];
     let (a_main, a_tail) = a.split_at(a.len() / 16 * 16);

@@ -25,6 +25,8 @@ pub struct Weights<'a> {
     pub kernel: usize,
 }
 
+use harness::linalg::dot_unrolled;
+
 /// Frame geometry.
 #[derive(Clone, Copy)]
 struct Geometry {
@@ -334,7 +336,7 @@ fn kernel_grad(in_pad: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry) {
                     let mut acc = 0f32;
                     for y in 0..g.h {
                         let in_row = &src[(y + ky) * g.wp + kx..][..g.w];
-                        acc += dot(&d_plane[y * g.w..(y + 1) * g.w], in_row);
+                        acc += dot_unrolled(&d_plane[y * g.w..(y + 1) * g.w], in_row);
                     }
                     taps[ky * g.k + kx] += acc;
                 }
@@ -417,23 +419,6 @@ fn cell_backward(
         dc_next[j] = dc * f;
         dh_next[j] = 0.0;
     }
-}
-
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (a_main, a_tail) = a.split_at(a.len() / 8 * 8);
-    let (b_main, b_tail) = b.split_at(a_main.len());
-    for (ca, cb) in a_main.chunks_exact(8).zip(b_main.chunks_exact(8)) {
-        for j in 0..8 {
-            acc[j] += ca[j] * cb[j];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for (x, y) in a_tail.iter().zip(b_tail) {
-        sum += x * y;
-    }
-    sum
 }
 
 /// `exp(x)` in f32 without a libm call, so loops over pixels vectorise: Cody-Waite range
