@@ -88,3 +88,140 @@ pub fn lstm_step_backward(
     )?; // [B, 4N, ...]
     Ok((d_preact, dc_prev))
 }
+
+/// The same cell on plain f32 slices, for the CPU fast paths. Every function is
+/// `#[inline(always)]`, so a caller compiled with wider vectors (a `#[target_feature]`
+/// function) gets them here too, and the nonlinearities avoid libm calls so loops over
+/// units vectorise.
+pub mod slices {
+    /// [`super::lstm_step_forward`] on slices of `n` units (pixels): `preact` and `gates` are
+    /// `[4n]` (i, f, g, o blocks), the rest `[n]`.
+    #[inline(always)]
+    pub fn cell_forward(
+        preact: &[f32],
+        c_prev: &[f32],
+        gates: &mut [f32],
+        c: &mut [f32],
+        tanh_c: &mut [f32],
+        h: &mut [f32],
+    ) {
+        let n = c.len();
+        let (pre_i, rest) = preact.split_at(n);
+        let (pre_f, rest) = rest.split_at(n);
+        let (pre_g, pre_o) = rest.split_at(n);
+        let (gi, rest) = gates.split_at_mut(n);
+        let (gf, rest) = rest.split_at_mut(n);
+        let (gg, go) = rest.split_at_mut(n);
+        for j in 0..n {
+            let i = sigmoid(pre_i[j]);
+            let f = sigmoid(pre_f[j]);
+            let gv = tanh(pre_g[j]);
+            let o = sigmoid(pre_o[j]);
+            let cv = gv * i + f * c_prev[j];
+            let tc = tanh(cv);
+            gi[j] = i;
+            gf[j] = f;
+            gg[j] = gv;
+            go[j] = o;
+            c[j] = cv;
+            tanh_c[j] = tc;
+            h[j] = o * tc;
+        }
+    }
+
+    /// [`super::lstm_step_backward`] on slices of `n` units; `d_preact` is `[4n]`. On entry
+    /// `dh_next`, `dc_next` hold the gradient reaching h and c from the next step; on exit
+    /// `dh_next` is zeroed (the caller adds the recurrent part) and `dc_next` holds dL/dc_prev.
+    #[inline(always)]
+    pub fn cell_backward(
+        gates: &[f32],
+        tanh_c: &[f32],
+        c_prev: &[f32],
+        d_pred: &[f32],
+        dh_next: &mut [f32],
+        dc_next: &mut [f32],
+        d_preact: &mut [f32],
+    ) {
+        let n = tanh_c.len();
+        let (gi, rest) = gates.split_at(n);
+        let (gf, rest) = rest.split_at(n);
+        let (gg, go) = rest.split_at(n);
+        let (di, rest) = d_preact.split_at_mut(n);
+        let (df, rest) = rest.split_at_mut(n);
+        let (dg, d_o) = rest.split_at_mut(n);
+        for j in 0..n {
+            let (i, f, gv, o, tc) = (gi[j], gf[j], gg[j], go[j], tanh_c[j]);
+            let dh = d_pred[j] + dh_next[j];
+            let dc = dc_next[j] + dh * o * (1.0 - tc * tc);
+            d_o[j] = dh * tc * o * (1.0 - o);
+            di[j] = dc * gv * i * (1.0 - i);
+            dg[j] = dc * i * (1.0 - gv * gv);
+            df[j] = dc * c_prev[j] * f * (1.0 - f);
+            dc_next[j] = dc * f;
+            dh_next[j] = 0.0;
+        }
+    }
+
+    /// `exp(x)` in f32 without a libm call, so loops over pixels vectorise: Cody-Waite range
+    /// reduction `x = n ln2 + r`, Cephes' degree-6 polynomial for `e^r` on `|r| <= ln2/2`, and
+    /// `2^n` built in the exponent bits. Relative error below 3e-7 over `[-87, 88]`; beyond,
+    /// the input is clamped (the result there is 0 or huge to f32 anyway, and sigmoid/tanh
+    /// saturate).
+    #[inline(always)]
+    pub fn exp(x: f32) -> f32 {
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        const LN2_HI: f32 = 0.693_359_4;
+        const LN2_LO: f32 = -2.121_944_4e-4;
+        // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
+        const ROUND: f32 = 12_582_912.0;
+        let x = x.clamp(-87.0, 88.0);
+        let n = (x * LOG2E + ROUND) - ROUND;
+        let r = x - n * LN2_HI - n * LN2_LO;
+        let mut poly = 1.987_569_1e-4;
+        poly = poly * r + 1.398_199_9e-3;
+        poly = poly * r + 8.333_452e-3;
+        poly = poly * r + 4.166_579_6e-2;
+        poly = poly * r + 1.666_666_5e-1;
+        poly = poly * r + 0.5;
+        let e_r = poly * r * r + r + 1.0;
+        let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+        e_r * scale
+    }
+
+    /// `1 / (1 + e^-x)`.
+    #[inline(always)]
+    pub fn sigmoid(x: f32) -> f32 {
+        1.0 / (1.0 + exp(-x))
+    }
+
+    /// `tanh(x) = 1 - 2 / (e^{2x} + 1)`; absolute error below 3e-7.
+    #[inline(always)]
+    pub fn tanh(x: f32) -> f32 {
+        1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn exp_sigmoid_tanh_match_libm() {
+            let mut worst = (0f64, 0f64, 0f64);
+            let mut x = -87.0f32;
+            while x < 88.0 {
+                let e = (x as f64).exp();
+                worst.0 = worst.0.max(((exp(x) as f64) - e).abs() / e);
+                let s = 1.0 / (1.0 + (-(x as f64)).exp());
+                worst.1 = worst.1.max(((sigmoid(x) as f64) - s).abs());
+                worst.2 = worst.2.max(((tanh(x) as f64) - (x as f64).tanh()).abs());
+                x += 0.001_7;
+            }
+            assert!(worst.0 < 3e-7, "exp relative error {}", worst.0);
+            assert!(worst.1 < 2e-7, "sigmoid absolute error {}", worst.1);
+            assert!(worst.2 < 3e-7, "tanh absolute error {}", worst.2);
+            assert_eq!(exp(-200.0), exp(-87.0));
+            assert!(sigmoid(-200.0) < 1e-37 && sigmoid(200.0) == 1.0);
+            assert!(tanh(-30.0) == -1.0 && tanh(30.0) == 1.0);
+        }
+    }
+}
