@@ -24,9 +24,12 @@
 use candle_core::{Result, Tensor, Var};
 use candle_nn::VarBuilder;
 use harness::cell::{lstm_step, lstm_step_backward, lstm_step_forward, StepCache};
+use harness::cpu::{f32_slice, is_f32_cpu, tensor_from};
 use harness::linalg::product;
 use harness::{window_loss_and_grad, ParamSpec, SequenceModel};
 use serde::{Deserialize, Serialize};
+
+pub mod cpu;
 
 /// The linear model's shape. Defaults are the seed's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,7 +225,22 @@ impl SequenceModel for LinearLstm {
     /// gradient is one matrix product over all steps (`dW_ih = dA^T X`,
     /// `dW_hh = dA^T H_prev`) instead of 25 outer products, so nothing the size of a weight
     /// exists but the gradients themselves.
+    ///
+    /// f32 windows on the CPU take the slice kernels of [`cpu`]; anything else (f64, CUDA)
+    /// takes the same algorithm written with candle ops.
     fn loss_and_grads(&self, window: &Tensor, _params: &[Var]) -> Result<(f64, Vec<Tensor>)> {
+        let tensors = [
+            window,
+            &self.weight_ih,
+            &self.weight_hh,
+            &self.bias_ih,
+            &self.bias_hh,
+            &self.out_weight,
+            &self.out_bias,
+        ];
+        if tensors.iter().all(|t| is_f32_cpu(t)) {
+            return self.loss_and_grads_cpu(window);
+        }
         // No autograd here: detached weights keep candle from recording a graph.
         let model = self.detached();
         model.bptt(window)
@@ -230,6 +248,40 @@ impl SequenceModel for LinearLstm {
 }
 
 impl LinearLstm {
+    /// [`cpu::loss_and_grads`] on the storages of the window and the weights.
+    fn loss_and_grads_cpu(&self, window: &Tensor) -> Result<(f64, Vec<Tensor>)> {
+        let (l, _, _, _) = self.check_window(window)?;
+        let window = window.contiguous()?;
+        let views = [
+            &window,
+            &self.weight_ih,
+            &self.weight_hh,
+            &self.bias_ih,
+            &self.bias_hh,
+            &self.out_weight,
+            &self.out_bias,
+        ]
+        .map(|t| t.storage_and_layout());
+        let slice = |k: usize| f32_slice(&views[k].0, views[k].1);
+        let weights = cpu::Weights {
+            w_ih: slice(1)?,
+            w_hh: slice(2)?,
+            b_ih: slice(3)?,
+            b_hh: slice(4)?,
+            out_w: slice(5)?,
+            out_b: slice(6)?,
+        };
+        let (d, n) = (self.config.frame_len(), self.config.hidden);
+        let (loss, grads) = cpu::loss_and_grads(slice(0)?, l, d, n, &weights);
+        let specs = Self::parameter_specs(&self.config);
+        let grads = grads
+            .into_iter()
+            .zip(&specs)
+            .map(|(g, spec)| tensor_from(g, &spec.shape))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((loss, grads))
+    }
+
     /// The same model on detached tensors: candle records no graph through it.
     fn detached(&self) -> LinearLstm {
         LinearLstm {
