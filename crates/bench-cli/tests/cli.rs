@@ -64,14 +64,18 @@ struct Row {
 fn read_rows(path: &Path) -> Vec<Row> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
+    // The first five columns are a contract; test metrics follow them.
     assert_eq!(
         lines.next(),
-        Some("epoch,train_loss,test_loss,seconds,frames_per_second")
+        Some(
+            "epoch,train_loss,test_loss,seconds,frames_per_second,\
+             test_mse,test_mae,test_psnr,test_ssim"
+        )
     );
     lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            assert_eq!(f.len(), 5, "{l}");
+            assert_eq!(f.len(), 9, "{l}");
             Row {
                 epoch: f[0].parse().unwrap(),
                 train_loss: f[1].parse().unwrap(),
@@ -111,6 +115,16 @@ fn conv_seed_config_learns_over_ten_epochs() {
         "{rows:?}"
     );
     assert!(out.path().join("conv.safetensors").is_file());
+    // The summary holds the final row and the copy-last-frame baseline, whose MSE is the
+    // numpy figure of data/README.md.
+    let summary = std::fs::read_to_string(out.path().join("conv.summary.json")).unwrap();
+    assert!(summary.contains("\"copy_last_frame\""), "{summary}");
+    assert!(summary.contains("\"mse\": 0.00359492"), "{summary}");
+    assert!(
+        run.stdout.contains("copy-last-frame baseline"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]

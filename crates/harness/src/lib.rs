@@ -19,6 +19,7 @@ pub mod cpu;
 mod error;
 pub mod gradcheck;
 pub mod linalg;
+pub mod metrics;
 pub mod model;
 pub mod params;
 pub mod train;

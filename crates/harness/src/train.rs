@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig};
 use crate::error::{io_err, Error, Result};
+use crate::metrics::FrameMetrics;
 use crate::model::{window_loss, SequenceModel};
 use crate::params::{init_parameters, load_parameters, save_parameters, var_builder};
 
@@ -63,6 +64,13 @@ pub struct EpochRow {
     pub seconds: f64,
     /// Training steps (one frame in, one predicted) per second of `seconds`.
     pub frames_per_second: f64,
+    /// One-step-ahead predictions of the test frames after the epoch, clipped to [0, 1],
+    /// against the true frames: MSE and MAE per pixel, PSNR (dB), SSIM; each the mean over
+    /// all predicted frames.
+    pub test_mse: f64,
+    pub test_mae: f64,
+    pub test_psnr: f64,
+    pub test_ssim: f64,
 }
 
 /// What a finished run leaves behind.
@@ -160,6 +168,21 @@ pub fn train<M: SequenceModel>(
         }
     ));
 
+    // The trivial baseline every figure is read against: repeat the last frame.
+    let mut baseline = Vec::new();
+    for window in &test_windows {
+        let steps = window.dim(0)? - 1;
+        baseline.extend(per_frame_metrics(
+            &window.narrow(0, 0, steps)?,
+            &window.narrow(0, 1, steps)?,
+        )?);
+    }
+    let copy_last = FrameMetrics::mean(&baseline);
+    say(&format!(
+        "copy-last-frame baseline on the test frames: mse {:.6}  mae {:.6}  psnr {:.2}  ssim {:.4}",
+        copy_last.mse, copy_last.mae, copy_last.psnr, copy_last.ssim
+    ));
+
     let mut rows = Vec::with_capacity(config.epochs);
     for epoch in 1..=config.epochs {
         // Train: one update per window, windows in order.
@@ -174,12 +197,20 @@ pub fn train<M: SequenceModel>(
         device.synchronize()?;
         let seconds = start.elapsed().as_secs_f64();
 
-        // Evaluate: same window loss on the held-out windows, no update.
+        // Evaluate: same window loss on the held-out windows, no update, and the image
+        // metrics of the same predictions.
         let mut test_sum = 0.0;
+        let mut frame_metrics = Vec::new();
         for window in &test_windows {
-            let loss = window_loss(&model.predict(window)?.detach(), window)?;
+            let predictions = model.predict(window)?.detach(); // [L-1, C, H, W]
+            let loss = window_loss(&predictions, window)?;
             test_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            frame_metrics.extend(per_frame_metrics(
+                &predictions,
+                &window.narrow(0, 1, predictions.dim(0)?)?,
+            )?);
         }
+        let test_metrics = FrameMetrics::mean(&frame_metrics);
 
         let row = EpochRow {
             epoch,
@@ -187,13 +218,19 @@ pub fn train<M: SequenceModel>(
             test_loss: test_sum / test_windows.len() as f64,
             seconds,
             frames_per_second: steps_per_epoch as f64 / seconds,
+            test_mse: test_metrics.mse,
+            test_mae: test_metrics.mae,
+            test_psnr: test_metrics.psnr,
+            test_ssim: test_metrics.ssim,
         };
         say(&format!(
-            "epoch {:>3}/{}  train_loss {:.6}  test_loss {:.6}  {:.3} s  {:.0} frames/s",
+            "epoch {:>3}/{}  train_loss {:.6}  test_loss {:.6}  psnr {:.2}  ssim {:.4}  {:.3} s  {:.0} frames/s",
             row.epoch,
             config.epochs,
             row.train_loss,
             row.test_loss,
+            row.test_psnr,
+            row.test_ssim,
             row.seconds,
             row.frames_per_second
         ));
@@ -211,10 +248,21 @@ pub fn train<M: SequenceModel>(
     });
     let metadata = HashMap::from([(CHECKPOINT_METADATA_KEY.to_string(), about.to_string())]);
     save_parameters(&checkpoint_path, &specs, &vars, metadata)?;
+    let summary_path = config.out_dir.join(format!("{}.summary.json", M::KIND));
+    let summary = serde_json::json!({
+        "model": M::KIND,
+        "model_config": model_config,
+        "epochs": rows.len(),
+        "final": rows.last(),
+        "copy_last_frame": copy_last,
+    });
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::Config(e.to_string()))?;
+    crate::params::write_bytes_atomic(&summary_path, text.as_bytes())?;
     say(&format!(
-        "wrote {} and {}",
+        "wrote {}, {} and {}",
         csv_path.display(),
-        checkpoint_path.display()
+        checkpoint_path.display(),
+        summary_path.display()
     ));
     Ok(RunSummary {
         rows,
@@ -252,4 +300,25 @@ pub fn read_csv(path: &Path) -> Result<Vec<EpochRow>> {
             })
         })
         .collect()
+}
+
+/// Metrics of each predicted frame: `predictions` and `truth` are `[N, C, H, W]`.
+fn per_frame_metrics(predictions: &Tensor, truth: &Tensor) -> Result<Vec<FrameMetrics>> {
+    let (n, c, h, w) = truth.dims4()?;
+    let flat = |t: &Tensor| -> Result<Vec<f32>> {
+        Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    };
+    let (p, t) = (flat(predictions)?, flat(truth)?);
+    let frame = c * h * w;
+    Ok((0..n)
+        .map(|k| {
+            FrameMetrics::of(
+                &p[k * frame..(k + 1) * frame],
+                &t[k * frame..(k + 1) * frame],
+                c,
+                h,
+                w,
+            )
+        })
+        .collect())
 }
