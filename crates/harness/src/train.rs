@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
 use frames::Dataset;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig};
@@ -97,9 +98,27 @@ pub fn train<M: SequenceModel>(
     device: &Device,
 ) -> Result<RunSummary> {
     let dtype = DType::F32;
+    // On a terminal: a bar over all windows of the run, with the loss and ETA, above
+    // which the per-epoch lines scroll. Elsewhere (a pipe, a log file, CI) or with
+    // --quiet: the plain lines only.
+    let total_windows = (config.epochs * data.windows.count(data.split.train)) as u64;
+    let bar = if config.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(Some(total_windows), ProgressDrawTarget::stderr())
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} windows  epoch {prefix}  loss {msg}  eta {eta}",
+        )
+        .expect("a valid progress template"),
+    );
     let say = |line: &str| {
-        if !config.quiet {
+        if config.quiet {
+        } else if bar.is_hidden() {
             println!("{line}");
+        } else {
+            bar.println(line);
         }
     };
 
@@ -188,10 +207,13 @@ pub fn train<M: SequenceModel>(
         // Train: one update per window, windows in order.
         let start = Instant::now();
         let mut loss_sum = 0.0;
+        bar.set_prefix(format!("{epoch}/{}", config.epochs));
         for window in &train_windows {
             let (loss, grads) = model.loss_and_grads(window, &vars)?;
             adam.update(&vars, &grads)?;
             loss_sum += loss;
+            bar.set_message(format!("{loss:.4}"));
+            bar.inc(1);
         }
         // Sync point: on a GPU the clock must not stop before the kernels do.
         device.synchronize()?;
@@ -238,6 +260,7 @@ pub fn train<M: SequenceModel>(
         write_csv(&csv_path, &rows)?;
     }
 
+    bar.finish_and_clear();
     // One metadata key: safetensors keeps metadata in a hash map, whose order would make
     // two identical runs write different headers.
     let about = serde_json::json!({
