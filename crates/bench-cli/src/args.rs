@@ -33,6 +33,41 @@ pub enum Command {
     /// process, and print median and min-max seconds per epoch, frames per second and
     /// peak memory. The first epoch of each run is warm-up and not counted.
     Bench(BenchArgs),
+    /// Draw a trained model's predictions on the test split. PNG: a grid with one column
+    /// per step and the rows input frame, true next frame, prediction, and absolute error
+    /// (x2, so an error of 0.5 is white); with --horizon, the rows are true frame,
+    /// rollout prediction and error. GIF: truth and prediction side by side, animated.
+    Predict(PredictArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    /// Which model the checkpoint holds.
+    #[arg(long, value_enum)]
+    pub model: ModelKind,
+    /// A checkpoint written by training (results/<model>.safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Roll out N steps, feeding predictions back, after the window's first L-N frames.
+    #[arg(long)]
+    pub horizon: Option<usize>,
+    /// Steps (columns) to draw for one-step predictions.
+    #[arg(long, default_value_t = 10)]
+    pub frames: usize,
+    /// Which test window to draw (from 0).
+    #[arg(long, default_value_t = 0)]
+    pub window: usize,
+    /// Pixels per frame pixel (nearest neighbour).
+    #[arg(long, default_value_t = 3)]
+    pub scale: u32,
+    /// Output image: .png (grid) or .gif (animation).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// cpu or cuda, as for training.
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceKind>,
 }
 
 #[derive(Debug, Clone, Args)]

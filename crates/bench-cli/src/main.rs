@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod config;
+mod predict;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Frames(data)) => frames(&data),
         Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Predict(args)) => predict::run(&args),
         None => train(&cli.train),
     }
 }

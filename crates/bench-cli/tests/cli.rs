@@ -368,3 +368,101 @@ fn threads_flag_is_checked() {
     ]);
     assert!(run.stdout.contains("2 thread(s)"), "{}", run.stdout);
 }
+
+#[test]
+fn predict_draws_png_grids_and_gif_animations_of_the_expected_size() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&["--model", "conv", "--epochs", "1", "--out", s(dir.path())]);
+    let checkpoint = dir.path().join("conv.safetensors");
+    let png = dir.path().join("p.png");
+    ok(&[
+        "predict",
+        "--model",
+        "conv",
+        "--checkpoint",
+        s(&checkpoint),
+        "-o",
+        s(&png),
+    ]);
+    // 10 columns and 4 rows of 65x65 frames at scale 3, one-pixel separators.
+    let grid = image::open(&png).unwrap();
+    assert_eq!((grid.width(), grid.height()), (10 * 196 + 1, 4 * 196 + 1));
+    let levels: std::collections::HashSet<u8> = grid.to_luma8().pixels().map(|p| p.0[0]).collect();
+    assert!(
+        levels.len() > 100,
+        "a real picture has many grey levels: {}",
+        levels.len()
+    );
+
+    let rollout = dir.path().join("r.png");
+    ok(&[
+        "predict",
+        "--model",
+        "conv",
+        "--checkpoint",
+        s(&checkpoint),
+        "--horizon",
+        "5",
+        "--scale",
+        "2",
+        "-o",
+        s(&rollout),
+    ]);
+    let grid = image::open(&rollout).unwrap();
+    assert_eq!((grid.width(), grid.height()), (5 * 131 + 1, 3 * 131 + 1));
+
+    let gif = dir.path().join("a.gif");
+    ok(&[
+        "predict",
+        "--model",
+        "conv",
+        "--checkpoint",
+        s(&checkpoint),
+        "--frames",
+        "6",
+        "-o",
+        s(&gif),
+    ]);
+    use image::AnimationDecoder;
+    let decoder = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(
+        std::fs::File::open(&gif).unwrap(),
+    ))
+    .unwrap();
+    let frames = decoder.into_frames().collect_frames().unwrap();
+    assert_eq!(frames.len(), 6);
+    let first = frames[0].buffer();
+    assert_eq!((first.width(), first.height()), (2 * 195 + 3, 195 + 2));
+
+    let err = fails(&[
+        "predict",
+        "--model",
+        "linear",
+        "--checkpoint",
+        s(&checkpoint),
+        "-o",
+        s(&png),
+    ]);
+    assert!(err.contains("conv model, not the linear model"), "{err}");
+    let err = fails(&[
+        "predict",
+        "--model",
+        "conv",
+        "--checkpoint",
+        s(&checkpoint),
+        "-o",
+        "x.jpg",
+    ]);
+    assert!(err.contains(".png or .gif"), "{err}");
+    let err = fails(&[
+        "predict",
+        "--model",
+        "conv",
+        "--checkpoint",
+        s(&checkpoint),
+        "--horizon",
+        "26",
+        "-o",
+        s(&png),
+    ]);
+    assert!(err.contains("--horizon 26"), "{err}");
+}

@@ -22,6 +22,7 @@ pub mod linalg;
 pub mod metrics;
 pub mod model;
 pub mod params;
+pub mod predict;
 pub mod train;
 
 pub use error::{Error, Result};

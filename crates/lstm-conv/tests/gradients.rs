@@ -289,3 +289,39 @@ fn f32_cpu_fast_path_equals_autograd_reference() {
         harness::gradcheck::assert_paths_agree(&checks, 1e-5, 1e-3);
     }
 }
+
+#[test]
+fn rollout_feeds_predictions_back() {
+    let dev = Device::Cpu;
+    let config = Config::default();
+    let specs = ConvLstm::parameter_specs(&config);
+    let vars = init_parameters(&specs, 2, DType::F32, &dev).unwrap();
+    let model = ConvLstm::load(&config, var_builder(&specs, &vars, DType::F32, &dev)).unwrap();
+    let window = random_window(8, 9, 9, 4).to_dtype(DType::F32).unwrap();
+    let context = window.narrow(0, 0, 5).unwrap();
+    let rolled = harness::predict::rollout(&model, &context, 3).unwrap();
+    assert_eq!(rolled.dims(), &[3, 1, 9, 9]);
+    // The first rolled frame is the one-step prediction after the context.
+    let one_step = model.predict(&window).unwrap().get(4).unwrap();
+    let diff = (rolled.get(0).unwrap() - &one_step).unwrap().abs().unwrap();
+    assert!(diff.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-6);
+    // The third reads the context and the first two rolled frames, not the true ones.
+    let fed = Tensor::cat(
+        &[
+            &context,
+            &rolled.narrow(0, 0, 2).unwrap(),
+            &context.narrow(0, 0, 1).unwrap(),
+        ],
+        0,
+    )
+    .unwrap();
+    let third = model.predict(&fed).unwrap().get(6).unwrap();
+    let diff = (rolled.get(2).unwrap() - &third).unwrap().abs().unwrap();
+    assert!(diff.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-6);
+    let true_input = model.predict(&window).unwrap().get(6).unwrap();
+    let gap = (rolled.get(2).unwrap() - &true_input)
+        .unwrap()
+        .abs()
+        .unwrap();
+    assert!(gap.max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-4);
+}

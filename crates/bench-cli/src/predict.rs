@@ -1,0 +1,188 @@
+//! `bench-cli predict`: pictures of a trained model's predictions on the test split.
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Tensor};
+use harness::SequenceModel;
+use image::{GrayImage, Luma, Rgba, RgbaImage};
+use lstm_conv::ConvLstm;
+use lstm_linear::LinearLstm;
+
+use crate::args::{ModelKind, PredictArgs};
+
+/// Grey level of the lines between cells.
+const SEPARATOR: u8 = 128;
+/// Absolute errors are drawn times this, so 0.5 is white.
+const ERROR_GAIN: f32 = 2.0;
+
+pub fn run(args: &PredictArgs) -> Result<()> {
+    let extension = args
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if !matches!(extension.as_deref(), Some("png") | Some("gif")) {
+        bail!(
+            "-o {}: the output must end in .png or .gif",
+            args.output.display()
+        );
+    }
+    if args.scale == 0 || args.scale > 64 {
+        bail!("--scale {}: use 1 to 64", args.scale);
+    }
+    match args.model {
+        ModelKind::Linear => draw::<LinearLstm>(args),
+        ModelKind::Conv => draw::<ConvLstm>(args),
+    }
+}
+
+fn draw<M: SequenceModel>(args: &PredictArgs) -> Result<()> {
+    let device = crate::config::device(args.device)?;
+    let data = crate::config::load_data(&args.data)?;
+    let (model, _) = harness::predict::load_model::<M>(&args.checkpoint, &device)?;
+    let windows = data.test_windows()?;
+    let Some(window) = windows.get(args.window) else {
+        bail!(
+            "--window {}: the test split has {} window(s)",
+            args.window,
+            windows.len()
+        );
+    };
+    let window = window.to_device(&device)?; // [L, C, H, W]
+    let len = window.dim(0)?;
+
+    // Rows of frames, each frame [C, H, W] on the CPU.
+    let (rows, truth, predicted) = match args.horizon {
+        None => {
+            let steps = args.frames.clamp(1, len - 1);
+            let predictions = model.predict(&window)?.detach(); // [L-1, C, H, W]
+            let inputs = window.narrow(0, 0, steps)?;
+            let truth = window.narrow(0, 1, steps)?;
+            let predicted = predictions.narrow(0, 0, steps)?;
+            let error = (&predicted.clamp(0f32, 1f32)? - &truth)?.abs()?;
+            (
+                vec![inputs, truth.clone(), predicted.clone(), error],
+                truth,
+                predicted,
+            )
+        }
+        Some(horizon) => {
+            if horizon == 0 || horizon >= len {
+                bail!(
+                    "--horizon {horizon}: use 1 to {} (the window has {len} frames)",
+                    len - 1
+                );
+            }
+            let context = window.narrow(0, 0, len - horizon)?;
+            let predicted = harness::predict::rollout(&model, &context, horizon)?;
+            let truth = window.narrow(0, len - horizon, horizon)?;
+            let error = (&predicted.clamp(0f32, 1f32)? - &truth)?.abs()?;
+            (
+                vec![truth.clone(), predicted.clone(), error],
+                truth,
+                predicted,
+            )
+        }
+    };
+    let bytes = if args
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gif"))
+    {
+        gif(&truth, &predicted, args.scale)?
+    } else {
+        grid(&rows, args.scale)?
+    };
+    harness::params::write_bytes_atomic(&args.output, &bytes)?;
+    println!("wrote {}", args.output.display());
+    Ok(())
+}
+
+/// Values of a `[N, C, H, W]` tensor as N grey frames (the first channel), clipped to
+/// [0, 1]; the last row of a grid (the error) is scaled by [`ERROR_GAIN`].
+fn frames_of(t: &Tensor, gain: f32) -> Result<(Vec<Vec<f32>>, usize, usize)> {
+    let (n, _, h, w) = t.dims4()?;
+    let first = t.narrow(1, 0, 1)?.to_dtype(DType::F32)?; // [N, 1, H, W]
+    let values: Vec<f32> = first.flatten_all()?.to_vec1()?;
+    let frames = values
+        .chunks_exact(h * w)
+        .map(|f| f.iter().map(|v| (v * gain).clamp(0.0, 1.0)).collect())
+        .collect::<Vec<Vec<f32>>>();
+    debug_assert_eq!(frames.len(), n);
+    Ok((frames, h, w))
+}
+
+/// A grid PNG: one row per tensor, one column per step, frames scaled up by nearest
+/// neighbour, one-pixel separators.
+fn grid(rows: &[Tensor], scale: u32) -> Result<Vec<u8>> {
+    let last = rows.len() - 1;
+    let mut all = Vec::new();
+    let (mut h, mut w) = (0, 0);
+    for (r, t) in rows.iter().enumerate() {
+        let gain = if r == last { ERROR_GAIN } else { 1.0 };
+        let (frames, fh, fw) = frames_of(t, gain)?;
+        (h, w) = (fh, fw);
+        all.push(frames);
+    }
+    let cols = all[0].len() as u32;
+    let (cell_w, cell_h) = (w as u32 * scale + 1, h as u32 * scale + 1);
+    let mut img = GrayImage::from_pixel(
+        cols * cell_w + 1,
+        all.len() as u32 * cell_h + 1,
+        Luma([SEPARATOR]),
+    );
+    for (r, frames) in all.iter().enumerate() {
+        for (c, frame) in frames.iter().enumerate() {
+            let (x0, y0) = (c as u32 * cell_w + 1, r as u32 * cell_h + 1);
+            blit(&mut img, frame, w, scale, x0, y0);
+        }
+    }
+    encode_png(&img)
+}
+
+fn blit(img: &mut GrayImage, frame: &[f32], width: usize, scale: u32, x0: u32, y0: u32) {
+    for (i, v) in frame.iter().enumerate() {
+        let (fx, fy) = ((i % width) as u32, (i / width) as u32);
+        let level = Luma([(v * 255.0).round() as u8]);
+        for dy in 0..scale {
+            for dx in 0..scale {
+                img.put_pixel(x0 + fx * scale + dx, y0 + fy * scale + dy, level);
+            }
+        }
+    }
+}
+
+fn encode_png(img: &GrayImage) -> Result<Vec<u8>> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, image::ImageFormat::Png)
+        .context("cannot encode the PNG")?;
+    Ok(bytes.into_inner())
+}
+
+/// An animated GIF: each step shows the true frame left and the prediction right.
+fn gif(truth: &Tensor, predicted: &Tensor, scale: u32) -> Result<Vec<u8>> {
+    let (truth, h, w) = frames_of(truth, 1.0)?;
+    let (predicted, _, _) = frames_of(predicted, 1.0)?;
+    let (fw, fh) = (w as u32 * scale, h as u32 * scale);
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new_with_speed(&mut bytes, 10);
+        encoder
+            .set_repeat(image::codecs::gif::Repeat::Infinite)
+            .context("cannot write the GIF")?;
+        for (t, p) in truth.iter().zip(&predicted) {
+            let mut grey = GrayImage::from_pixel(2 * fw + 3, fh + 2, Luma([SEPARATOR]));
+            blit(&mut grey, t, w, scale, 1, 1);
+            blit(&mut grey, p, w, scale, fw + 2, 1);
+            let rgba = RgbaImage::from_fn(grey.width(), grey.height(), |x, y| {
+                let v = grey.get_pixel(x, y).0[0];
+                Rgba([v, v, v, 255])
+            });
+            let frame =
+                image::Frame::from_parts(rgba, 0, 0, image::Delay::from_numer_denom_ms(250, 1));
+            encoder
+                .encode_frame(frame)
+                .context("cannot write the GIF")?;
+        }
+    }
+    Ok(bytes)
+}
