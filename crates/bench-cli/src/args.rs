@@ -38,6 +38,22 @@ pub enum Command {
     /// (x2, so an error of 0.5 is white); with --horizon, the rows are true frame,
     /// rollout prediction and error. GIF: truth and prediction side by side, animated.
     Predict(PredictArgs),
+    /// Plot train and test loss per epoch of any number of runs (their CSVs), one line
+    /// each; --metric adds a panel for any other column, e.g. test_ssim.
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// CSV files written by training (results/<model>.csv).
+    #[arg(required = true)]
+    pub csvs: Vec<PathBuf>,
+    /// Output image, .png or .svg.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// A further column to plot in a third panel.
+    #[arg(long)]
+    pub metric: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

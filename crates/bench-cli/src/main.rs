@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod config;
+mod plot;
 mod predict;
 
 use std::process::ExitCode;
@@ -55,6 +56,11 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Frames(data)) => frames(&data),
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Predict(args)) => predict::run(&args),
+        Some(Command::Plot(args)) => {
+            plot::plot(&args.csvs, &args.output, args.metric.as_deref())?;
+            println!("wrote {}", args.output.display());
+            Ok(())
+        }
         None => train(&cli.train),
     }
 }

@@ -466,3 +466,32 @@ fn predict_draws_png_grids_and_gif_animations_of_the_expected_size() {
     ]);
     assert!(err.contains("--horizon 26"), "{err}");
 }
+
+#[test]
+fn plot_draws_the_reference_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("compare.png");
+    let reference = repo_root().join("results/reference");
+    let (linear, conv) = (reference.join("linear.csv"), reference.join("conv.csv"));
+    ok(&["plot", s(&linear), s(&conv), "-o", s(&png)]);
+    let img = image::open(&png).unwrap();
+    assert_eq!((img.width(), img.height()), (1200, 450));
+    let colours: std::collections::HashSet<[u8; 3]> = img.to_rgb8().pixels().map(|p| p.0).collect();
+    assert!(colours.len() > 20, "{} colours", colours.len());
+    ok(&[
+        "plot",
+        s(&linear),
+        s(&conv),
+        "--metric",
+        "test_ssim",
+        "-o",
+        s(&png),
+    ]);
+    assert_eq!(image::open(&png).unwrap().width(), 1800);
+    let svg = dir.path().join("compare.svg");
+    ok(&["plot", s(&linear), s(&conv), "-o", s(&svg)]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("linear") && text.contains("conv"));
+    let err = fails(&["plot", s(&conv), "--metric", "nope", "-o", s(&png)]);
+    assert!(err.contains("nope") && err.contains("conv.csv"), "{err}");
+}
