@@ -433,6 +433,11 @@ fn predict_draws_png_grids_and_gif_animations_of_the_expected_size() {
     let first = frames[0].buffer();
     assert_eq!((first.width(), first.height()), (2 * 195 + 3, 195 + 2));
 
+    // The short run's CSV plots too.
+    let plot = dir.path().join("short.png");
+    ok(&["plot", s(&dir.path().join("conv.csv")), "-o", s(&plot)]);
+    assert_eq!(image::open(&plot).unwrap().width(), 1200);
+
     let err = fails(&[
         "predict",
         "--model",
