@@ -197,7 +197,7 @@ pub struct TrainArgs {
     /// kernels are too small to share; linear: up to 2, for memory bandwidth).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Print nothing but errors.
+    /// No progress bar: one plain line per epoch, as when the output is not a terminal.
     #[arg(long, short)]
     pub quiet: bool,
 }

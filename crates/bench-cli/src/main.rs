@@ -42,6 +42,14 @@ fn keep_freed_memory_mapped() {
 
 fn main() -> ExitCode {
     keep_freed_memory_mapped();
+    // Like other command-line tools, end quietly when the reader of our output goes away
+    // (`bench-cli ... | head`), instead of panicking on the failed write; every file is
+    // written atomically, so nothing is left half-written.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -97,9 +105,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         }
     }
     if let Some(peak) = bench::peak_rss_mb() {
-        if !config.quiet {
-            println!("peak memory: {peak:.0} MB");
-        }
+        println!("peak memory: {peak:.0} MB");
     }
     Ok(())
 }

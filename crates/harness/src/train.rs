@@ -34,7 +34,7 @@ pub struct TrainConfig {
     pub out_dir: PathBuf,
     /// Start from these weights instead of a seeded initialisation.
     pub init_from: Option<PathBuf>,
-    /// Print nothing but errors.
+    /// No progress bar: one plain line per epoch, as when the output is not a terminal.
     pub quiet: bool,
 }
 
@@ -114,8 +114,7 @@ pub fn train<M: SequenceModel>(
         .expect("a valid progress template"),
     );
     let say = |line: &str| {
-        if config.quiet {
-        } else if bar.is_hidden() {
+        if bar.is_hidden() {
             println!("{line}");
         } else {
             bar.println(line);
