@@ -57,3 +57,15 @@ pub fn f32_slice<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]>
         .ok_or_else(|| candle_core::Error::Msg("expected a contiguous tensor".into()))?;
     Ok(&values[start..end])
 }
+
+/// Gradients computed on slices, as tensors shaped like their parameters (no copy).
+pub fn tensors_like(
+    grads: impl IntoIterator<Item = Vec<f32>>,
+    specs: &[crate::ParamSpec],
+) -> Result<Vec<Tensor>> {
+    grads
+        .into_iter()
+        .zip(specs)
+        .map(|(g, spec)| tensor_from(g, &spec.shape))
+        .collect()
+}

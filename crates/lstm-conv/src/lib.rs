@@ -24,7 +24,7 @@
 use candle_core::{Result, Tensor, Var};
 use candle_nn::VarBuilder;
 use harness::cell::{lstm_step, lstm_step_backward, lstm_step_forward, StepCache};
-use harness::cpu::{f32_slice, is_f32_cpu, tensor_from};
+use harness::cpu::{f32_slice, is_f32_cpu, tensors_like};
 use harness::{window_loss_and_grad, ParamSpec, SequenceModel};
 
 pub mod cpu;
@@ -225,13 +225,10 @@ impl ConvLstm {
             kernel: self.config.kernel,
         };
         let (loss, grads) = cpu::loss_and_grads(slice(0)?, l, (height, width), &weights);
-        let specs = Self::parameter_specs(&self.config);
-        let grads = grads
-            .into_iter()
-            .zip(&specs)
-            .map(|(g, spec)| tensor_from(g, &spec.shape))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((loss, grads))
+        Ok((
+            loss,
+            tensors_like(grads, &Self::parameter_specs(&self.config))?,
+        ))
     }
 
     /// The same model on detached tensors: candle records no graph through it.
