@@ -200,4 +200,7 @@ pub struct TrainArgs {
     /// No progress bar: one plain line per epoch, as when the output is not a terminal.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Replace the results of an earlier run of the same model in --out.
+    #[arg(long)]
+    pub force: bool,
 }

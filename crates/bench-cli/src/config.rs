@@ -89,6 +89,7 @@ pub fn train_config(args: &TrainArgs, model: ModelKind) -> Result<TrainConfig> {
         out_dir: args.out.clone(),
         init_from: args.init_from.clone(),
         quiet: args.quiet,
+        overwrite: args.force,
     })
 }
 

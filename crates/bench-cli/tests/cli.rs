@@ -227,6 +227,7 @@ fn linear_model_trains_end_to_end_on_small_frames() {
         s(&checkpoint),
         "--out",
         s(out.path()),
+        "--force",
     ]);
     let err = fails(&[
         "--model",
@@ -499,4 +500,52 @@ fn plot_draws_the_reference_runs() {
     assert!(text.contains("linear") && text.contains("conv"));
     let err = fails(&["plot", s(&conv), "--metric", "nope", "-o", s(&png)]);
     assert!(err.contains("nope") && err.contains("conv.csv"), "{err}");
+}
+
+#[test]
+fn an_earlier_run_is_not_overwritten_without_force() {
+    let out = tempfile::tempdir().unwrap();
+    ok(&["--model", "conv", "--epochs", "1", "--out", s(out.path())]);
+    let before = std::fs::read(out.path().join("conv.csv")).unwrap();
+    let err = fails(&["--model", "conv", "--epochs", "2", "--out", s(out.path())]);
+    assert!(
+        err.contains("--force") && err.contains(s(out.path())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(out.path().join("conv.csv")).unwrap(), before);
+    ok(&[
+        "--model",
+        "conv",
+        "--epochs",
+        "2",
+        "--out",
+        s(out.path()),
+        "--force",
+    ]);
+    assert_eq!(read_rows(&out.path().join("conv.csv")).len(), 2);
+}
+
+#[test]
+fn a_diverging_run_stops_naming_epoch_and_window() {
+    let out = tempfile::tempdir().unwrap();
+    let err = fails(&[
+        "--model",
+        "linear",
+        "--size",
+        "9",
+        "--hidden",
+        "8",
+        "--lr",
+        "1e30",
+        "--epochs",
+        "3",
+        "--out",
+        s(out.path()),
+    ]);
+    assert!(
+        err.contains("epoch 1, window 2") && err.contains("loss is inf"),
+        "{err}"
+    );
+    // Nothing of the failed epoch is saved as if it were good.
+    assert!(!out.path().join("linear.safetensors").exists());
 }

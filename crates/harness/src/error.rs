@@ -16,6 +16,8 @@ pub enum Error {
     Checkpoint { path: PathBuf, message: String },
     #[error("{0}")]
     Config(String),
+    #[error("{0}")]
+    Numerical(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -36,6 +36,8 @@ pub struct TrainConfig {
     pub init_from: Option<PathBuf>,
     /// No progress bar: one plain line per epoch, as when the output is not a terminal.
     pub quiet: bool,
+    /// Replace the results of an earlier run of the same model in `out_dir`.
+    pub overwrite: bool,
 }
 
 impl Default for TrainConfig {
@@ -47,6 +49,7 @@ impl Default for TrainConfig {
             out_dir: PathBuf::from("results"),
             init_from: None,
             quiet: false,
+            overwrite: false,
         }
     }
 }
@@ -124,6 +127,14 @@ pub fn train<M: SequenceModel>(
     // Outputs: fail on an unwritable folder before any work.
     std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
     let (csv_path, checkpoint_path) = output_paths(&config.out_dir, M::KIND);
+    if !config.overwrite && (csv_path.exists() || checkpoint_path.exists()) {
+        return Err(Error::Config(format!(
+            "{}: the results of an earlier {} run are here; pass --force to replace them, \
+             or choose another --out",
+            config.out_dir.display(),
+            M::KIND
+        )));
+    }
 
     // Data.
     let to_device = |ws: Vec<Tensor>| -> Result<Vec<Tensor>> {
@@ -207,8 +218,17 @@ pub fn train<M: SequenceModel>(
         let start = Instant::now();
         let mut loss_sum = 0.0;
         bar.set_prefix(format!("{epoch}/{}", config.epochs));
-        for window in &train_windows {
+        for (k, window) in train_windows.iter().enumerate() {
             let (loss, grads) = model.loss_and_grads(window, &vars)?;
+            if !loss.is_finite() {
+                // Stop before the update: the weights on disk are those of the last epoch
+                // that ended well, and the CSV holds its rows.
+                return Err(Error::Numerical(format!(
+                    "epoch {epoch}, window {}: the training loss is {loss}; stopping. \
+                     The results of the epochs before are kept; a lower --lr may help",
+                    k + 1
+                )));
+            }
             adam.update(&vars, &grads)?;
             loss_sum += loss;
             bar.set_message(format!("{loss:.4}"));
@@ -232,6 +252,13 @@ pub fn train<M: SequenceModel>(
             )?);
         }
         let test_metrics = FrameMetrics::mean(&frame_metrics);
+        if !test_sum.is_finite() {
+            return Err(Error::Numerical(format!(
+                "epoch {epoch}: the test loss is {test_sum} after the epoch's updates (a \
+                 gradient was not finite); stopping. The results of the epochs before are \
+                 kept; a lower --lr may help"
+            )));
+        }
 
         let row = EpochRow {
             epoch,
