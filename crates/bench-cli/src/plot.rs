@@ -4,7 +4,6 @@
 //! extra column, with one line per run. PNG or SVG by the output's extension.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -80,7 +79,8 @@ pub fn plot(csvs: &[PathBuf], out: &Path, metric: Option<&str>) -> Result<()> {
     register_font()?;
     let bytes = render(format, size, &runs, &panels, &epochs)
         .with_context(|| format!("cannot render the plot {}", out.display()))?;
-    write_atomically(out, format, &bytes)
+    harness::params::write_bytes_atomic(out, &bytes)
+        .with_context(|| format!("cannot write the plot {}", out.display()))
 }
 
 /// The encoded figure, rendered in memory so that a failure leaves no file behind.
@@ -133,39 +133,6 @@ impl OutputFormat {
             ),
         }
     }
-
-    fn suffix(self) -> &'static str {
-        match self {
-            Self::Png => ".png",
-            Self::Svg => ".svg",
-        }
-    }
-}
-
-/// Replaces `out` with `bytes` through a temporary file and a rename, so that readers see
-/// either the old file or the whole new one.
-fn write_atomically(out: &Path, format: OutputFormat, bytes: &[u8]) -> Result<()> {
-    // Same folder, so that the final rename stays on one file system.
-    let dir = match out.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    // A temporary left by a killed process is then recognisable for what it is.
-    builder.prefix(".plot-").suffix(format.suffix());
-    // Temporaries are owner-only by default and the rename would keep that; the plot
-    // should get the usual umask-filtered mode of a new file instead.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let mut temp = builder
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file next to {}", out.display()))?;
-    temp.write_all(bytes)
-        .and_then(|()| temp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", temp.path().display()))?;
-    temp.persist(out)
-        .with_context(|| format!("cannot write the plot {}", out.display()))?;
-    Ok(())
 }
 
 /// Makes the bundled font the "sans-serif" family that plotters' text uses, so rendering

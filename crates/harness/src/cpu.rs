@@ -10,8 +10,20 @@ use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
 /// Errors on any other device, dtype or layout: callers pick their fast path by
 /// [`is_f32_cpu`] first.
 pub fn with_f32<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = tensor.storage_and_layout();
-    Ok(f(f32_slice(&storage, layout)?))
+    with_f32_all([tensor], |[values]| f(values))
+}
+
+/// [`with_f32`] for several tensors at once: `f` gets the values of each, in order.
+pub fn with_f32_all<const N: usize, R>(
+    tensors: [&Tensor; N],
+    f: impl FnOnce([&[f32]; N]) -> R,
+) -> Result<R> {
+    let views = tensors.map(|t| t.storage_and_layout());
+    let mut slices: [&[f32]; N] = [&[]; N];
+    for (slice, (storage, layout)) in slices.iter_mut().zip(&views) {
+        *slice = f32_slice(storage, layout)?;
+    }
+    Ok(f(slices))
 }
 
 /// True for an f32 tensor on the CPU: the tensors the hand-written kernels take.

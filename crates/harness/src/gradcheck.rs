@@ -19,6 +19,23 @@ pub struct GradCheck {
     pub max_numeric: f64,
 }
 
+/// Model `M` with every parameter drawn from `seed`, biases too (not left at zero): a
+/// generic point, where a wrong bias gradient cannot hide.
+fn generic_point<M: SequenceModel>(
+    config: &M::Config,
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+) -> Result<(Vec<crate::ParamSpec>, Vec<Var>, M)> {
+    let mut specs = M::parameter_specs(config);
+    for spec in &mut specs {
+        spec.init = crate::ParamInit::Normal { fan_in: 4 };
+    }
+    let vars = init_parameters(&specs, seed, dtype, device)?;
+    let model = M::load(config, var_builder(&specs, &vars, dtype, device))?;
+    Ok((specs, vars, model))
+}
+
 /// Compares `M::loss_and_grads` with central differences `(L(p+e) - L(p-e)) / 2e` for every
 /// entry of every parameter, in f64 on the CPU, from weights drawn with `seed`. Biases are
 /// drawn too (not left at zero) so their gradients are exercised at a generic point.
@@ -32,13 +49,7 @@ pub fn check_gradients<M: SequenceModel>(
 ) -> Result<Vec<GradCheck>> {
     let device = Device::Cpu;
     let window = window.to_dtype(DType::F64)?;
-    let mut specs = M::parameter_specs(config);
-    for spec in &mut specs {
-        // Nonzero biases: a generic point, where a wrong bias gradient cannot hide.
-        spec.init = crate::ParamInit::Normal { fan_in: 4 };
-    }
-    let vars = init_parameters(&specs, seed, DType::F64, &device)?;
-    let model = M::load(config, var_builder(&specs, &vars, DType::F64, &device))?;
+    let (specs, vars, model) = generic_point::<M>(config, seed, DType::F64, &device)?;
     let (_, grads) = model.loss_and_grads(&window, &vars)?;
     let loss_at = |model: &M| -> Result<f64> {
         Ok(window_loss(&model.predict(&window)?, &window)?.to_scalar::<f64>()?)
@@ -110,12 +121,7 @@ pub fn compare_with_autograd<M: SequenceModel>(
     reference_dtype: DType,
 ) -> Result<(f64, f64, Vec<PathCheck>)> {
     let (dtype, device) = (window.dtype(), window.device().clone());
-    let mut specs = M::parameter_specs(config);
-    for spec in &mut specs {
-        spec.init = crate::ParamInit::Normal { fan_in: 4 };
-    }
-    let vars = init_parameters(&specs, seed, dtype, &device)?;
-    let model = M::load(config, var_builder(&specs, &vars, dtype, &device))?;
+    let (specs, vars, model) = generic_point::<M>(config, seed, dtype, &device)?;
     let (loss, grads) = model.loss_and_grads(window, &vars)?;
     let ref_vars = vars
         .iter()

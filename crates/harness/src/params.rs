@@ -175,12 +175,23 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io_err(dir))?;
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // Temporaries are owner-only and the rename keeps that; an output should get the
+    // usual umask-filtered mode of a newly created file instead.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let tmp = builder.tempfile_in(dir).map_err(io_err(dir))?;
+    let mode = tmp
+        .as_file()
+        .metadata()
+        .map_err(io_err(path))?
+        .permissions();
     write(tmp.path()).map_err(io_err(path))?;
+    // A writer may have replaced the file (safetensors writes its own temporary and
+    // renames it over ours): give the result the mode chosen above either way.
+    std::fs::set_permissions(tmp.path(), mode).map_err(io_err(path))?;
     File::open(tmp.path())
         .and_then(|f| f.sync_all())
         .map_err(io_err(path))?;

@@ -24,7 +24,7 @@
 use candle_core::{Result, Tensor, Var};
 use candle_nn::VarBuilder;
 use harness::cell::{lstm_step, lstm_step_backward, lstm_step_forward, StepCache};
-use harness::cpu::{f32_slice, is_f32_cpu, tensors_like};
+use harness::cpu::{is_f32_cpu, tensors_like, with_f32_all};
 use harness::{window_loss_and_grad, ParamSpec, SequenceModel};
 
 pub mod cpu;
@@ -170,18 +170,11 @@ impl SequenceModel for ConvLstm {
     /// f32 windows on the CPU take the slice kernels of [`cpu`]; anything else (f64, CUDA)
     /// takes the same algorithm written with candle ops.
     fn loss_and_grads(&self, window: &Tensor, _params: &[Var]) -> Result<(f64, Vec<Tensor>)> {
-        let tensors = [
-            window,
-            &self.weight_ih,
-            &self.weight_hh,
-            &self.bias_ih,
-            &self.bias_hh,
-        ];
-        if tensors.iter().all(|t| is_f32_cpu(t)) {
+        if is_f32_cpu(window) && self.parameters().iter().all(|t| is_f32_cpu(t)) {
             return self.loss_and_grads_cpu(window);
         }
         // No autograd here: detached weights keep candle from recording a graph.
-        self.detached().bptt(window)
+        self.detached()?.bptt(window)
     }
 }
 
@@ -203,28 +196,36 @@ impl ConvLstm {
         bias.reshape((1, 4 * self.config.channels, 1, 1))
     }
 
-    /// [`cpu::loss_and_grads`] on the storages of the window and the weights.
-    fn loss_and_grads_cpu(&self, window: &Tensor) -> Result<(f64, Vec<Tensor>)> {
-        let (l, _, height, width) = self.check_window(window)?;
-        let window = window.contiguous()?;
-        let views = [
-            &window,
+    /// The parameters in [`SequenceModel::parameter_specs`] order.
+    fn parameters(&self) -> [&Tensor; 4] {
+        [
             &self.weight_ih,
             &self.weight_hh,
             &self.bias_ih,
             &self.bias_hh,
         ]
-        .map(|t| t.storage_and_layout());
-        let slice = |k: usize| f32_slice(&views[k].0, views[k].1);
-        let weights = cpu::Weights {
-            w_ih: slice(1)?,
-            w_hh: slice(2)?,
-            b_ih: slice(3)?,
-            b_hh: slice(4)?,
-            channels: self.config.channels,
-            kernel: self.config.kernel,
-        };
-        let (loss, grads) = cpu::loss_and_grads(slice(0)?, l, (height, width), &weights);
+    }
+
+    /// [`cpu::loss_and_grads`] on the storages of the window and the weights.
+    fn loss_and_grads_cpu(&self, window: &Tensor) -> Result<(f64, Vec<Tensor>)> {
+        let (l, _, height, width) = self.check_window(window)?;
+        let window = window.contiguous()?;
+        let [w_ih, w_hh, b_ih, b_hh] = self.parameters();
+        let (channels, kernel) = (self.config.channels, self.config.kernel);
+        let (loss, grads) = with_f32_all(
+            [&window, w_ih, w_hh, b_ih, b_hh],
+            |[x, w_ih, w_hh, b_ih, b_hh]| {
+                let weights = cpu::Weights {
+                    w_ih,
+                    w_hh,
+                    b_ih,
+                    b_hh,
+                    channels,
+                    kernel,
+                };
+                cpu::loss_and_grads(x, l, (height, width), &weights)
+            },
+        )?;
         Ok((
             loss,
             tensors_like(grads, &Self::parameter_specs(&self.config))?,
@@ -232,14 +233,8 @@ impl ConvLstm {
     }
 
     /// The same model on detached tensors: candle records no graph through it.
-    fn detached(&self) -> ConvLstm {
-        ConvLstm {
-            config: self.config.clone(),
-            weight_ih: self.weight_ih.detach(),
-            weight_hh: self.weight_hh.detach(),
-            bias_ih: self.bias_ih.detach(),
-            bias_hh: self.bias_hh.detach(),
-        }
+    fn detached(&self) -> Result<ConvLstm> {
+        Self::new(self.config.clone(), self.parameters().map(Tensor::detach))
     }
 
     /// Gradient of `conv(input, kernel)` with respect to the kernel, summed over the batch:

@@ -24,8 +24,7 @@
 use candle_core::{Result, Tensor, Var};
 use candle_nn::VarBuilder;
 use harness::cell::{lstm_step, lstm_step_backward, lstm_step_forward, StepCache};
-use harness::cpu::{f32_slice, is_f32_cpu, tensors_like};
-use harness::linalg::product;
+use harness::cpu::{is_f32_cpu, tensors_like, with_f32_all};
 use harness::{window_loss_and_grad, ParamSpec, SequenceModel};
 use serde::{Deserialize, Serialize};
 
@@ -197,9 +196,9 @@ impl SequenceModel for LinearLstm {
     fn predict(&self, window: &Tensor) -> Result<Tensor> {
         let (l, c, height, width) = self.check_window(window)?;
         let (t_steps, d, n) = (l - 1, self.config.frame_len(), self.config.hidden);
+        // Fold time into the batch: the input half of every gate does not depend on h, so
+        // all T steps take one matrix product before the loop.
         let x = window.narrow(0, 0, t_steps)?.reshape((t_steps, d))?; // [T, D]
-                                                                      // Fold time into the batch: the input half of every gate does not depend on h, so
-                                                                      // all T steps take one matrix product before the loop.
         let preact_x = self.input_preact(&x)?; // [T, 4N]
         let mut c_state = Tensor::zeros((1, n), window.dtype(), window.device())?; // [1, N]
         let mut h: Option<Tensor> = None; // h_0 = 0, so step 0 skips W_hh
@@ -229,31 +228,18 @@ impl SequenceModel for LinearLstm {
     /// f32 windows on the CPU take the slice kernels of [`cpu`]; anything else (f64, CUDA)
     /// takes the same algorithm written with candle ops.
     fn loss_and_grads(&self, window: &Tensor, _params: &[Var]) -> Result<(f64, Vec<Tensor>)> {
-        let tensors = [
-            window,
-            &self.weight_ih,
-            &self.weight_hh,
-            &self.bias_ih,
-            &self.bias_hh,
-            &self.out_weight,
-            &self.out_bias,
-        ];
-        if tensors.iter().all(|t| is_f32_cpu(t)) {
+        if is_f32_cpu(window) && self.parameters().iter().all(|t| is_f32_cpu(t)) {
             return self.loss_and_grads_cpu(window);
         }
         // No autograd here: detached weights keep candle from recording a graph.
-        let model = self.detached();
-        model.bptt(window)
+        self.detached()?.bptt(window)
     }
 }
 
 impl LinearLstm {
-    /// [`cpu::loss_and_grads`] on the storages of the window and the weights.
-    fn loss_and_grads_cpu(&self, window: &Tensor) -> Result<(f64, Vec<Tensor>)> {
-        let (l, _, _, _) = self.check_window(window)?;
-        let window = window.contiguous()?;
-        let views = [
-            &window,
+    /// The parameters in [`SequenceModel::parameter_specs`] order.
+    fn parameters(&self) -> [&Tensor; 6] {
+        [
             &self.weight_ih,
             &self.weight_hh,
             &self.bias_ih,
@@ -261,18 +247,28 @@ impl LinearLstm {
             &self.out_weight,
             &self.out_bias,
         ]
-        .map(|t| t.storage_and_layout());
-        let slice = |k: usize| f32_slice(&views[k].0, views[k].1);
-        let weights = cpu::Weights {
-            w_ih: slice(1)?,
-            w_hh: slice(2)?,
-            b_ih: slice(3)?,
-            b_hh: slice(4)?,
-            out_w: slice(5)?,
-            out_b: slice(6)?,
-        };
+    }
+
+    /// [`cpu::loss_and_grads`] on the storages of the window and the weights.
+    fn loss_and_grads_cpu(&self, window: &Tensor) -> Result<(f64, Vec<Tensor>)> {
+        let (l, _, _, _) = self.check_window(window)?;
+        let window = window.contiguous()?;
+        let [w_ih, w_hh, b_ih, b_hh, out_w, out_b] = self.parameters();
         let (d, n) = (self.config.frame_len(), self.config.hidden);
-        let (loss, grads) = cpu::loss_and_grads(slice(0)?, l, d, n, &weights);
+        let (loss, grads) = with_f32_all(
+            [&window, w_ih, w_hh, b_ih, b_hh, out_w, out_b],
+            |[x, w_ih, w_hh, b_ih, b_hh, out_w, out_b]| {
+                let weights = cpu::Weights {
+                    w_ih,
+                    w_hh,
+                    b_ih,
+                    b_hh,
+                    out_w,
+                    out_b,
+                };
+                cpu::loss_and_grads(x, l, d, n, &weights)
+            },
+        )?;
         Ok((
             loss,
             tensors_like(grads, &Self::parameter_specs(&self.config))?,
@@ -280,16 +276,8 @@ impl LinearLstm {
     }
 
     /// The same model on detached tensors: candle records no graph through it.
-    fn detached(&self) -> LinearLstm {
-        LinearLstm {
-            config: self.config.clone(),
-            weight_ih: self.weight_ih.detach(),
-            weight_hh: self.weight_hh.detach(),
-            bias_ih: self.bias_ih.detach(),
-            bias_hh: self.bias_hh.detach(),
-            out_weight: self.out_weight.detach(),
-            out_bias: self.out_bias.detach(),
-        }
+    fn detached(&self) -> Result<LinearLstm> {
+        Self::new(self.config.clone(), self.parameters().map(Tensor::detach))
     }
 
     /// Loss and gradients by hand-written backpropagation through time.
@@ -299,17 +287,16 @@ impl LinearLstm {
         let (dtype, device) = (window.dtype(), window.device());
 
         // Forward, keeping what backward reads.
+        // Fold time into the batch: all T input products at once.
         let x = window.narrow(0, 0, t_steps)?.reshape((t_steps, d))?; // [T, D]
-                                                                      // Fold time into the batch: all T input products at once.
-        let preact_x = product(&x, false, &self.weight_ih, true)?.broadcast_add(&self.bias_ih)?; // [T, 4N]
+        let preact_x = self.input_preact(&x)?; // [T, 4N]
         let zeros = Tensor::zeros((1, n), dtype, device)?; // [1, N]
         let mut caches: Vec<StepCache> = Vec::with_capacity(t_steps);
         let mut hs: Vec<Tensor> = Vec::with_capacity(t_steps); // h_1 .. h_T, each [1, N]
         for t in 0..t_steps {
             let px = preact_x.narrow(0, t, 1)?; // [1, 4N]
             let preact = match hs.last() {
-                Some(h) => (px + product(h, false, &self.weight_hh, true)?)?
-                    .broadcast_add(&self.bias_hh)?,
+                Some(h) => (px + self.recurrent_preact(h)?)?,
                 None => px.broadcast_add(&self.bias_hh)?,
             }; // [1, 4N]
             let c_prev = caches.last().map_or(&zeros, |k| &k.c);
@@ -318,14 +305,14 @@ impl LinearLstm {
             caches.push(cache);
         }
         let hs = Tensor::cat(&hs, 0)?; // [T, N]
-        let y = product(&hs, false, &self.out_weight, true)?.broadcast_add(&self.out_bias)?; // [T, D]
+        let y = self.output(&hs)?; // [T, D]
         let (loss, d_y) = window_loss_and_grad(&y.reshape((t_steps, c, height, width))?, window)?;
         let d_y = d_y.reshape((t_steps, d))?; // [T, D]
 
         // Output layer: y = out_w h + out_b, all steps at once.
-        let d_out_weight = product(&d_y, true, &hs, false)?; // [D, N]
+        let d_out_weight = d_y.t()?.matmul(&hs)?; // [D, N]
         let d_out_bias = d_y.sum(0)?; // [D]
-        let d_hs = product(&d_y, false, &self.out_weight, false)?; // [T, N]
+        let d_hs = d_y.matmul(&self.out_weight)?; // [T, N]
 
         // The cell, last step first; h and c of the step after T carry no gradient.
         let mut dh_next = zeros.clone(); // [1, N]
@@ -335,7 +322,7 @@ impl LinearLstm {
             let dh = (d_hs.narrow(0, t, 1)? + &dh_next)?; // [1, N]
             let c_prev = if t == 0 { &zeros } else { &caches[t - 1].c };
             let (d_preact, dc_prev) = lstm_step_backward(&caches[t], c_prev, &dh, &dc_next)?;
-            dh_next = product(&d_preact, false, &self.weight_hh, false)?; // [1, N]
+            dh_next = d_preact.matmul(&self.weight_hh)?; // [1, N]
             dc_next = dc_prev;
             d_preacts[t] = d_preact;
         }
@@ -343,15 +330,10 @@ impl LinearLstm {
 
         // Gate weights: one product over all steps each. Step 0 saw h_0 = 0, so W_hh's
         // gradient sums steps 1 .. T-1 against h_1 .. h_{T-1}.
-        let d_weight_ih = product(&d_preact, true, &x, false)?; // [4N, D]
+        let d_weight_ih = d_preact.t()?.matmul(&x)?; // [4N, D]
         let d_weight_hh = if t_steps > 1 {
             let later = d_preact.narrow(0, 1, t_steps - 1)?; // [T-1, 4N]
-            product(
-                &later.contiguous()?,
-                true,
-                &hs.narrow(0, 0, t_steps - 1)?,
-                false,
-            )? // [4N, N]
+            later.t()?.matmul(&hs.narrow(0, 0, t_steps - 1)?)? // [4N, N]
         } else {
             self.weight_hh.zeros_like()?
         };
