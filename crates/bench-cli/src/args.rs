@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
 
 /// Train and compare the seed's LSTM and ConvLSTM next-frame predictors.
 ///
@@ -113,7 +114,8 @@ pub enum ModelKind {
     Conv,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AdamKind {
     /// Chainer's Adam, as the seed ran it (eps added to sqrt(v) before bias correction).
     Chainer,
@@ -127,7 +129,8 @@ pub enum DeviceKind {
     Cuda,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ColorKind {
     /// One channel, BT.601 luma.
     Luma,
@@ -136,7 +139,7 @@ pub enum ColorKind {
 }
 
 /// Where the frames come from and how they are cut.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct DataArgs {
     /// Folder of frames (png, jpg, bmp), in natural name order.
     #[arg(long, default_value = "data")]
@@ -172,9 +175,12 @@ pub struct TrainArgs {
     /// Adam step size.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
-    /// Seed of the weight initialisation.
+    /// Seed of the weight initialisation (and of the window order with --shuffle).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Train on the windows in a new random order each epoch (the seed keeps their order).
+    #[arg(long)]
+    pub shuffle: bool,
     /// Adam's form.
     #[arg(long, value_enum, default_value_t = AdamKind::Chainer)]
     pub adam: AdamKind,
@@ -201,6 +207,14 @@ pub struct TrainArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// Replace the results of an earlier run of the same model in --out.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub force: bool,
+    /// Continue the run whose training checkpoint (<model>.resume.safetensors) is in
+    /// --out, with its settings; --epochs may raise its length.
+    #[arg(long, conflicts_with = "init_from")]
+    pub resume: bool,
+    /// Write the training checkpoint every N epochs (always after the last one, and on
+    /// Ctrl-C); 0: only then.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub checkpoint_every: usize,
 }

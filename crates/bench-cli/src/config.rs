@@ -2,9 +2,12 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
+use clap::parser::ValueSource;
+use clap::ArgMatches;
 use frames::{ColorMode, Dataset, LoadOptions, Size, WindowSpec};
 use harness::adam::{AdamConfig, AdamForm};
 use harness::TrainConfig;
+use serde::{Deserialize, Serialize};
 
 use crate::args::{AdamKind, ColorKind, DataArgs, DeviceKind, ModelKind, TrainArgs};
 
@@ -86,11 +89,81 @@ pub fn train_config(args: &TrainArgs, model: ModelKind) -> Result<TrainConfig> {
             ..AdamConfig::default()
         },
         seed: args.seed,
+        shuffle: args.shuffle,
         out_dir: args.out.clone(),
         init_from: args.init_from.clone(),
         quiet: args.quiet,
         overwrite: args.force,
+        resume: args.resume,
+        checkpoint_every: args.checkpoint_every,
+        stop: None,
+        launch: serde_json::to_value(Launch::of(args))?,
     })
+}
+
+/// The settings a run was started with, kept in its training checkpoint so that
+/// `--resume` needs no more than `--model` (and `--out`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Launch {
+    pub data: DataArgs,
+    pub epochs: usize,
+    pub lr: f64,
+    pub seed: u64,
+    pub adam: AdamKind,
+    pub shuffle: bool,
+    pub hidden: Option<usize>,
+    pub kernel: Option<usize>,
+    pub checkpoint_every: usize,
+}
+
+impl Launch {
+    fn of(args: &TrainArgs) -> Launch {
+        Launch {
+            data: args.data.clone(),
+            epochs: args.epochs,
+            lr: args.lr,
+            seed: args.seed,
+            adam: args.adam,
+            shuffle: args.shuffle,
+            hidden: args.hidden,
+            kernel: args.kernel,
+            checkpoint_every: args.checkpoint_every,
+        }
+    }
+}
+
+/// For `--resume`: every setting not typed on this command line comes from the run being
+/// resumed. One typed differently is kept, and the harness refuses it if it changes the
+/// run (a different --lr, say) rather than just its length (--epochs).
+pub fn resume_settings(args: &mut TrainArgs, matches: &ArgMatches, launch: Launch) {
+    let typed = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    macro_rules! take {
+        ($($field:ident),*) => {$(
+            if !typed(stringify!($field)) {
+                args.$field = launch.$field;
+            }
+        )*};
+    }
+    take!(
+        epochs,
+        lr,
+        seed,
+        adam,
+        shuffle,
+        hidden,
+        kernel,
+        checkpoint_every
+    );
+    let data = &mut args.data;
+    let saved = launch.data;
+    macro_rules! take_data {
+        ($($field:ident),*) => {$(
+            if !typed(stringify!($field)) {
+                data.$field = saved.$field;
+            }
+        )*};
+    }
+    take_data!(data, size, train_frames, seq_len, stride, color);
 }
 
 /// Sizes the thread pool every CPU kernel shares (rayon's global pool, which candle and the

@@ -9,8 +9,12 @@ mod predict;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
-use clap::Parser;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use harness::SequenceModel;
 use lstm_conv::ConvLstm;
 use lstm_linear::LinearLstm;
 
@@ -50,8 +54,12 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    // Parsed in two steps to keep the matches: --resume needs to know which flags were
+    // typed.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli, &matches) {
+        Ok(code) => code,
         Err(err) => {
             eprintln!("bench-cli: error: {err:#}");
             ExitCode::FAILURE
@@ -59,7 +67,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Exit status of a run stopped by Ctrl-C or SIGTERM, as shells report one (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Frames(data)) => frames(&data),
         Some(Command::Bench(args)) => bench::run(&args),
@@ -69,22 +80,54 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {}", args.output.display());
             Ok(())
         }
-        None => train(&cli.train),
+        None => return train(cli.train, matches),
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 /// `bench-cli --model linear|conv`: train one model.
-fn train(args: &TrainArgs) -> Result<()> {
+fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
     let model = args
         .model
         .expect("clap requires --model without a subcommand");
-    let config = config::train_config(args, model)?;
+    let kind = match model {
+        ModelKind::Linear => LinearLstm::KIND,
+        ModelKind::Conv => ConvLstm::KIND,
+    };
+    let paths = harness::OutputPaths::new(&args.out, kind);
+    if args.resume && paths.resume.exists() {
+        let state = harness::resume::peek(&paths.resume)?;
+        let launch = serde_json::from_value(state.launch).with_context(|| {
+            format!(
+                "{}: no command-line settings recorded to resume with",
+                paths.resume.display()
+            )
+        })?;
+        config::resume_settings(&mut args, matches, launch);
+    }
+    let args = &args;
+    let mut config = config::train_config(args, model)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    config.stop = Some(stop.clone());
+    ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!(
+                "bench-cli: interrupted again: exiting now; the last training checkpoint is kept"
+            );
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
+        eprintln!(
+            "bench-cli: interrupted: stopping after the current window with a checkpoint \
+             (again to exit at once)"
+        );
+    })
+    .context("cannot install the Ctrl-C handler")?;
     config::set_threads(args.threads, model)?;
     let device = config::device(args.device)?;
     let data = config::load_data(&args.data)?;
     let size = data.frames.size();
     let channels = data.frames.channels();
-    match model {
+    let summary = match model {
         ModelKind::Linear => {
             let model_config = lstm_linear::Config {
                 channels,
@@ -94,20 +137,35 @@ fn train(args: &TrainArgs) -> Result<()> {
                     .hidden
                     .unwrap_or(channels * (size.height * size.width) as usize),
             };
-            harness::train::<LinearLstm>(&model_config, &data, &config, &device)?;
+            harness::train::<LinearLstm>(&model_config, &data, &config, &device)?
         }
         ModelKind::Conv => {
             let model_config = lstm_conv::Config {
                 channels,
                 kernel: args.kernel.unwrap_or(5),
             };
-            harness::train::<ConvLstm>(&model_config, &data, &config, &device)?;
+            harness::train::<ConvLstm>(&model_config, &data, &config, &device)?
         }
-    }
+    };
     if let Some(peak) = bench::peak_rss_mb() {
         println!("peak memory: {peak:.0} MB");
     }
-    Ok(())
+    if summary.stopped_at.is_some() {
+        let program = std::env::args()
+            .next()
+            .unwrap_or_else(|| "bench-cli".into());
+        let out = match matches.value_source("out") {
+            Some(clap::parser::ValueSource::CommandLine) => {
+                format!(" --out {}", args.out.display())
+            }
+            _ => String::new(),
+        };
+        eprintln!(
+            "bench-cli: stopped on request; to continue the run: {program} --model {kind}{out} --resume"
+        );
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `bench-cli frames`: what would be trained on.

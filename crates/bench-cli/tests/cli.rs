@@ -1,95 +1,11 @@
 //! The binary end to end: training runs on the shipped data, determinism, checkpoints,
 //! and the errors a user sees.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs bench-cli from the repository root. A panic anywhere is a bug, so any
-/// "panicked at" fails the test whatever the exit code.
-fn bench_cli(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_bench-cli"))
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .expect("run bench-cli");
-    let output = Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(
-        !output.stderr.contains("panicked at") && !output.stdout.contains("panicked at"),
-        "bench-cli {args:?} panicked:\n{}",
-        output.stderr
-    );
-    output
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = bench_cli(args);
-    assert_eq!(out.code, 0, "bench-cli {args:?} failed:\n{}", out.stderr);
-    out
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = bench_cli(args);
-    assert_ne!(
-        out.code, 0,
-        "bench-cli {args:?} should fail:\n{}",
-        out.stdout
-    );
-    assert!(out.stderr.contains("error"), "{}", out.stderr);
-    out.stderr
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Row {
-    epoch: usize,
-    train_loss: f64,
-    test_loss: f64,
-    seconds: f64,
-    frames_per_second: f64,
-}
-
-fn read_rows(path: &Path) -> Vec<Row> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines();
-    // The first five columns are a contract; test metrics follow them.
-    assert_eq!(
-        lines.next(),
-        Some(
-            "epoch,train_loss,test_loss,seconds,frames_per_second,\
-             test_mse,test_mae,test_psnr,test_ssim"
-        )
-    );
-    lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            assert_eq!(f.len(), 9, "{l}");
-            Row {
-                epoch: f[0].parse().unwrap(),
-                train_loss: f[1].parse().unwrap(),
-                test_loss: f[2].parse().unwrap(),
-                seconds: f[3].parse().unwrap(),
-                frames_per_second: f[4].parse().unwrap(),
-            }
-        })
-        .collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{fails, ok, read_rows, repo_root, s};
 
 #[test]
 fn conv_seed_config_learns_over_ten_epochs() {

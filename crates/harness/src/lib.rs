@@ -17,16 +17,18 @@ pub mod adam;
 pub mod cell;
 pub mod cpu;
 mod error;
+pub mod fault;
 pub mod gradcheck;
 pub mod linalg;
 pub mod metrics;
 pub mod model;
 pub mod params;
 pub mod predict;
+pub mod resume;
 pub mod train;
 
 pub use error::{Error, Result};
 pub use model::{
     autograd_loss_and_grads, window_loss, window_loss_and_grad, ParamInit, ParamSpec, SequenceModel,
 };
-pub use train::{train, EpochRow, RunSummary, TrainConfig};
+pub use train::{train, EpochRow, OutputPaths, RunSummary, TrainConfig};

@@ -70,7 +70,8 @@ pub fn var_builder(
 
 /// Loads parameters named as in `specs` from a safetensors file, strictly: every tensor
 /// must be there with its shape, and nothing else may be. Tensors of another float type
-/// (a PyTorch file in f16, say) are converted to `dtype`.
+/// (a PyTorch file in f16, say) are converted to `dtype`. A training checkpoint's optimizer
+/// tensors are skipped, so it serves as a weights file too.
 pub fn load_parameters(
     path: &Path,
     specs: &[ParamSpec],
@@ -79,15 +80,28 @@ pub fn load_parameters(
 ) -> Result<Vec<Var>> {
     let checkpoint = Checkpoint::read(path)?;
     let mut tensors = checkpoint.tensors;
+    tensors.retain(|name, _| !name.starts_with(crate::resume::ADAM_PREFIX));
+    take_parameters(path, &mut tensors, specs, dtype, device)
+}
+
+/// Takes the tensors of `specs` out of `tensors` (read from `path`), checking each name and
+/// shape; fails on any tensor left over.
+pub fn take_parameters(
+    path: &Path,
+    tensors: &mut HashMap<String, Tensor>,
+    specs: &[ParamSpec],
+    dtype: DType,
+    device: &Device,
+) -> Result<Vec<Var>> {
     let bad = |message: String| Error::Checkpoint {
         path: path.to_path_buf(),
         message,
     };
+    let mut held: Vec<String> = tensors.keys().cloned().collect();
+    held.sort();
     let mut vars = Vec::with_capacity(specs.len());
     for spec in specs {
         let Some(tensor) = tensors.remove(&spec.name) else {
-            let mut held: Vec<_> = checkpoint.names.clone();
-            held.sort();
             return Err(bad(format!(
                 "tensor `{}` {:?} is missing; the file holds: {}",
                 spec.name,
@@ -165,7 +179,14 @@ pub fn save_parameters(
     })
 }
 
-/// Writes a file through a temporary file in the same folder, fsync and rename.
+/// Writes a file atomically: `write` fills a file in a fresh temporary folder beside `path`
+/// (so on the same file system), which is then fsynced and renamed over `path`. A crash at
+/// any instant leaves the old file or the new one, never half of one, and at worst a
+/// leftover `.<name>.*.tmp` folder that [`remove_stale_temporaries`] clears.
+///
+/// A folder rather than a file, because some writers (safetensors') make their own
+/// temporary beside the path they are given and rename it: inside our folder, those too are
+/// recognisable as ours.
 pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -175,30 +196,24 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // Temporaries are owner-only and the rename keeps that; an output should get the
-    // usual umask-filtered mode of a newly created file instead.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let tmp = builder.tempfile_in(dir).map_err(io_err(dir))?;
-    let mode = tmp
-        .as_file()
-        .metadata()
+    let tmp_dir = tempfile::Builder::new()
+        .prefix(&temporary_prefix(&name))
+        .suffix(TEMPORARY_SUFFIX)
+        .tempdir_in(dir)
+        .map_err(io_err(dir))?;
+    let tmp = tmp_dir.path().join(&name);
+    // Created here first, so it gets the usual mode of a new file (0666 less the umask),
+    // which a writer's own owner-only temporary would not.
+    let mode = File::create(&tmp)
+        .and_then(|f| f.metadata())
         .map_err(io_err(path))?
         .permissions();
-    write(tmp.path()).map_err(io_err(path))?;
-    // A writer may have replaced the file (safetensors writes its own temporary and
-    // renames it over ours): give the result the mode chosen above either way.
-    std::fs::set_permissions(tmp.path(), mode).map_err(io_err(path))?;
-    File::open(tmp.path())
+    write(&tmp).map_err(io_err(path))?;
+    std::fs::set_permissions(&tmp, mode).map_err(io_err(path))?;
+    File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(io_err(path))?;
-    tmp.persist(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        error: e.error,
-    })?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
     // Make the rename itself durable.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -206,7 +221,81 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()
     Ok(())
 }
 
+const TEMPORARY_SUFFIX: &str = ".tmp";
+
+fn temporary_prefix(name: &str) -> String {
+    format!(".{name}.")
+}
+
+/// Removes what [`write_atomic`] left behind when a process was killed mid-write: the
+/// temporary folders for the files `names` in `dir`. Returns how many it removed.
+pub fn remove_stale_temporaries(dir: &Path, names: &[&str]) -> Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        let ours = names.iter().any(|name| {
+            file_name.starts_with(&temporary_prefix(name)) && file_name.ends_with(TEMPORARY_SUFFIX)
+        });
+        if ours && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(entry.path()).map_err(io_err(entry.path()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// [`write_atomic`] for bytes already in memory.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |tmp| File::create(tmp)?.write_all(bytes))
+}
+
+/// An f32 tensor's values borrowed for writing as safetensors, without a copy (candle's
+/// own `View` copies the whole tensor first: 643 MB for the linear model's `W_hh`).
+pub struct F32View<'a> {
+    pub shape: Vec<usize>,
+    pub values: &'a [f32],
+    /// Announced to [`crate::fault`] as each tensor is written, for the crash tests.
+    pub fault_point: Option<&'static str>,
+}
+
+impl safetensors::View for F32View<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        safetensors::Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        if let Some(point) = self.fault_point {
+            crate::fault::reached(point);
+        }
+        f32_bytes(self.values)
+    }
+    fn data_len(&self) -> usize {
+        std::mem::size_of_val(self.values)
+    }
+}
+
+/// The little-endian bytes of `values` that safetensors stores: borrowed where that is the
+/// machine's own order.
+fn f32_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: any f32 is 4 initialised bytes, u8 has alignment 1, and the length is
+        // the same memory's size in bytes.
+        std::borrow::Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+        })
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
 }

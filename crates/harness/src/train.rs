@@ -1,21 +1,29 @@
 //! The training loop, read top to bottom like nanoGPT's `train.py`: configuration, data,
-//! model, optimizer, then per epoch: train, evaluate, append and flush one CSV row; at the
-//! end, the checkpoint.
+//! model, optimizer (fresh, or restored from a training checkpoint), then per epoch: train,
+//! evaluate, checkpoint, append one CSV row; at the end, the weights file and a summary.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
 use frames::Dataset;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig};
 use crate::error::{io_err, Error, Result};
 use crate::metrics::FrameMetrics;
 use crate::model::{window_loss, SequenceModel};
-use crate::params::{init_parameters, load_parameters, save_parameters, var_builder};
+use crate::params::{
+    init_parameters, load_parameters, remove_stale_temporaries, save_parameters, take_parameters,
+    var_builder,
+};
+use crate::resume::{self, DataFingerprint, TrainingState};
 
 /// The safetensors metadata key under which a checkpoint keeps, as JSON, the model kind,
 /// both configurations and the number of epochs done.
@@ -28,9 +36,12 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// The optimizer. Seed: Chainer's Adam, lr 1e-3.
     pub adam: AdamConfig,
-    /// Seed of the weight initialisation. Seed: 0.
+    /// Seed of the weight initialisation and of the window order. Seed: 0.
     pub seed: u64,
-    /// Folder for `<model>.csv` and `<model>.safetensors`.
+    /// Train on the windows in a new random order each epoch (the seed: in order).
+    #[serde(default)]
+    pub shuffle: bool,
+    /// Folder for `<model>.csv`, `<model>.safetensors` and the training checkpoint.
     pub out_dir: PathBuf,
     /// Start from these weights instead of a seeded initialisation.
     pub init_from: Option<PathBuf>,
@@ -38,6 +49,23 @@ pub struct TrainConfig {
     pub quiet: bool,
     /// Replace the results of an earlier run of the same model in `out_dir`.
     pub overwrite: bool,
+    /// Continue the run whose training checkpoint is in `out_dir`.
+    #[serde(default)]
+    pub resume: bool,
+    /// Write the training checkpoint after every this many epochs (and always after the
+    /// last, and when stopped); 0: only then.
+    #[serde(default = "one")]
+    pub checkpoint_every: usize,
+    /// Set (by a signal handler) to stop after the current window, with a checkpoint.
+    #[serde(skip)]
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Recorded in the training checkpoint for the caller's own use on resume.
+    #[serde(skip)]
+    pub launch: serde_json::Value,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for TrainConfig {
@@ -46,10 +74,15 @@ impl Default for TrainConfig {
             epochs: 10,
             adam: AdamConfig::default(),
             seed: 0,
+            shuffle: false,
             out_dir: PathBuf::from("results"),
             init_from: None,
             quiet: false,
             overwrite: false,
+            resume: false,
+            checkpoint_every: 1,
+            stop: None,
+            launch: serde_json::Value::Null,
         }
     }
 }
@@ -77,23 +110,56 @@ pub struct EpochRow {
     pub test_ssim: f64,
 }
 
-/// What a finished run leaves behind.
+/// What a run leaves behind.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub rows: Vec<EpochRow>,
+    pub paths: OutputPaths,
+    /// Where the run stopped early on request (`TrainConfig::stop`): epochs finished and
+    /// windows of the next; the training checkpoint holds that state.
+    pub stopped_at: Option<(usize, usize)>,
+}
+
+/// A model's outputs in `out_dir`.
+#[derive(Debug, Clone)]
+pub struct OutputPaths {
+    /// One row per epoch.
     pub csv: PathBuf,
-    pub checkpoint: PathBuf,
+    /// The final weights (PyTorch names), for `predict` and `--init-from`.
+    pub weights: PathBuf,
+    /// The training checkpoint, for `--resume`.
+    pub resume: PathBuf,
+    /// The last row and the copy-last-frame baseline, as JSON.
+    pub summary: PathBuf,
 }
 
-/// Paths of a model's outputs in `out_dir`.
-pub fn output_paths(out_dir: &Path, kind: &str) -> (PathBuf, PathBuf) {
-    (
-        out_dir.join(format!("{kind}.csv")),
-        out_dir.join(format!("{kind}.safetensors")),
-    )
+impl OutputPaths {
+    pub fn new(out_dir: &Path, kind: &str) -> OutputPaths {
+        OutputPaths {
+            csv: out_dir.join(format!("{kind}.csv")),
+            weights: out_dir.join(format!("{kind}.safetensors")),
+            resume: out_dir.join(format!("{kind}.resume.safetensors")),
+            summary: out_dir.join(format!("{kind}.summary.json")),
+        }
+    }
+
+    fn all(&self) -> [&Path; 4] {
+        [&self.csv, &self.weights, &self.resume, &self.summary]
+    }
 }
 
-/// Trains model `M` on `data` and writes its CSV and checkpoint into `config.out_dir`.
+/// Where an epoch's training stands: restored from a checkpoint or fresh.
+struct Progress {
+    epochs_done: usize,
+    windows_done: usize,
+    loss_sum: f64,
+    seconds: f64,
+    rng_word_pos: u128,
+    rows: Vec<EpochRow>,
+}
+
+/// Trains model `M` on `data` and writes its CSV, training checkpoint and weights into
+/// `config.out_dir`; with `config.resume`, continues the run found there.
 pub fn train<M: SequenceModel>(
     model_config: &M::Config,
     data: &Dataset,
@@ -101,40 +167,47 @@ pub fn train<M: SequenceModel>(
     device: &Device,
 ) -> Result<RunSummary> {
     let dtype = DType::F32;
-    // On a terminal: a bar over all windows of the run, with the loss and ETA, above
-    // which the per-epoch lines scroll. Elsewhere (a pipe, a log file, CI) or with
-    // --quiet: the plain lines only.
-    let total_windows = (config.epochs * data.windows.count(data.split.train)) as u64;
-    let bar = if config.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::with_draw_target(Some(total_windows), ProgressDrawTarget::stderr())
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} windows  epoch {prefix}  loss {msg}  eta {eta}",
-        )
-        .expect("a valid progress template"),
-    );
-    let say = |line: &str| {
-        if bar.is_hidden() {
-            println!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
 
-    // Outputs: fail on an unwritable folder before any work.
+    // Outputs: fail on an unwritable folder, or on another run's results, before any work.
     std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
-    let (csv_path, checkpoint_path) = output_paths(&config.out_dir, M::KIND);
-    if !config.overwrite && (csv_path.exists() || checkpoint_path.exists()) {
-        return Err(Error::Config(format!(
-            "{}: the results of an earlier {} run are here; pass --force to replace them, \
-             or choose another --out",
-            config.out_dir.display(),
-            M::KIND
-        )));
-    }
+    let paths = OutputPaths::new(&config.out_dir, M::KIND);
+    let names: Vec<String> = paths
+        .all()
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let existing = paths.all().into_iter().find(|p| p.exists());
+    let restored = if config.resume && paths.resume.exists() {
+        Some(resume::load(&paths.resume)?)
+    } else {
+        match existing {
+            // A run killed before its first checkpoint left nothing: --resume starts it
+            // over, so that "run again with --resume" works after a crash at any moment.
+            None => {}
+            Some(found) if config.resume => {
+                return Err(Error::Config(format!(
+                    "--resume: {} is here but no training checkpoint {} to resume from; pass                      --force instead to start over",
+                    found.display(),
+                    paths.resume.display()
+                )))
+            }
+            Some(found) if !config.overwrite => {
+                return Err(Error::Config(format!(
+                    "{}: the results of an earlier {} run are here ({}); pass --resume to \
+                     continue that run, --force to replace it, or choose another --out",
+                    config.out_dir.display(),
+                    M::KIND,
+                    found.display()
+                )))
+            }
+            Some(_) => {}
+        }
+        None
+    };
+    let resumed = restored.is_some();
+    // What a run killed mid-write left behind; ours alone, by name.
+    remove_stale_temporaries(&config.out_dir, &names)?;
 
     // Data.
     let to_device = |ws: Vec<Tensor>| -> Result<Vec<Tensor>> {
@@ -148,18 +221,139 @@ pub fn train<M: SequenceModel>(
         .iter()
         .map(|w| w.dim(0).unwrap_or(1) - 1)
         .sum();
+    let fingerprint = DataFingerprint::of(data)?;
 
-    // Model.
+    // Model and optimizer: fresh, or as the checkpoint left them.
     let specs = M::parameter_specs(model_config);
-    let vars: Vec<Var> = match &config.init_from {
-        Some(path) => load_parameters(path, &specs, dtype, device)?,
-        None => init_parameters(&specs, config.seed, dtype, device)?,
+    let model_config_json =
+        serde_json::to_value(model_config).map_err(|e| Error::Config(e.to_string()))?;
+    let (vars, mut adam, progress) = match restored {
+        None => {
+            let vars: Vec<Var> = match &config.init_from {
+                Some(path) => load_parameters(path, &specs, dtype, device)?,
+                None => init_parameters(&specs, config.seed, dtype, device)?,
+            };
+            let adam = Adam::new(config.adam, &vars)?;
+            let progress = Progress {
+                epochs_done: 0,
+                windows_done: 0,
+                loss_sum: 0.0,
+                seconds: 0.0,
+                rng_word_pos: 0,
+                rows: Vec::new(),
+            };
+            (vars, adam, progress)
+        }
+        Some(mut loaded) => {
+            let state = &loaded.state;
+            let identity = |model: &str, model_config, data, adam, seed, shuffle| {
+                serde_json::json!({"model": model, "model_config": model_config,
+                    "data": data, "adam": adam, "seed": seed, "shuffle": shuffle})
+            };
+            let there = identity(
+                &state.model,
+                &state.model_config,
+                &state.data,
+                &state.adam,
+                state.seed,
+                state.shuffle,
+            );
+            let here = identity(
+                M::KIND,
+                &model_config_json,
+                &fingerprint,
+                &config.adam,
+                config.seed,
+                config.shuffle,
+            );
+            let differences = resume::differences(&there, &here);
+            if !differences.is_empty() {
+                return Err(Error::Checkpoint {
+                    path: loaded.path.clone(),
+                    message: format!(
+                        "cannot resume: this run differs from the checkpoint's in {}; resume \
+                         with the settings it was started with",
+                        differences.join(", ")
+                    ),
+                });
+            }
+            if config.epochs < state.epochs_done {
+                return Err(Error::Config(format!(
+                    "--epochs {}: the run to resume has already done {} epochs",
+                    config.epochs, state.epochs_done
+                )));
+            }
+            let bad = |message: String| Error::Checkpoint {
+                path: loaded.path.clone(),
+                message,
+            };
+            let rng_word_pos = state
+                .rng_word_pos
+                .parse()
+                .map_err(|_| bad(format!("bad rng_word_pos `{}`", state.rng_word_pos)))?;
+            let mut moments = Vec::with_capacity(specs.len());
+            for spec in &specs {
+                let (m_name, v_name) = resume::moment_names(&spec.name);
+                let mut take = |name: &str| {
+                    let t = loaded
+                        .tensors
+                        .remove(name)
+                        .ok_or_else(|| bad(format!("tensor `{name}` is missing")))?;
+                    if t.dims() != spec.shape.as_slice() {
+                        return Err(bad(format!(
+                            "tensor `{name}` has shape {:?} but the model needs {:?}",
+                            t.dims(),
+                            spec.shape
+                        )));
+                    }
+                    Ok(t)
+                };
+                moments.push((take(&m_name)?, take(&v_name)?));
+            }
+            let vars = take_parameters(&loaded.path, &mut loaded.tensors, &specs, dtype, device)?;
+            let mut adam = Adam::new(config.adam, &vars)?;
+            adam.restore(state.adam_step, moments)?;
+            let progress = Progress {
+                epochs_done: state.epochs_done,
+                windows_done: state.windows_done,
+                loss_sum: state.partial_loss_sum,
+                seconds: state.partial_seconds,
+                rng_word_pos,
+                rows: state.rows.clone(),
+            };
+            (vars, adam, progress)
+        }
     };
     let model = M::load(model_config, var_builder(&specs, &vars, dtype, device))?;
     let n_params: usize = specs.iter().map(|s| s.numel()).sum();
 
-    // Optimizer.
-    let mut adam = Adam::new(config.adam, &vars)?;
+    // On a terminal: a bar over all windows of the run, with the loss and ETA, above
+    // which the per-epoch lines scroll. Elsewhere (a pipe, a log file, CI) or with
+    // --quiet: the plain lines only.
+    let windows_per_epoch = train_windows.len();
+    let bar = if config.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(
+            Some((config.epochs * windows_per_epoch) as u64),
+            ProgressDrawTarget::stderr(),
+        )
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} windows  epoch {prefix}  loss {msg}  eta {eta}",
+        )
+        .expect("a valid progress template"),
+    );
+    bar.set_position((progress.epochs_done * windows_per_epoch + progress.windows_done) as u64);
+    bar.reset_eta();
+    let say = |line: &str| {
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
 
     say(&format!(
         "model {} {:?}: {} parameters ({:.1} MB f32), device {:?}",
@@ -182,7 +376,7 @@ pub fn train<M: SequenceModel>(
         test_windows.len(),
     ));
     say(&format!(
-        "train: {} epochs, Adam ({:?} form) lr {} betas ({}, {}) eps {}, seed {}, {} thread(s){}",
+        "train: {} epochs, Adam ({:?} form) lr {} betas ({}, {}) eps {}, seed {}{}, {} thread(s){}",
         config.epochs,
         config.adam.form,
         config.adam.lr,
@@ -190,12 +384,34 @@ pub fn train<M: SequenceModel>(
         config.adam.beta2,
         config.adam.eps,
         config.seed,
+        if config.shuffle {
+            ", shuffled windows"
+        } else {
+            ""
+        },
         rayon::current_num_threads(),
         match &config.init_from {
-            Some(p) => format!(", weights from {}", p.display()),
-            None => String::new(),
+            Some(p) if !resumed => format!(", weights from {}", p.display()),
+            _ => String::new(),
         }
     ));
+    if config.resume && !resumed {
+        say(&format!(
+            "no training checkpoint {} yet: starting the run from the beginning",
+            paths.resume.display()
+        ));
+    }
+    if resumed {
+        say(&format!(
+            "resuming from {}: {} epoch(s) and {} window(s) done, Adam step {}",
+            paths.resume.display(),
+            progress.epochs_done,
+            progress.windows_done,
+            adam.step
+        ));
+        // The checkpoint's rows are the truth: rows a killed run wrote after it go.
+        write_csv(&paths.csv, &progress.rows)?;
+    }
 
     // The trivial baseline every figure is read against: repeat the last frame.
     let mut baseline = Vec::new();
@@ -212,31 +428,115 @@ pub fn train<M: SequenceModel>(
         copy_last.mse, copy_last.mae, copy_last.psnr, copy_last.ssim
     ));
 
-    let mut rows = Vec::with_capacity(config.epochs);
-    for epoch in 1..=config.epochs {
-        // Train: one update per window, windows in order.
+    // Window order: the seed's, or shuffled by a generator of its own (stream 1), apart
+    // from the initialisation's.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
+    rng.set_stream(1);
+    rng.set_word_pos(progress.rng_word_pos);
+
+    let stop_requested = || {
+        config
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::SeqCst))
+    };
+    let mut checkpoint_epoch =
+        (progress.epochs_done > 0 || progress.windows_done > 0).then_some(progress.epochs_done);
+    let mut progress = progress;
+    // The checkpoint of the run as it stands.
+    let state_of = |progress: &Progress, adam_step: u64| TrainingState {
+        format: resume::FORMAT,
+        model: M::KIND.to_string(),
+        model_config: model_config_json.clone(),
+        data: fingerprint.clone(),
+        adam: config.adam,
+        seed: config.seed,
+        shuffle: config.shuffle,
+        epochs: config.epochs,
+        epochs_done: progress.epochs_done,
+        windows_done: progress.windows_done,
+        partial_loss_sum: progress.loss_sum,
+        partial_seconds: progress.seconds,
+        adam_step,
+        rng_word_pos: progress.rng_word_pos.to_string(),
+        rows: progress.rows.clone(),
+        launch: config.launch.clone(),
+    };
+    let checkpoint_hint = |epoch: Option<usize>| match epoch {
+        Some(e) => format!(
+            "the training checkpoint {} (epoch {e}) is kept",
+            paths.resume.display()
+        ),
+        None => "no training checkpoint had been written yet".to_string(),
+    };
+    for epoch in progress.epochs_done + 1..=config.epochs {
+        // Where this epoch's order is drawn from: a checkpoint taken in the middle of the
+        // epoch records it, to draw the same order again on resume.
+        progress.rng_word_pos = rng.get_word_pos();
+        let mut order: Vec<usize> = (0..windows_per_epoch).collect();
+        if config.shuffle {
+            order.shuffle(&mut rng);
+        }
+        // Train: one update per window.
         let start = Instant::now();
-        let mut loss_sum = 0.0;
         bar.set_prefix(format!("{epoch}/{}", config.epochs));
-        for (k, window) in train_windows.iter().enumerate() {
-            let (loss, grads) = model.loss_and_grads(window, &vars)?;
+        while progress.windows_done < windows_per_epoch {
+            let k = progress.windows_done;
+            let (loss, mut grads) = model.loss_and_grads(&train_windows[order[k]], &vars)?;
+            if crate::fault::reached("window") {
+                grads[0] = (&grads[0] * f64::NAN)?;
+            }
             if !loss.is_finite() {
-                // Stop before the update: the weights on disk are those of the last epoch
-                // that ended well, and the CSV holds its rows.
+                // Stop before the update: what is on disk is what the last good epochs
+                // left.
                 return Err(Error::Numerical(format!(
-                    "epoch {epoch}, window {}: the training loss is {loss}; stopping. \
-                     The results of the epochs before are kept; a lower --lr may help",
-                    k + 1
+                    "epoch {epoch}, window {}: the training loss is {loss}; stopping. {}; a \
+                     lower --lr may help",
+                    k + 1,
+                    checkpoint_hint(checkpoint_epoch)
                 )));
             }
-            adam.update(&vars, &grads)?;
-            loss_sum += loss;
+            if let Some(bad) = adam.update(&vars, &grads)? {
+                return Err(Error::Numerical(format!(
+                    "epoch {epoch}, window {}: the gradient of `{}` (or the update it gave) \
+                     is not finite; stopping. {}; a lower --lr may help",
+                    k + 1,
+                    specs[bad].name,
+                    checkpoint_hint(checkpoint_epoch)
+                )));
+            }
+            progress.loss_sum += loss;
+            progress.windows_done += 1;
             bar.set_message(format!("{loss:.4}"));
             bar.inc(1);
+            if stop_requested() && progress.windows_done < windows_per_epoch {
+                // Mid-epoch: save where we are; the epoch finishes on resume.
+                device.synchronize()?;
+                progress.seconds += start.elapsed().as_secs_f64();
+                resume::save(
+                    &paths.resume,
+                    &specs,
+                    &vars,
+                    &adam,
+                    &state_of(&progress, adam.step),
+                )?;
+                bar.finish_and_clear();
+                say(&format!(
+                    "stopped in epoch {epoch} after window {} of {windows_per_epoch}; \
+                     wrote the training checkpoint {}",
+                    progress.windows_done,
+                    paths.resume.display()
+                ));
+                return Ok(RunSummary {
+                    rows: progress.rows,
+                    paths,
+                    stopped_at: Some((epoch - 1, progress.windows_done)),
+                });
+            }
         }
         // Sync point: on a GPU the clock must not stop before the kernels do.
         device.synchronize()?;
-        let seconds = start.elapsed().as_secs_f64();
+        let seconds = progress.seconds + start.elapsed().as_secs_f64();
 
         // Evaluate: same window loss on the held-out windows, no update, and the image
         // metrics of the same predictions.
@@ -254,15 +554,15 @@ pub fn train<M: SequenceModel>(
         let test_metrics = FrameMetrics::mean(&frame_metrics);
         if !test_sum.is_finite() {
             return Err(Error::Numerical(format!(
-                "epoch {epoch}: the test loss is {test_sum} after the epoch's updates (a \
-                 gradient was not finite); stopping. The results of the epochs before are \
-                 kept; a lower --lr may help"
+                "epoch {epoch}: the test loss is {test_sum} after the epoch's updates; \
+                 stopping. {}; a lower --lr may help",
+                checkpoint_hint(checkpoint_epoch)
             )));
         }
 
         let row = EpochRow {
             epoch,
-            train_loss: loss_sum / train_windows.len() as f64,
+            train_loss: progress.loss_sum / windows_per_epoch as f64,
             test_loss: test_sum / test_windows.len() as f64,
             seconds,
             frames_per_second: steps_per_epoch as f64 / seconds,
@@ -282,11 +582,44 @@ pub fn train<M: SequenceModel>(
             row.seconds,
             row.frames_per_second
         ));
-        rows.push(row);
-        write_csv(&csv_path, &rows)?;
+        progress.rows.push(row);
+        progress.epochs_done = epoch;
+        (progress.windows_done, progress.loss_sum, progress.seconds) = (0, 0.0, 0.0);
+        progress.rng_word_pos = rng.get_word_pos();
+
+        // Checkpoint, then the row: a run killed between the two resumes from the
+        // checkpoint, whose rows rewrite the CSV.
+        let stopping = stop_requested() && epoch < config.epochs;
+        let due = config.checkpoint_every > 0 && epoch % config.checkpoint_every == 0;
+        if due || stopping || epoch == config.epochs {
+            resume::save(
+                &paths.resume,
+                &specs,
+                &vars,
+                &adam,
+                &state_of(&progress, adam.step),
+            )?;
+            checkpoint_epoch = Some(epoch);
+            crate::fault::reached("checkpoint-saved");
+        }
+        write_csv(&paths.csv, &progress.rows)?;
+        if stopping {
+            bar.finish_and_clear();
+            say(&format!(
+                "stopped after epoch {epoch}; wrote the training checkpoint {}",
+                paths.resume.display()
+            ));
+            return Ok(RunSummary {
+                rows: progress.rows,
+                paths,
+                stopped_at: Some((epoch, 0)),
+            });
+        }
     }
 
     bar.finish_and_clear();
+    crate::fault::reached("final");
+    let rows = progress.rows;
     // One metadata key: safetensors keeps metadata in a hash map, whose order would make
     // two identical runs write different headers.
     let about = serde_json::json!({
@@ -296,8 +629,7 @@ pub fn train<M: SequenceModel>(
         "epochs_done": rows.len(),
     });
     let metadata = HashMap::from([(CHECKPOINT_METADATA_KEY.to_string(), about.to_string())]);
-    save_parameters(&checkpoint_path, &specs, &vars, metadata)?;
-    let summary_path = config.out_dir.join(format!("{}.summary.json", M::KIND));
+    save_parameters(&paths.weights, &specs, &vars, metadata)?;
     let summary = serde_json::json!({
         "model": M::KIND,
         "model_config": model_config,
@@ -306,17 +638,18 @@ pub fn train<M: SequenceModel>(
         "copy_last_frame": copy_last,
     });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::Config(e.to_string()))?;
-    crate::params::write_bytes_atomic(&summary_path, text.as_bytes())?;
+    crate::params::write_bytes_atomic(&paths.summary, text.as_bytes())?;
     say(&format!(
-        "wrote {}, {} and {}",
-        csv_path.display(),
-        checkpoint_path.display(),
-        summary_path.display()
+        "wrote {}, {}, {} and {}",
+        paths.csv.display(),
+        paths.weights.display(),
+        paths.resume.display(),
+        paths.summary.display()
     ));
     Ok(RunSummary {
         rows,
-        csv: csv_path,
-        checkpoint: checkpoint_path,
+        paths,
+        stopped_at: None,
     })
 }
 

@@ -1,0 +1,341 @@
+//! Crashes and resumes: a run killed at any point (SIGKILL, by fault injection at exact
+//! points and by a timer at arbitrary ones) or stopped by Ctrl-C, then resumed, ends with
+//! the same weights bit for bit and the same CSV rows (timing columns aside) as a run that
+//! was never interrupted.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+mod common;
+
+use common::{bench_cli_env, fails, finish, ok, repo_root, s, Output};
+
+/// A short conv run: 3 epochs of 5 windows, a checkpoint after each.
+const EPOCHS: &str = "3";
+
+fn train_args<'a>(out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--model",
+        "conv",
+        "--epochs",
+        EPOCHS,
+        "--out",
+        s(out),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The CSV without its timing columns (`seconds`, `frames_per_second`).
+fn rows_without_timing(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("conv.csv")).unwrap();
+    text.lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            [&fields[..3], &fields[5..]].concat().join(",")
+        })
+        .collect()
+}
+
+/// Every tensor of a safetensors file: name -> (dtype, shape, bytes).
+fn tensors(path: &Path) -> BTreeMap<String, (String, Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            (
+                name,
+                (
+                    format!("{:?}", view.dtype()),
+                    view.shape().to_vec(),
+                    view.data().to_vec(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that `dir` holds the results of `reference`: same CSV rows apart from timing,
+/// the same final weights and training checkpoint tensors, bit for bit.
+fn assert_same_run(dir: &Path, reference: &Path, what: &str) {
+    assert_eq!(
+        rows_without_timing(dir),
+        rows_without_timing(reference),
+        "{what}: CSV rows differ"
+    );
+    assert_eq!(
+        rows_without_timing(dir).len(),
+        1 + EPOCHS.parse::<usize>().unwrap(),
+        "{what}: one header and one row per epoch"
+    );
+    for file in ["conv.safetensors", "conv.resume.safetensors"] {
+        assert!(
+            tensors(&dir.join(file)) == tensors(&reference.join(file)),
+            "{what}: the tensors of {file} differ"
+        );
+    }
+    // Nothing a killed write left behind survives the resume.
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{what}: left behind {leftovers:?}");
+}
+
+fn reference_run(extra: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&train_args(dir.path(), extra));
+    dir
+}
+
+/// Runs with `BENCH_CLI_FAULT=fault`, which must end the process by SIGKILL.
+fn killed_by(fault: &str, out: &Path, extra: &[&str]) -> Output {
+    let run = bench_cli_env(&train_args(out, extra), &[("BENCH_CLI_FAULT", fault)]);
+    assert_eq!(
+        run.signal,
+        Some(libc::SIGKILL),
+        "{fault}: expected death by SIGKILL, got code {} / {:?}\n{}",
+        run.code,
+        run.signal,
+        run.stderr
+    );
+    run
+}
+
+#[test]
+fn killed_at_any_point_then_resumed_matches_an_uninterrupted_run() {
+    let reference = reference_run(&[]);
+    // Each point in the life of a run; a checkpoint holds 12 tensors (4 parameters and
+    // their two moments), so tensor 2 is inside epoch 1's write and 17 inside epoch 2's.
+    let faults = [
+        ("kill:window:2", "epoch 1, before any checkpoint"),
+        ("kill:window:7", "epoch 2, window 2"),
+        ("kill:checkpoint-tensor:2", "writing epoch 1's checkpoint"),
+        ("kill:checkpoint-tensor:17", "writing epoch 2's checkpoint"),
+        (
+            "kill:checkpoint-saved:2",
+            "between epoch 2's checkpoint and its CSV row",
+        ),
+        ("kill:final:1", "before the final weights file"),
+    ];
+    for (fault, what) in faults {
+        let dir = tempfile::tempdir().unwrap();
+        killed_by(fault, dir.path(), &[]);
+        let resumed = ok(&train_args(dir.path(), &["--resume"]));
+        assert!(
+            resumed.stdout.contains("resuming from")
+                || resumed.stdout.contains("from the beginning"),
+            "{what}: {}",
+            resumed.stdout
+        );
+        assert_same_run(dir.path(), reference.path(), what);
+    }
+}
+
+#[test]
+fn a_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    killed_by("kill:checkpoint-tensor:17", dir.path(), &[]);
+    // The half-written temporary is there, the checkpoint itself is epoch 1's, whole.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with(".conv.resume.safetensors.") && n.ends_with(".tmp")),
+        "{names:?}"
+    );
+    let resumed = ok(&train_args(dir.path(), &["--resume"]));
+    assert!(
+        resumed.stdout.contains("1 epoch(s) and 0 window(s) done"),
+        "{}",
+        resumed.stdout
+    );
+}
+
+#[test]
+fn killed_at_random_moments_then_resumed_matches_an_uninterrupted_run() {
+    let reference = reference_run(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // Kill after a spread of delays (deterministic, so a failure can be rerun), resuming
+    // each time, until a resumed run gets to finish.
+    let delays_ms = [150u64, 420, 90, 700, 260, 1200, 5000];
+    let (mut finished, mut kills) = (false, 0);
+    for (round, delay) in delays_ms.iter().enumerate() {
+        let resume: &[&str] = if round == 0 { &[] } else { &["--resume"] };
+        let args = train_args(dir.path(), resume);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bench-cli"))
+            .args(&args)
+            .current_dir(repo_root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(*delay));
+        let _ = child.kill(); // SIGKILL; fails only if it already exited
+        let run = finish(&args, child.wait_with_output().unwrap());
+        if run.code == 0 {
+            finished = true;
+            break;
+        }
+        assert_eq!(run.signal, Some(libc::SIGKILL), "{}", run.stderr);
+        kills += 1;
+    }
+    assert!(finished, "no run finished within {delays_ms:?} ms");
+    assert!(
+        kills > 0,
+        "the first run finished within {} ms",
+        delays_ms[0]
+    );
+    if !dir.path().join("conv.safetensors").exists() {
+        ok(&train_args(dir.path(), &["--resume"]));
+    }
+    assert_same_run(dir.path(), reference.path(), "random kills");
+}
+
+#[test]
+fn ctrl_c_stops_after_the_window_and_the_run_resumes_exactly() {
+    let reference = reference_run(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = bench_cli_env(
+        &train_args(dir.path(), &[]),
+        &[("BENCH_CLI_FAULT", "interrupt:window:8")],
+    );
+    assert_eq!(run.code, 130, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("stopped in epoch 2 after window"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("--model conv --out") && run.stderr.contains("--resume"),
+        "{}",
+        run.stderr
+    );
+    // The final weights are only written by a finished run.
+    assert!(!dir.path().join("conv.safetensors").exists());
+    let resumed = ok(&train_args(dir.path(), &["--resume"]));
+    assert!(
+        resumed.stdout.contains("1 epoch(s) and"),
+        "{}",
+        resumed.stdout
+    );
+    assert_same_run(dir.path(), reference.path(), "Ctrl-C in epoch 2");
+}
+
+#[test]
+fn shuffled_runs_resume_exactly_too() {
+    let reference = reference_run(&["--shuffle", "--seed", "3"]);
+    let in_order = reference_run(&["--seed", "3"]);
+    assert_ne!(
+        rows_without_timing(reference.path()),
+        rows_without_timing(in_order.path()),
+        "--shuffle changed nothing"
+    );
+    for fault in ["kill:window:8", "interrupt:window:12"] {
+        let dir = tempfile::tempdir().unwrap();
+        let run = bench_cli_env(
+            &train_args(dir.path(), &["--shuffle", "--seed", "3"]),
+            &[("BENCH_CLI_FAULT", fault)],
+        );
+        assert_ne!(run.code, 0, "{fault}");
+        // Settings come back from the checkpoint: --resume needs none of them.
+        ok(&train_args(dir.path(), &["--resume"]));
+        assert_same_run(dir.path(), reference.path(), fault);
+    }
+}
+
+#[test]
+fn a_nan_gradient_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let reference = reference_run(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = bench_cli_env(
+        &train_args(dir.path(), &[]),
+        &[("BENCH_CLI_FAULT", "nan:window:7")],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("epoch 2, window 2: the gradient of `convlstm.")
+            && run.stderr.contains("not finite")
+            && run.stderr.contains("(epoch 1) is kept"),
+        "{}",
+        run.stderr
+    );
+    // The kept checkpoint is the good one: resuming from it gives the uninterrupted run.
+    ok(&train_args(dir.path(), &["--resume"]));
+    assert_same_run(dir.path(), reference.path(), "NaN gradient in epoch 2");
+}
+
+#[test]
+fn resume_refuses_other_settings_and_accepts_more_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&train_args(dir.path(), &[]));
+    let err = fails(&train_args(dir.path(), &["--resume", "--lr", "0.01"]));
+    assert!(
+        err.contains("adam.lr (0.001 there, 0.01 here)") && err.contains("conv.resume.safetensors"),
+        "{err}"
+    );
+    let err = fails(&train_args(dir.path(), &["--resume", "--size", "33"]));
+    assert!(err.contains("data.height (65 there, 33 here)"), "{err}");
+    let err = fails(&[
+        "--model",
+        "conv",
+        "--epochs",
+        "2",
+        "--out",
+        s(dir.path()),
+        "--resume",
+    ]);
+    assert!(
+        err.contains("--epochs 2") && err.contains("already done 3"),
+        "{err}"
+    );
+    // A finished run resumed with more epochs goes on where it ended.
+    let more = ok(&[
+        "--model",
+        "conv",
+        "--epochs",
+        "4",
+        "--out",
+        s(dir.path()),
+        "--resume",
+        "-q",
+    ]);
+    assert!(more.stdout.contains("epoch   4/4"), "{}", more.stdout);
+    assert!(!more.stdout.contains("epoch   3/4"), "{}", more.stdout);
+    assert_eq!(rows_without_timing(dir.path()).len(), 5);
+    // The other flags that clash with --resume.
+    let err = fails(&train_args(dir.path(), &["--resume", "--force"]));
+    assert!(err.contains("--force") && err.contains("--resume"), "{err}");
+    let weights = dir.path().join("conv.safetensors");
+    let err = fails(&train_args(
+        dir.path(),
+        &["--resume", "--init-from", s(&weights)],
+    ));
+    assert!(
+        err.contains("--init-from") && err.contains("--resume"),
+        "{err}"
+    );
+}
+
+#[test]
+fn results_without_a_checkpoint_are_not_resumed_or_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("conv.csv"), "epoch\n").unwrap();
+    let err = fails(&train_args(dir.path(), &["--resume"]));
+    assert!(err.contains("conv.csv") && err.contains("--force"), "{err}");
+    let err = fails(&train_args(dir.path(), &[]));
+    assert!(err.contains("--resume") && err.contains("--force"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("conv.csv")).unwrap(),
+        "epoch\n"
+    );
+}

@@ -1,0 +1,322 @@
+//! The training checkpoint `<model>.resume.safetensors`: everything a run needs to continue
+//! exactly where it stopped.
+//!
+//! Tensors: the model's parameters under their own names, and Adam's moments of each as
+//! `adam.exp_avg.<name>` and `adam.exp_avg_sq.<name>` (PyTorch's names for them). Metadata,
+//! as one JSON object under [`CHECKPOINT_METADATA_KEY`]: a [`TrainingState`] (the run's
+//! configuration, the data it trained on, the counters, the RNG position and the CSV rows so
+//! far). Because the rows travel with the weights, a resumed run rewrites its CSV from the
+//! checkpoint and can neither duplicate nor lose a row, wherever the last run died.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use crate::adam::{Adam, AdamConfig};
+use crate::error::{io_err, Error, Result};
+use crate::model::ParamSpec;
+use crate::params::{write_atomic, Checkpoint, F32View};
+use crate::train::{EpochRow, CHECKPOINT_METADATA_KEY};
+
+/// The version of the layout below; a reader refuses any other.
+pub const FORMAT: u32 = 1;
+
+/// Prefix of Adam's tensors in a training checkpoint; no model parameter starts with it.
+pub const ADAM_PREFIX: &str = "adam.";
+
+/// Names of the first and second moment of parameter `name`.
+pub fn moment_names(name: &str) -> (String, String) {
+    (
+        format!("{ADAM_PREFIX}exp_avg.{name}"),
+        format!("{ADAM_PREFIX}exp_avg_sq.{name}"),
+    )
+}
+
+/// What identifies the frames a run trains on: their shape, the split, the windows, and a
+/// hash of every value, so a resume on other data is refused rather than silently mixed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFingerprint {
+    pub frames: usize,
+    pub channels: usize,
+    pub height: u32,
+    pub width: u32,
+    pub train_frames: usize,
+    pub seq_len: usize,
+    pub stride: usize,
+    /// FNV-1a (64 bit) of the frames' f32 values, little-endian, in order; hex.
+    pub values_fnv1a: String,
+}
+
+impl DataFingerprint {
+    pub fn of(data: &frames::Dataset) -> Result<DataFingerprint> {
+        let values = data
+            .frames
+            .data
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in values.iter().flat_map(|v| v.to_le_bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let size = data.frames.size();
+        Ok(DataFingerprint {
+            frames: data.frames.len(),
+            channels: data.frames.channels(),
+            height: size.height,
+            width: size.width,
+            train_frames: data.split.train,
+            seq_len: data.windows.len,
+            stride: data.windows.stride,
+            values_fnv1a: format!("{hash:016x}"),
+        })
+    }
+}
+
+/// A run's state between two windows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingState {
+    pub format: u32,
+    /// The model's kind and configuration (also what `predict` reads).
+    pub model: String,
+    pub model_config: serde_json::Value,
+    pub data: DataFingerprint,
+    pub adam: AdamConfig,
+    pub seed: u64,
+    pub shuffle: bool,
+    /// Epochs the run was asked for; a resume may ask for more.
+    pub epochs: usize,
+    /// Epochs finished, each with its row in `rows`.
+    pub epochs_done: usize,
+    /// Windows of epoch `epochs_done + 1` already trained on (0 at an epoch's end).
+    pub windows_done: usize,
+    /// Sum of those windows' losses and their training seconds, to finish the epoch's row.
+    pub partial_loss_sum: f64,
+    pub partial_seconds: f64,
+    /// Adam's step count `t`.
+    pub adam_step: u64,
+    /// The window-order generator's position (ChaCha8 word position, decimal) at the start
+    /// of epoch `epochs_done + 1`; it only moves with `shuffle`.
+    pub rng_word_pos: String,
+    pub rows: Vec<EpochRow>,
+    /// Whatever the caller (the command line) recorded about how it launched the run, so a
+    /// resume can reuse its settings.
+    #[serde(default)]
+    pub launch: serde_json::Value,
+}
+
+/// Writes a training checkpoint atomically. f32 CPU parameters and their moments are
+/// written from their own memory, without a copy.
+pub fn save(
+    path: &Path,
+    specs: &[ParamSpec],
+    vars: &[Var],
+    adam: &Adam,
+    state: &TrainingState,
+) -> Result<()> {
+    let about = serde_json::to_string(state).map_err(|e| Error::Config(e.to_string()))?;
+    let metadata = HashMap::from([(CHECKPOINT_METADATA_KEY.to_string(), about)]);
+    // Borrowed views need the storage guards alive for the whole write.
+    let guards: Vec<_> = vars
+        .iter()
+        .map(|v| v.as_tensor().storage_and_layout())
+        .collect();
+    let mut views: Vec<(String, AnyView)> = Vec::with_capacity(3 * vars.len());
+    for (k, ((spec, var), (storage, layout))) in specs.iter().zip(vars).zip(&guards).enumerate() {
+        let (m_name, v_name) = moment_names(&spec.name);
+        let weights = match crate::cpu::is_f32_cpu(var.as_tensor()) {
+            true => AnyView::Slice(F32View {
+                shape: spec.shape.clone(),
+                values: crate::cpu::f32_slice(storage, layout)?,
+                fault_point: Some("checkpoint-tensor"),
+            }),
+            false => AnyView::Owned(var.as_tensor().to_device(&candle_core::Device::Cpu)?),
+        };
+        views.push((spec.name.clone(), weights));
+        match adam.moment_slices(k) {
+            Some((m, v)) => {
+                for (name, values) in [(m_name, m), (v_name, v)] {
+                    let view = F32View {
+                        shape: spec.shape.clone(),
+                        values,
+                        fault_point: Some("checkpoint-tensor"),
+                    };
+                    views.push((name, AnyView::Slice(view)));
+                }
+            }
+            None => {
+                let (m, v) = adam.moments(k)?;
+                for (name, t) in [(m_name, m), (v_name, v)] {
+                    let t = t
+                        .reshape(spec.shape.as_slice())?
+                        .to_device(&candle_core::Device::Cpu)?;
+                    views.push((name, AnyView::Owned(t)));
+                }
+            }
+        }
+    }
+    write_atomic(path, |tmp| {
+        safetensors::serialize_to_file(views, Some(metadata), tmp)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
+}
+
+/// A tensor to write: borrowed f32 values, or a CPU copy of anything else.
+enum AnyView<'a> {
+    Slice(F32View<'a>),
+    Owned(Tensor),
+}
+
+impl safetensors::View for AnyView<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        match self {
+            AnyView::Slice(v) => v.dtype(),
+            AnyView::Owned(t) => safetensors::View::dtype(t),
+        }
+    }
+    fn shape(&self) -> &[usize] {
+        match self {
+            AnyView::Slice(v) => v.shape(),
+            AnyView::Owned(t) => t.dims(),
+        }
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            AnyView::Slice(v) => v.data(),
+            AnyView::Owned(t) => {
+                crate::fault::reached("checkpoint-tensor");
+                safetensors::View::data(t)
+            }
+        }
+    }
+    fn data_len(&self) -> usize {
+        match self {
+            AnyView::Slice(v) => v.data_len(),
+            AnyView::Owned(t) => safetensors::View::data_len(t),
+        }
+    }
+}
+
+/// Reads only the state of a training checkpoint (its header), not its tensors: cheap even
+/// for the linear model's 1.9 GB file.
+pub fn peek(path: &Path) -> Result<TrainingState> {
+    let bad = |message: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let file_len = file.metadata().map_err(io_err(path))?.len();
+    let mut len_bytes = [0u8; 8];
+    file.read_exact(&mut len_bytes)
+        .map_err(|_| bad("not a safetensors file: shorter than its 8-byte header length".into()))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    // safetensors' own limit on a header; anything longer is not one of ours.
+    if header_len > 100_000_000 || 8 + header_len > file_len {
+        return Err(bad(format!(
+            "not a safetensors file, or truncated: it announces a {header_len}-byte header in \
+             a {file_len}-byte file"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(io_err(path))?;
+    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|e| {
+        bad(format!(
+            "not a safetensors file: its header is not JSON ({e})"
+        ))
+    })?;
+    let about = header
+        .get("__metadata__")
+        .and_then(|m| m.get(CHECKPOINT_METADATA_KEY))
+        .and_then(|m| m.as_str())
+        .ok_or_else(|| {
+            bad(format!(
+                "not a training checkpoint: no `{CHECKPOINT_METADATA_KEY}` metadata"
+            ))
+        })?;
+    parse_state(path, about)
+}
+
+fn parse_state(path: &Path, about: &str) -> Result<TrainingState> {
+    let bad = |message: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(about).map_err(|e| bad(format!("unreadable metadata: {e}")))?;
+    match value.get("format").and_then(|f| f.as_u64()) {
+        Some(f) if f == u64::from(FORMAT) => {}
+        Some(f) => {
+            return Err(bad(format!(
+                "a training checkpoint of format {f}; this bench-cli reads format {FORMAT}"
+            )))
+        }
+        None => {
+            return Err(bad(
+                "not a training checkpoint (a weights file, perhaps: those can seed a new run \
+                 with --init-from, but hold no optimizer state to resume)"
+                    .into(),
+            ))
+        }
+    }
+    serde_json::from_value(value).map_err(|e| bad(format!("unreadable training state: {e}")))
+}
+
+/// A training checkpoint as read back: its state and all its tensors, on the CPU.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub state: TrainingState,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+/// Reads a whole training checkpoint.
+pub fn load(path: &Path) -> Result<Loaded> {
+    let checkpoint = Checkpoint::read(path)?;
+    let about = checkpoint
+        .metadata
+        .get(CHECKPOINT_METADATA_KEY)
+        .ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("not a training checkpoint: no `{CHECKPOINT_METADATA_KEY}` metadata"),
+        })?;
+    let state = parse_state(path, about)?;
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        state,
+        tensors: checkpoint.tensors,
+    })
+}
+
+/// Where two JSON descriptions of a run differ, as `field (a there, b here)` items.
+pub fn differences(there: &serde_json::Value, here: &serde_json::Value) -> Vec<String> {
+    fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for key in keys {
+                    let null = serde_json::Value::Null;
+                    let path = match prefix {
+                        "" => key.clone(),
+                        p => format!("{p}.{key}"),
+                    };
+                    walk(
+                        &path,
+                        x.get(key).unwrap_or(&null),
+                        y.get(key).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            _ if a != b => out.push(format!("{prefix} ({a} there, {b} here)")),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", there, here, &mut out);
+    out
+}
