@@ -232,7 +232,9 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-        if is_image && path.is_file() {
+        // Not `is_file`: a broken link or a file we may not read, named like a frame, is a
+        // missing frame and must fail naming itself rather than vanish from the sequence.
+        if is_image && !path.is_dir() {
             paths.push(path);
         }
     }
@@ -263,7 +265,18 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
         .with_guessed_format()
         .map_err(|e| decode_err(e.to_string()))?
         .decode()
-        .map_err(|e| decode_err(e.to_string()))
+        .map_err(|e| match e {
+            image::ImageError::Limits(limit) => {
+                let claimed = image::image_dimensions(path)
+                    .map(|(w, h)| format!("it claims {w}x{h} pixels, "))
+                    .unwrap_or_default();
+                decode_err(format!(
+                    "{claimed}more than the decoder's limits allow ({limit}); frames this \
+                     large are not supported"
+                ))
+            }
+            e => decode_err(e.to_string()),
+        })
 }
 
 /// Channel values of one image, row-major, `[C, H, W]` flattened, in `[0, 1]`.

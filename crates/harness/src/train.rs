@@ -168,8 +168,8 @@ pub fn train<M: SequenceModel>(
 ) -> Result<RunSummary> {
     let dtype = DType::F32;
 
-    // Outputs: fail on an unwritable folder, or on another run's results, before any work.
-    std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
+    // Outputs: fail on another run's results before any work; the folder itself is made
+    // once the inputs have all loaded, so a bad input leaves nothing behind.
     let paths = OutputPaths::new(&config.out_dir, M::KIND);
     let names: Vec<String> = paths
         .all()
@@ -325,6 +325,7 @@ pub fn train<M: SequenceModel>(
         }
     };
     let model = M::load(model_config, var_builder(&specs, &vars, dtype, device))?;
+    std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
     let n_params: usize = specs.iter().map(|s| s.numel()).sum();
 
     // On a terminal: a bar over all windows of the run, with the loss and ETA, above
