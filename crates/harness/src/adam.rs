@@ -201,10 +201,10 @@ impl Adam {
         }
     }
 
-    /// Restores the state a checkpoint saved: the step count, and the moments of each
-    /// parameter (any shape with the parameter's element count; converted to its dtype and
-    /// device).
-    pub fn restore(&mut self, step: u64, moments: Vec<(Tensor, Tensor)>) -> Result<()> {
+    /// Restores the state a checkpoint saved: the step count, and the two moments of each
+    /// parameter as flat f32 values (moved in, not copied, where the parameter keeps them
+    /// that way).
+    pub fn restore(&mut self, step: u64, moments: Vec<(Vec<f32>, Vec<f32>)>) -> Result<()> {
         if moments.len() != self.moments.len() {
             candle_core::bail!(
                 "Adam: {} pairs of moments for {} parameters",
@@ -216,33 +216,28 @@ impl Adam {
             match slot {
                 Moments::Fused { m: sm, v: sv } => {
                     for (target, source) in [(sm, m), (sv, v)] {
-                        let values = source
-                            .to_dtype(candle_core::DType::F32)?
-                            .flatten_all()?
-                            .to_vec1::<f32>()?;
-                        if values.len() != target.len() {
+                        if source.len() != target.len() {
                             candle_core::bail!(
                                 "Adam: a moment of {} values for a parameter of {}",
-                                values.len(),
+                                source.len(),
                                 target.len()
                             );
                         }
-                        *target = values;
+                        *target = source;
                     }
                 }
                 Moments::Tensors { m: tm, v: tv } => {
                     for (target, source) in [(tm, m), (tv, v)] {
-                        if source.elem_count() != target.elem_count() {
+                        if source.len() != target.elem_count() {
                             candle_core::bail!(
                                 "Adam: a moment of {} values for a parameter of {}",
-                                source.elem_count(),
+                                source.len(),
                                 target.elem_count()
                             );
                         }
-                        *target = source
+                        *target = crate::cpu::tensor_from(source, target.dims())?
                             .to_dtype(target.dtype())?
-                            .to_device(target.device())?
-                            .reshape(target.shape())?;
+                            .to_device(target.device())?;
                     }
                 }
             }

@@ -16,6 +16,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig};
+use crate::cpu;
 use crate::error::{io_err, Error, Result};
 use crate::metrics::FrameMetrics;
 use crate::model::{window_loss, SequenceModel};
@@ -291,26 +292,31 @@ pub fn train<M: SequenceModel>(
                 .rng_word_pos
                 .parse()
                 .map_err(|_| bad(format!("bad rng_word_pos `{}`", state.rng_word_pos)))?;
+            let mut take = |name: &str, spec: &crate::ParamSpec| {
+                let (shape, values) = loaded
+                    .tensors
+                    .remove(name)
+                    .ok_or_else(|| bad(format!("tensor `{name}` is missing")))?;
+                if shape != spec.shape {
+                    return Err(bad(format!(
+                        "tensor `{name}` has shape {shape:?} but the model needs {:?}",
+                        spec.shape
+                    )));
+                }
+                Ok(values)
+            };
             let mut moments = Vec::with_capacity(specs.len());
+            let mut weights = HashMap::new();
             for spec in &specs {
                 let (m_name, v_name) = resume::moment_names(&spec.name);
-                let mut take = |name: &str| {
-                    let t = loaded
-                        .tensors
-                        .remove(name)
-                        .ok_or_else(|| bad(format!("tensor `{name}` is missing")))?;
-                    if t.dims() != spec.shape.as_slice() {
-                        return Err(bad(format!(
-                            "tensor `{name}` has shape {:?} but the model needs {:?}",
-                            t.dims(),
-                            spec.shape
-                        )));
-                    }
-                    Ok(t)
-                };
-                moments.push((take(&m_name)?, take(&v_name)?));
+                moments.push((take(&m_name, spec)?, take(&v_name, spec)?));
+                let values = take(&spec.name, spec)?;
+                weights.insert(spec.name.clone(), cpu::tensor_from(values, &spec.shape)?);
             }
-            let vars = take_parameters(&loaded.path, &mut loaded.tensors, &specs, dtype, device)?;
+            if let Some(extra) = loaded.tensors.keys().next() {
+                return Err(bad(format!("unexpected tensor `{extra}`")));
+            }
+            let vars = take_parameters(&loaded.path, &mut weights, &specs, dtype, device)?;
             let mut adam = Adam::new(config.adam, &vars)?;
             adam.restore(state.adam_step, moments)?;
             let progress = Progress {
