@@ -138,14 +138,24 @@ impl Adam {
     /// finite (from a NaN or infinite gradient, or an overflow), or `None`. All parameters
     /// are updated either way; a caller that stops on `Some` must not save them.
     pub fn update(&mut self, params: &[Var], grads: &[Tensor]) -> Result<Option<usize>> {
+        self.update_with(params, |k| Gradient::Tensor(&grads[k]))
+    }
+
+    /// [`Adam::update`] with each parameter's gradient given by `gradient(k)`, which may be
+    /// a sum of outer products that is never stored ([`Gradient::Outer`]).
+    pub fn update_with<'a>(
+        &mut self,
+        params: &[Var],
+        mut gradient: impl FnMut(usize) -> Gradient<'a>,
+    ) -> Result<Option<usize>> {
         self.step += 1;
         let scalars = StepScalars::new(&self.config, self.step);
         let mut first_bad = None;
-        for (k, ((param, grad), moments)) in
-            params.iter().zip(grads).zip(&mut self.moments).enumerate()
-        {
-            let finite = match moments {
-                Moments::Fused { m, v } if crate::cpu::is_f32_cpu(grad) => {
+        for (k, (param, moments)) in params.iter().zip(&mut self.moments).enumerate() {
+            let finite = match (gradient(k), moments) {
+                (Gradient::Tensor(grad), Moments::Fused { m, v })
+                    if crate::cpu::is_f32_cpu(grad) =>
+                {
                     let grad = grad.contiguous()?;
                     let mut finite = true;
                     crate::cpu::with_f32(&grad, |g| {
@@ -155,12 +165,30 @@ impl Adam {
                     })??;
                     finite
                 }
-                Moments::Fused { .. } => candle_core::bail!(
+                (Gradient::Outer(outer), Moments::Fused { m, v }) => {
+                    let dims = param.as_tensor().dims();
+                    let (rows, cols) = match dims {
+                        [rows, cols] => (*rows, *cols),
+                        _ => candle_core::bail!(
+                            "Adam: an outer-product gradient for a parameter of shape {dims:?}"
+                        ),
+                    };
+                    outer.check(rows, cols)?;
+                    let mut finite = true;
+                    crate::cpu::update_f32(param.as_tensor(), |p| {
+                        finite = fused_outer_update(p, m, v, cols, &outer, &scalars)
+                    })?;
+                    finite
+                }
+                (Gradient::Tensor(grad), Moments::Fused { .. }) => candle_core::bail!(
                     "Adam: an f32 CPU parameter got a {:?} gradient on {:?}",
                     grad.dtype(),
                     grad.device()
                 ),
-                Moments::Tensors { m, v } => {
+                (Gradient::Outer(_), Moments::Tensors { .. }) => candle_core::bail!(
+                    "Adam: an outer-product gradient for a parameter that is not f32 on the CPU"
+                ),
+                (Gradient::Tensor(grad), Moments::Tensors { m, v }) => {
                     let (m_new, v_new) = tensor_update(param, grad, m, v, &scalars)?;
                     *m = m_new;
                     *v = v_new;
@@ -247,6 +275,47 @@ impl Adam {
     }
 }
 
+/// One parameter's gradient, as [`Adam::update_with`] takes it.
+pub enum Gradient<'a> {
+    /// A tensor shaped like the parameter.
+    Tensor(&'a Tensor),
+    /// A weight gradient that is a sum of outer products over time (`dW = A^T B`, as every
+    /// weight gradient of the linear model is), computed a register tile at a time inside
+    /// the update: the 643 MB of the linear model's weight gradients are never written,
+    /// zeroed or read back.
+    Outer(Outer<'a>),
+}
+
+/// `g[r, c] = sum_{t < steps} a[t * a_stride + r] * b[t * cols + c]` for a parameter
+/// `[rows, cols]`: row `t` of `a` holds step `t`'s gradient at the parameter's outputs
+/// (`rows` values from the row's start), row `t` of `b` the step's input (`cols` values).
+pub struct Outer<'a> {
+    pub a: &'a [f32],
+    pub a_stride: usize,
+    pub b: &'a [f32],
+    pub steps: usize,
+}
+
+impl Outer<'_> {
+    fn check(&self, rows: usize, cols: usize) -> Result<()> {
+        let a_needed = match self.steps {
+            0 => 0,
+            t => (t - 1) * self.a_stride + rows,
+        };
+        if rows > self.a_stride || self.a.len() < a_needed || self.b.len() < self.steps * cols {
+            candle_core::bail!(
+                "Adam: an outer-product gradient of {} steps ({} values of stride {} and {}) for \
+                 a [{rows}, {cols}] parameter",
+                self.steps,
+                self.a.len(),
+                self.a_stride,
+                self.b.len()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The textbook update with tensor ops, for any device and dtype.
 fn tensor_update(
     param: &Var,
@@ -292,8 +361,9 @@ fn fused_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Step
         .reduce(|| true, |a, b| a && b)
 }
 
-/// One block of [`fused_update`]; scalars are `(1-b1, 1-b2, step size, eps, 1/v_scale)`.
-#[inline]
+/// One block of [`fused_update`] (and a tile of [`fused_outer_update`]); scalars are
+/// `(1-b1, 1-b2, step size, eps, 1/v_scale)`.
+#[inline(always)]
 fn fused_block(
     p: &mut [f32],
     g: &[f32],
@@ -314,4 +384,185 @@ fn fused_block(
         finite &= p[i].is_finite();
     }
     finite
+}
+
+/// [`fused_update`] of a `[rows, cols]` parameter whose gradient is [`Outer`]: each task
+/// takes a block of rows; within it, a tile of 4 rows x 16 columns of the gradient is summed
+/// over the steps in registers and goes straight into the update of those 64 values. Memory
+/// traffic is the parameter and its moments, once; the gradient never exists.
+fn fused_outer_update(
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    cols: usize,
+    g: &Outer,
+    s: &StepScalars,
+) -> bool {
+    use rayon::prelude::*;
+    let scalars = (
+        s.one_minus_b1 as f32,
+        s.one_minus_b2 as f32,
+        s.step_size as f32,
+        s.eps as f32,
+        (1.0 / s.v_scale) as f32,
+    );
+    // 64 rows of the seed's W_hh and their moments: 3 x 1.1 MB per task.
+    const ROWS_PER_TASK: usize = 64;
+    let block = ROWS_PER_TASK * cols.max(1);
+    p.par_chunks_mut(block)
+        .zip(m.par_chunks_mut(block))
+        .zip(v.par_chunks_mut(block))
+        .enumerate()
+        .map(|(task, ((p, m), v))| {
+            let first_row = task * ROWS_PER_TASK;
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                return unsafe { outer_rows_avx2(p, m, v, first_row, cols, g, scalars) };
+            }
+            outer_rows::<false>(p, m, v, first_row, cols, g, scalars)
+        })
+        .reduce(|| true, |a, b| a && b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn outer_rows_avx2(
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    first_row: usize,
+    cols: usize,
+    g: &Outer,
+    scalars: (f32, f32, f32, f32, f32),
+) -> bool {
+    outer_rows::<true>(p, m, v, first_row, cols, g, scalars)
+}
+
+/// The rows `first_row ..` of [`fused_outer_update`] that `p`, `m`, `v` hold.
+#[inline(always)]
+fn outer_rows<const FMA: bool>(
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    first_row: usize,
+    cols: usize,
+    g: &Outer,
+    scalars: (f32, f32, f32, f32, f32),
+) -> bool {
+    const R: usize = 4;
+    const C: usize = 16;
+    let rows = p.len() / cols;
+    let (row_main, col_main) = (rows / R * R, cols / C * C);
+    let mut finite = true;
+    for r in (0..row_main).step_by(R) {
+        for c in (0..col_main).step_by(C) {
+            finite &= outer_tile::<R, C, FMA>(p, m, v, first_row, r, c, cols, g, scalars);
+        }
+        for c in col_main..cols {
+            finite &= outer_tile::<R, 1, FMA>(p, m, v, first_row, r, c, cols, g, scalars);
+        }
+    }
+    for r in row_main..rows {
+        for c in (0..col_main).step_by(C) {
+            finite &= outer_tile::<1, C, FMA>(p, m, v, first_row, r, c, cols, g, scalars);
+        }
+        for c in col_main..cols {
+            finite &= outer_tile::<1, 1, FMA>(p, m, v, first_row, r, c, cols, g, scalars);
+        }
+    }
+    finite
+}
+
+/// Rows `r .. r + RR` (of this task's block, which starts at row `first_row`) and columns
+/// `c .. c + CC`: the gradient summed over the steps, then Adam's update of those values,
+/// as [`fused_block`] writes it.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn outer_tile<const RR: usize, const CC: usize, const FMA: bool>(
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    first_row: usize,
+    r: usize,
+    c: usize,
+    cols: usize,
+    g: &Outer,
+    scalars: (f32, f32, f32, f32, f32),
+) -> bool {
+    let mut acc = [[0f32; CC]; RR];
+    #[cfg(target_arch = "x86_64")]
+    if FMA && RR == 4 && CC == 16 {
+        // SAFETY: FMA is true only under `outer_rows_avx2`, which runs on CPUs with AVX2
+        // and FMA; `outer_sum_4x16` reads only through bounds-checked slices.
+        unsafe { outer_sum_4x16(g, first_row + r, c, cols, acc.as_flattened_mut()) };
+    } else {
+        outer_sum(g, first_row + r, c, cols, &mut acc, FMA);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    outer_sum(g, first_row + r, c, cols, &mut acc, FMA);
+    let mut finite = true;
+    for (i, grad) in acc.iter().enumerate() {
+        let at = (r + i) * cols + c;
+        finite &= fused_block(
+            &mut p[at..at + CC],
+            grad,
+            &mut m[at..at + CC],
+            &mut v[at..at + CC],
+            scalars,
+        );
+    }
+    finite
+}
+
+/// `acc[i][j] = sum_t a[t, row + i] * b[t, col + j]`, in step order (as `gemm` sums).
+#[inline(always)]
+fn outer_sum<const RR: usize, const CC: usize>(
+    g: &Outer,
+    row: usize,
+    col: usize,
+    cols: usize,
+    acc: &mut [[f32; CC]; RR],
+    fma: bool,
+) {
+    for t in 0..g.steps {
+        let a: &[f32; RR] = g.a[t * g.a_stride + row..][..RR].try_into().unwrap();
+        let b: &[f32; CC] = g.b[t * cols + col..][..CC].try_into().unwrap();
+        for i in 0..RR {
+            for j in 0..CC {
+                acc[i][j] = if fma {
+                    a[i].mul_add(b[j], acc[i][j])
+                } else {
+                    acc[i][j] + a[i] * b[j]
+                };
+            }
+        }
+    }
+}
+
+/// [`outer_sum`] of a 4 x 16 tile in eight AVX2 registers, written with intrinsics: the
+/// compiler, left to itself, kept this tile in 4-wide halves spilled to the stack, and the
+/// update ran slower than a stored gradient. `out` is the tile, row-major (64 values).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn outer_sum_4x16(g: &Outer, row: usize, col: usize, cols: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_setzero_ps(); 8];
+    for t in 0..g.steps {
+        let a: &[f32; 4] = g.a[t * g.a_stride + row..][..4].try_into().unwrap();
+        let b: &[f32; 16] = g.b[t * cols + col..][..16].try_into().unwrap();
+        let b0 = _mm256_loadu_ps(b.as_ptr());
+        let b1 = _mm256_loadu_ps(b[8..].as_ptr());
+        for i in 0..4 {
+            let ai = _mm256_set1_ps(a[i]);
+            acc[2 * i] = _mm256_fmadd_ps(ai, b0, acc[2 * i]);
+            acc[2 * i + 1] = _mm256_fmadd_ps(ai, b1, acc[2 * i + 1]);
+        }
+    }
+    let out: &mut [f32; 64] = out.try_into().unwrap();
+    for (k, lanes) in acc.iter().enumerate() {
+        _mm256_storeu_ps(out[8 * k..].as_mut_ptr(), *lanes);
+    }
 }

@@ -29,6 +29,7 @@ pub mod train;
 
 pub use error::{Error, Result};
 pub use model::{
-    autograd_loss_and_grads, window_loss, window_loss_and_grad, ParamInit, ParamSpec, SequenceModel,
+    autograd_loss_and_grads, window_loss, window_loss_and_grad, ParamInit, ParamSpec,
+    SequenceModel, Step,
 };
 pub use train::{train, EpochRow, OutputPaths, RunSummary, TrainConfig};

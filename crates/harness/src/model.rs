@@ -4,6 +4,8 @@ use std::fmt::Debug;
 
 use candle_core::{Result, Tensor, Var};
 use candle_nn::VarBuilder;
+
+use crate::adam::Adam;
 use serde::{de::DeserializeOwned, Serialize};
 
 /// One named parameter a model needs, in PyTorch's naming and layout.
@@ -82,6 +84,51 @@ pub trait SequenceModel: Sized {
     fn loss_and_grads(&self, window: &Tensor, params: &[Var]) -> Result<(f64, Vec<Tensor>)> {
         autograd_loss_and_grads(self, window, params)
     }
+
+    /// One training step on a window: the loss, and unless it is not finite, one Adam
+    /// update of `params` (the variables the model was built from, in
+    /// [`SequenceModel::parameter_specs`] order).
+    ///
+    /// The default is [`SequenceModel::loss_and_grads`] then [`Adam::update`]; a model may
+    /// fuse the two (the linear model computes its weight gradients inside the update and
+    /// never stores them). Either way the result must be the same within rounding: the
+    /// tests compare the two.
+    fn train_step(&self, window: &Tensor, params: &[Var], adam: &mut Adam) -> Result<Step> {
+        unfused_train_step(self, window, params, adam)
+    }
+}
+
+/// The default [`SequenceModel::train_step`]: gradients first, then the update.
+pub fn unfused_train_step<M: SequenceModel>(
+    model: &M,
+    window: &Tensor,
+    params: &[Var],
+    adam: &mut Adam,
+) -> Result<Step> {
+    let (loss, mut grads) = model.loss_and_grads(window, params)?;
+    if crate::fault::reached("window") {
+        grads[0] = (&grads[0] * f64::NAN)?;
+    }
+    if !loss.is_finite() {
+        return Ok(Step::LossNotFinite(loss));
+    }
+    Ok(Step::Updated {
+        loss,
+        not_finite: adam.update(params, &grads)?,
+    })
+}
+
+/// What [`SequenceModel::train_step`] did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Step {
+    /// The parameters were updated; `not_finite` is the first parameter whose update left a
+    /// value that is not finite, as [`Adam::update`] reports it.
+    Updated {
+        loss: f64,
+        not_finite: Option<usize>,
+    },
+    /// The loss was NaN or infinite; nothing was updated.
+    LossNotFinite(f64),
 }
 
 /// The reference gradient path: [`SequenceModel::predict`], [`window_loss`], and candle's

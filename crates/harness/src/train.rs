@@ -19,7 +19,7 @@ use crate::adam::{Adam, AdamConfig};
 use crate::cpu;
 use crate::error::{io_err, Error, Result};
 use crate::metrics::FrameMetrics;
-use crate::model::{window_loss, SequenceModel};
+use crate::model::{window_loss, SequenceModel, Step};
 use crate::params::{
     init_parameters, load_parameters, remove_stale_temporaries, save_parameters, take_parameters,
     var_builder,
@@ -489,29 +489,31 @@ pub fn train<M: SequenceModel>(
         bar.set_prefix(format!("{epoch}/{}", config.epochs));
         while progress.windows_done < windows_per_epoch {
             let k = progress.windows_done;
-            let (loss, mut grads) = model.loss_and_grads(&train_windows[order[k]], &vars)?;
-            if crate::fault::reached("window") {
-                grads[0] = (&grads[0] * f64::NAN)?;
-            }
-            if !loss.is_finite() {
-                // Stop before the update: what is on disk is what the last good epochs
-                // left.
-                return Err(Error::Numerical(format!(
-                    "epoch {epoch}, window {}: the training loss is {loss}; stopping. {}; a \
-                     lower --lr may help",
-                    k + 1,
-                    checkpoint_hint(checkpoint_epoch)
-                )));
-            }
-            if let Some(bad) = adam.update(&vars, &grads)? {
-                return Err(Error::Numerical(format!(
-                    "epoch {epoch}, window {}: the gradient of `{}` (or the update it gave) \
-                     is not finite; stopping. {}; a lower --lr may help",
-                    k + 1,
-                    specs[bad].name,
-                    checkpoint_hint(checkpoint_epoch)
-                )));
-            }
+            let loss = match model.train_step(&train_windows[order[k]], &vars, &mut adam)? {
+                Step::LossNotFinite(loss) => {
+                    // Stopped before the update: what is on disk is what the last good
+                    // epochs left.
+                    return Err(Error::Numerical(format!(
+                        "epoch {epoch}, window {}: the training loss is {loss}; stopping. {}; \
+                         a lower --lr may help",
+                        k + 1,
+                        checkpoint_hint(checkpoint_epoch)
+                    )));
+                }
+                Step::Updated {
+                    not_finite: Some(bad),
+                    ..
+                } => {
+                    return Err(Error::Numerical(format!(
+                        "epoch {epoch}, window {}: the gradient of `{}` (or the update it gave) \
+                         is not finite; stopping. {}; a lower --lr may help",
+                        k + 1,
+                        specs[bad].name,
+                        checkpoint_hint(checkpoint_epoch)
+                    )));
+                }
+                Step::Updated { loss, .. } => loss,
+            };
             progress.loss_sum += loss;
             progress.windows_done += 1;
             bar.set_message(format!("{loss:.4}"));

@@ -25,6 +25,23 @@ pub struct Weights<'a> {
     pub out_b: &'a [f32],
 }
 
+/// What the weight gradients are made of, once backpropagation through time is done: each
+/// weight's gradient is `A^T B` over the steps for one of the pairs below, and the biases'
+/// gradients are sums already taken.
+pub struct Backward {
+    pub loss: f64,
+    /// `[T, 4N]`: dL/d(gate pre-activations). `dW_ih = dA^T X`, `dW_hh = dA[1..]^T H[..T-1]`.
+    pub d_preact: Vec<f32>,
+    /// `[T, N]`: h_1 .. h_T.
+    pub hs: Vec<f32>,
+    /// `[T, D]`: dL/dy. `dW_out = dY^T H`.
+    pub d_y: Vec<f32>,
+    /// `[4N]`: the gradient of `b_ih`, and of `b_hh`.
+    pub d_b: Vec<f32>,
+    /// `[D]`
+    pub d_out_b: Vec<f32>,
+}
+
 /// Loss and gradients `[dW_ih, dW_hh, db_ih, db_hh, dW_out, db_out]` of one window
 /// `[L, D]` (frames flattened), with `N` hidden units.
 pub fn loss_and_grads(
@@ -34,6 +51,49 @@ pub fn loss_and_grads(
     n: usize,
     w: &Weights,
 ) -> (f64, [Vec<f32>; 6]) {
+    let steps = len - 1;
+    let g4 = 4 * n;
+    let x = &window[..steps * d]; // [T, D]
+    let bw = backward(window, len, d, n, w);
+
+    // Output layer and gate weights: one product over all steps each. Step 0 saw h_0 = 0,
+    // so W_hh's gradient pairs steps 1 .. T-1 with h_1 .. h_{T-1}.
+    let mut d_out_w = vec![0f32; d * n]; // [D, N]
+    matmul(
+        &mut d_out_w,
+        &bw.d_y,
+        true,
+        &bw.hs,
+        false,
+        (d, steps, n),
+        false,
+    );
+    let mut d_w_ih = vec![0f32; g4 * d];
+    let d_preact = &bw.d_preact;
+    matmul(&mut d_w_ih, d_preact, true, x, false, (g4, steps, d), false);
+    let mut d_w_hh = vec![0f32; g4 * n];
+    if steps > 1 {
+        let later = &d_preact[g4..]; // [T-1, 4N]
+        let earlier = &bw.hs[..(steps - 1) * n]; // [T-1, N]
+        matmul(
+            &mut d_w_hh,
+            later,
+            true,
+            earlier,
+            false,
+            (g4, steps - 1, n),
+            false,
+        );
+    }
+    (
+        bw.loss,
+        [d_w_ih, d_w_hh, bw.d_b.clone(), bw.d_b, d_out_w, bw.d_out_b],
+    )
+}
+
+/// The forward pass and backpropagation through time over one window, up to but not
+/// including the weight gradients (see [`Backward`]).
+pub fn backward(window: &[f32], len: usize, d: usize, n: usize, w: &Weights) -> Backward {
     let steps = len - 1;
     let g4 = 4 * n;
     assert_eq!(window.len(), len * d, "window is not [L, D]");
@@ -93,8 +153,6 @@ pub fn loss_and_grads(
     }
 
     // Output layer, all steps at once.
-    let mut d_out_w = vec![0f32; d * n]; // [D, N]
-    matmul(&mut d_out_w, &d_y, true, &hs, false, (d, steps, n), false);
     let mut d_out_b = vec![0f32; d];
     for row in d_y.chunks_exact(d) {
         for (acc, v) in d_out_b.iter_mut().zip(row) {
@@ -129,37 +187,18 @@ pub fn loss_and_grads(
         }
     }
 
-    // Gate weights: one product over all steps each. Step 0 saw h_0 = 0, so W_hh's
-    // gradient pairs steps 1 .. T-1 with h_1 .. h_{T-1}.
-    let mut d_w_ih = vec![0f32; g4 * d];
-    matmul(
-        &mut d_w_ih,
-        &d_preact,
-        true,
-        x,
-        false,
-        (g4, steps, d),
-        false,
-    );
-    let mut d_w_hh = vec![0f32; g4 * n];
-    if steps > 1 {
-        let later = &d_preact[g4..]; // [T-1, 4N]
-        let earlier = &hs[..(steps - 1) * n]; // [T-1, N]
-        matmul(
-            &mut d_w_hh,
-            later,
-            true,
-            earlier,
-            false,
-            (g4, steps - 1, n),
-            false,
-        );
-    }
     let mut d_b = vec![0f32; g4];
     for row in d_preact.chunks_exact(g4) {
         for (acc, v) in d_b.iter_mut().zip(row) {
             *acc += v;
         }
     }
-    (loss, [d_w_ih, d_w_hh, d_b.clone(), d_b, d_out_w, d_out_b])
+    Backward {
+        loss,
+        d_preact,
+        hs,
+        d_y,
+        d_b,
+        d_out_b,
+    }
 }

@@ -23,9 +23,11 @@
 
 use candle_core::{Result, Tensor, Var};
 use candle_nn::VarBuilder;
+use harness::adam::{Adam, Gradient, Outer};
 use harness::cell::{lstm_step, lstm_step_backward, lstm_step_forward, StepCache};
-use harness::cpu::{is_f32_cpu, tensors_like, with_f32_all};
-use harness::{window_loss_and_grad, ParamSpec, SequenceModel};
+use harness::cpu::{is_f32_cpu, tensor_from, tensors_like, with_f32, with_f32_all};
+use harness::model::unfused_train_step;
+use harness::{window_loss_and_grad, ParamSpec, SequenceModel, Step};
 use serde::{Deserialize, Serialize};
 
 pub mod cpu;
@@ -234,6 +236,60 @@ impl SequenceModel for LinearLstm {
         // No autograd here: detached weights keep candle from recording a graph.
         self.detached()?.bptt(window)
     }
+
+    /// On f32 CPU tensors: backpropagation through time on slices ([`cpu::backward`]),
+    /// then Adam with each weight gradient summed over the steps inside the update
+    /// ([`Outer`]), so the three weight gradients (643 MB at the seed's size) are never
+    /// written, zeroed or read back. Anything else: gradients, then the update.
+    fn train_step(&self, window: &Tensor, params: &[Var], adam: &mut Adam) -> Result<Step> {
+        if !(is_f32_cpu(window) && self.parameters().iter().all(|t| is_f32_cpu(t))) {
+            return unfused_train_step(self, window, params, adam);
+        }
+        let (l, _, _, _) = self.check_window(window)?;
+        let window = window.contiguous()?;
+        let (steps, d, n) = (l - 1, self.config.frame_len(), self.config.hidden);
+        // The weights are read under their storage locks, released before Adam writes them.
+        let mut bw = self.with_slices(&window, |x, weights| cpu::backward(x, l, d, n, weights))?;
+        if harness::fault::reached("window") {
+            bw.d_preact[0] = f32::NAN;
+        }
+        if !bw.loss.is_finite() {
+            return Ok(Step::LossNotFinite(bw.loss));
+        }
+        let g4 = 4 * n;
+        let d_b = tensor_from(bw.d_b.clone(), &[g4])?;
+        let d_out_b = tensor_from(bw.d_out_b.clone(), &[d])?;
+        let not_finite = with_f32(&window, |window| {
+            let x = &window[..steps * d]; // [T, D]
+            adam.update_with(params, |k| match k {
+                0 => Gradient::Outer(Outer {
+                    a: &bw.d_preact,
+                    a_stride: g4,
+                    b: x,
+                    steps,
+                }),
+                // Step 0 saw h_0 = 0: steps 1 .. T-1 pair with h_1 .. h_{T-1}.
+                1 => Gradient::Outer(Outer {
+                    a: &bw.d_preact[g4..],
+                    a_stride: g4,
+                    b: &bw.hs,
+                    steps: steps - 1,
+                }),
+                2 | 3 => Gradient::Tensor(&d_b),
+                4 => Gradient::Outer(Outer {
+                    a: &bw.d_y,
+                    a_stride: d,
+                    b: &bw.hs,
+                    steps,
+                }),
+                _ => Gradient::Tensor(&d_out_b),
+            })
+        })??;
+        Ok(Step::Updated {
+            loss: bw.loss,
+            not_finite,
+        })
+    }
 }
 
 impl LinearLstm {
@@ -253,10 +309,26 @@ impl LinearLstm {
     fn loss_and_grads_cpu(&self, window: &Tensor) -> Result<(f64, Vec<Tensor>)> {
         let (l, _, _, _) = self.check_window(window)?;
         let window = window.contiguous()?;
-        let [w_ih, w_hh, b_ih, b_hh, out_w, out_b] = self.parameters();
         let (d, n) = (self.config.frame_len(), self.config.hidden);
-        let (loss, grads) = with_f32_all(
-            [&window, w_ih, w_hh, b_ih, b_hh, out_w, out_b],
+        let (loss, grads) = self.with_slices(&window, |x, weights| {
+            cpu::loss_and_grads(x, l, d, n, weights)
+        })?;
+        Ok((
+            loss,
+            tensors_like(grads, &Self::parameter_specs(&self.config))?,
+        ))
+    }
+
+    /// Calls `f` with the values of a contiguous f32 CPU window and of the weights, borrowed
+    /// from their storages for the duration of the call.
+    fn with_slices<R>(
+        &self,
+        window: &Tensor,
+        f: impl FnOnce(&[f32], &cpu::Weights) -> R,
+    ) -> Result<R> {
+        let [w_ih, w_hh, b_ih, b_hh, out_w, out_b] = self.parameters();
+        with_f32_all(
+            [window, w_ih, w_hh, b_ih, b_hh, out_w, out_b],
             |[x, w_ih, w_hh, b_ih, b_hh, out_w, out_b]| {
                 let weights = cpu::Weights {
                     w_ih,
@@ -266,13 +338,9 @@ impl LinearLstm {
                     out_w,
                     out_b,
                 };
-                cpu::loss_and_grads(x, l, d, n, &weights)
+                f(x, &weights)
             },
-        )?;
-        Ok((
-            loss,
-            tensors_like(grads, &Self::parameter_specs(&self.config))?,
-        ))
+        )
     }
 
     /// The same model on detached tensors: candle records no graph through it.

@@ -292,3 +292,92 @@ fn f32_cpu_fast_path_equals_autograd_reference() {
         harness::gradcheck::assert_paths_agree(&checks, 1e-5, 0.0);
     }
 }
+
+#[test]
+fn fused_training_step_equals_gradients_then_update() {
+    use harness::adam::{Adam, AdamConfig};
+    use harness::model::unfused_train_step;
+    use harness::Step;
+    // 9x7 frames: 63 values (not a multiple of the 16-wide tile), 37 hidden units.
+    let config = Config {
+        channels: 1,
+        height: 9,
+        width: 7,
+        hidden: 37,
+    };
+    let specs = LinearLstm::parameter_specs(&config);
+    let windows: Vec<Tensor> = (0..3)
+        .map(|k| {
+            random_window(26, 9, 7, 40 + k)
+                .to_dtype(DType::F32)
+                .unwrap()
+        })
+        .collect();
+    // eps = 1 keeps each update a smooth function of the gradient: rounding differences
+    // between the two paths' sums then stay rounding differences in the weights.
+    let adam_config = AdamConfig {
+        eps: 1.0,
+        ..AdamConfig::default()
+    };
+    let run = |fused: bool| {
+        let vars = init_parameters(&specs, 9, DType::F32, &Device::Cpu).unwrap();
+        let model = LinearLstm::load(
+            &config,
+            var_builder(&specs, &vars, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let mut adam = Adam::new(adam_config, &vars).unwrap();
+        let mut losses = Vec::new();
+        for window in &windows {
+            let step = if fused {
+                model.train_step(window, &vars, &mut adam).unwrap()
+            } else {
+                unfused_train_step(&model, window, &vars, &mut adam).unwrap()
+            };
+            let Step::Updated {
+                loss,
+                not_finite: None,
+            } = step
+            else {
+                panic!("fused {fused}: {step:?}");
+            };
+            losses.push(loss);
+        }
+        let values = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+        let state: Vec<[Vec<f32>; 3]> = (0..vars.len())
+            .map(|k| {
+                let (m, v) = adam.moments(k).unwrap();
+                [values(vars[k].as_tensor()), values(&m), values(&v)]
+            })
+            .collect();
+        (losses, state)
+    };
+    let (fused_losses, fused) = run(true);
+    let (losses, reference) = run(false);
+    for (a, b) in fused_losses.iter().zip(&losses) {
+        assert!((a - b).abs() <= 1e-6 * b.abs(), "loss {a} vs {b}");
+    }
+    for (spec, (f, r)) in specs.iter().zip(fused.iter().zip(&reference)) {
+        for (what, x, y) in [
+            ("weights", &f[0], &r[0]),
+            ("first moment", &f[1], &r[1]),
+            ("second moment", &f[2], &r[2]),
+        ] {
+            let scale = y.iter().fold(0f32, |acc, v| acc.max(v.abs()));
+            let diff = x
+                .iter()
+                .zip(y)
+                .fold(0f32, |acc, (a, b)| acc.max((a - b).abs()));
+            println!(
+                "{:<20} {what:<14} max|diff| {diff:.3e}  max|reference| {scale:.3e}",
+                spec.name
+            );
+            assert!(scale > 0.0, "{}: {what} is all zeros", spec.name);
+            assert!(
+                diff <= 1e-5 * scale,
+                "{}: {what} differs by {diff:e} (scale {scale:e})",
+                spec.name
+            );
+        }
+    }
+}
