@@ -379,3 +379,40 @@ fn dataset_with_too_few_frames_names_the_folder() {
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
     assert!(err.contains("needs 26"), "{err}");
 }
+
+#[test]
+fn tiny_file_claiming_a_huge_frame_is_refused_from_its_header() {
+    // Found by fuzzing (fuzz/FUZZING.md): 530 bytes of JPEG whose header claims 1544 x 65026
+    // pixels. The image crate's limits let it through; decoding took seconds and 900 MB.
+    let dir = tempfile::tempdir().unwrap();
+    grey(dir.path(), "1.png", 3, 3, 0);
+    std::fs::write(
+        dir.path().join("2.jpg"),
+        include_bytes!("fixtures/fuzz-jpeg-claiming-1544x65026.jpg"),
+    )
+    .unwrap();
+    for size in [
+        None,
+        Some(frames::Size {
+            height: 3,
+            width: 3,
+        }),
+    ] {
+        let options = LoadOptions {
+            size,
+            ..LoadOptions::default()
+        };
+        let started = std::time::Instant::now();
+        let err = load_dir(dir.path(), &options).unwrap_err().to_string();
+        assert!(
+            err.contains("2.jpg") && err.contains("1544x65026") && err.contains("decoder's limits"),
+            "{err}"
+        );
+        // Refused from the header: nothing was decoded (decoding took 2.3 s in release).
+        assert!(
+            started.elapsed().as_secs_f64() < 1.0,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
