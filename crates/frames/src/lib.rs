@@ -253,14 +253,14 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Decodes one image file. The decoder's default limits apply, so a header that claims
-/// absurd dimensions is refused instead of allocating.
 /// The most pixels a frame may have: 8K video (7680 x 4320) fits. The image crate's own
 /// limits (512 MB of decoded pixels) let through a 530-byte JPEG whose header claims
 /// 1544 x 65026 pixels (found by fuzzing): loading it took 2.3 s and 900 MB, for a frame no
 /// model here could train on.
 pub const MAX_FRAME_PIXELS: u64 = 1 << 25;
 
+/// Decodes one image file. A header that claims more than [`MAX_FRAME_PIXELS`], or more than
+/// the decoder's own limits, is refused before anything is allocated.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
     let decode_err = |reason: String| Error::Decode {
         path: path.to_path_buf(),
@@ -272,25 +272,24 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
             .with_guessed_format()
             .map_err(|e| decode_err(e.to_string()))
     };
-    // The header alone first: a header the decoder cannot read is reported by `decode`.
-    if let Ok((w, h)) = reader()?.into_dimensions() {
+    // The header alone first; a header the decoder cannot read is reported by `decode`.
+    let dimensions = reader()?.into_dimensions().ok();
+    let too_large = |limit: &dyn std::fmt::Display| {
+        let claimed = dimensions
+            .map(|(w, h)| format!("it claims {w}x{h} pixels, "))
+            .unwrap_or_default();
+        decode_err(format!(
+            "{claimed}more than the decoder's limits allow ({limit}); frames this large are \
+             not supported"
+        ))
+    };
+    if let Some((w, h)) = dimensions {
         if u64::from(w) * u64::from(h) > MAX_FRAME_PIXELS {
-            return Err(decode_err(format!(
-                "it claims {w}x{h} pixels, more than the decoder's limits allow ({MAX_FRAME_PIXELS} \
-                 pixels, 8K video); frames this large are not supported"
-            )));
+            return Err(too_large(&format!("{MAX_FRAME_PIXELS} pixels, 8K video")));
         }
     }
     reader()?.decode().map_err(|e| match e {
-        image::ImageError::Limits(limit) => {
-            let claimed = image::image_dimensions(path)
-                .map(|(w, h)| format!("it claims {w}x{h} pixels, "))
-                .unwrap_or_default();
-            decode_err(format!(
-                "{claimed}more than the decoder's limits allow ({limit}); frames this \
-                     large are not supported"
-            ))
-        }
+        image::ImageError::Limits(limit) => too_large(&limit),
         e => decode_err(e.to_string()),
     })
 }

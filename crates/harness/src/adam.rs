@@ -12,6 +12,8 @@
 
 use candle_core::{Result, Tensor, Var};
 
+use crate::linalg::madd;
+
 /// Which Adam update to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,6 +82,17 @@ struct StepScalars {
 }
 
 impl StepScalars {
+    /// The f32 scalars the fused loops take: `(1-b1, 1-b2, step size, eps, 1/v_scale)`.
+    fn f32s(&self) -> (f32, f32, f32, f32, f32) {
+        (
+            self.one_minus_b1 as f32,
+            self.one_minus_b2 as f32,
+            self.step_size as f32,
+            self.eps as f32,
+            (1.0 / self.v_scale) as f32,
+        )
+    }
+
     fn new(config: &AdamConfig, t: u64) -> StepScalars {
         let AdamConfig {
             lr,
@@ -343,21 +356,19 @@ fn tensor_update(
 fn fused_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &StepScalars) -> bool {
     use rayon::prelude::*;
     debug_assert!(p.len() == g.len() && p.len() == m.len() && p.len() == v.len());
-    let (b1c, b2c) = (s.one_minus_b1 as f32, s.one_minus_b2 as f32);
-    let (step, eps) = (s.step_size as f32, s.eps as f32);
-    let inv_v_scale = (1.0 / s.v_scale) as f32;
+    let scalars = s.f32s();
     const BLOCK: usize = 1 << 14;
     if p.len() <= BLOCK {
         // Small tensors (the conv model's 208 weights): handing them to the pool costs
         // more than the update, a thread wake-up each.
-        return fused_block(p, g, m, v, (b1c, b2c, step, eps, inv_v_scale));
+        return fused_block(p, g, m, v, scalars);
     }
     // `reduce`, not `all`: every block must be updated even after a bad one.
     p.par_chunks_mut(BLOCK)
         .zip(g.par_chunks(BLOCK))
         .zip(m.par_chunks_mut(BLOCK))
         .zip(v.par_chunks_mut(BLOCK))
-        .map(|(((p, g), m), v)| fused_block(p, g, m, v, (b1c, b2c, step, eps, inv_v_scale)))
+        .map(|(((p, g), m), v)| fused_block(p, g, m, v, scalars))
         .reduce(|| true, |a, b| a && b)
 }
 
@@ -399,13 +410,7 @@ fn fused_outer_update(
     s: &StepScalars,
 ) -> bool {
     use rayon::prelude::*;
-    let scalars = (
-        s.one_minus_b1 as f32,
-        s.one_minus_b2 as f32,
-        s.step_size as f32,
-        s.eps as f32,
-        (1.0 / s.v_scale) as f32,
-    );
+    let scalars = s.f32s();
     // 64 rows of the seed's W_hh and their moments: 3 x 1.1 MB per task.
     const ROWS_PER_TASK: usize = 64;
     let block = ROWS_PER_TASK * cols.max(1);
@@ -499,10 +504,10 @@ fn outer_tile<const RR: usize, const CC: usize, const FMA: bool>(
         // and FMA; `outer_sum_4x16` reads only through bounds-checked slices.
         unsafe { outer_sum_4x16(g, first_row + r, c, cols, acc.as_flattened_mut()) };
     } else {
-        outer_sum(g, first_row + r, c, cols, &mut acc, FMA);
+        outer_sum::<RR, CC, FMA>(g, first_row + r, c, cols, &mut acc);
     }
     #[cfg(not(target_arch = "x86_64"))]
-    outer_sum(g, first_row + r, c, cols, &mut acc, FMA);
+    outer_sum::<RR, CC, FMA>(g, first_row + r, c, cols, &mut acc);
     let mut finite = true;
     for (i, grad) in acc.iter().enumerate() {
         let at = (r + i) * cols + c;
@@ -519,24 +524,19 @@ fn outer_tile<const RR: usize, const CC: usize, const FMA: bool>(
 
 /// `acc[i][j] = sum_t a[t, row + i] * b[t, col + j]`, in step order (as `gemm` sums).
 #[inline(always)]
-fn outer_sum<const RR: usize, const CC: usize>(
+fn outer_sum<const RR: usize, const CC: usize, const FMA: bool>(
     g: &Outer,
     row: usize,
     col: usize,
     cols: usize,
     acc: &mut [[f32; CC]; RR],
-    fma: bool,
 ) {
     for t in 0..g.steps {
         let a: &[f32; RR] = g.a[t * g.a_stride + row..][..RR].try_into().unwrap();
         let b: &[f32; CC] = g.b[t * cols + col..][..CC].try_into().unwrap();
         for i in 0..RR {
             for j in 0..CC {
-                acc[i][j] = if fma {
-                    a[i].mul_add(b[j], acc[i][j])
-                } else {
-                    acc[i][j] + a[i] * b[j]
-                };
+                acc[i][j] = madd::<FMA>(acc[i][j], a[i], b[j]);
             }
         }
     }

@@ -33,60 +33,28 @@ pub fn gemv(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
                 // SAFETY: the CPU has AVX2, checked just above.
                 return unsafe { gemv_rows_avx2(w_block, cols, x, y_block) };
             }
-            gemv_rows(w_block, cols, x, y_block)
+            gemv_rows(w_block, cols, x, y_block, dot4)
         });
 }
 
-/// [`gemv_rows`] with [`dot4`]'s loop in AVX2 intrinsics: left to the compiler, the four
-/// rows' accumulators did not stay in registers and the pass ran slower than one row at a
-/// time. Same operations in the same order, so the same result bit for bit.
+/// [`gemv_rows`] with [`dot4_avx2`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn gemv_rows_avx2(w: &[f32], cols: usize, x: &[f32], y: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let main = cols / 16 * 16;
-    let mut y_groups = y.chunks_exact_mut(4);
-    for (group, y4) in (&mut y_groups).enumerate() {
-        let rows: [&[f32]; 4] =
-            std::array::from_fn(|i| &w[(4 * group + i) * cols..(4 * group + i + 1) * cols]);
-        let mut acc = [_mm256_setzero_ps(); 8];
-        for c in (0..main).step_by(16) {
-            let xs: &[f32; 16] = x[c..c + 16].try_into().unwrap();
-            let (x0, x1) = (
-                _mm256_loadu_ps(xs.as_ptr()),
-                _mm256_loadu_ps(xs[8..].as_ptr()),
-            );
-            for (i, row) in rows.iter().enumerate() {
-                let r: &[f32; 16] = row[c..c + 16].try_into().unwrap();
-                let (r0, r1) = (
-                    _mm256_loadu_ps(r.as_ptr()),
-                    _mm256_loadu_ps(r[8..].as_ptr()),
-                );
-                acc[2 * i] = _mm256_add_ps(acc[2 * i], _mm256_mul_ps(r0, x0));
-                acc[2 * i + 1] = _mm256_add_ps(acc[2 * i + 1], _mm256_mul_ps(r1, x1));
-            }
-        }
-        for (i, yi) in y4.iter_mut().enumerate() {
-            let mut lanes = [0f32; 16];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), acc[2 * i]);
-            _mm256_storeu_ps(lanes[8..].as_mut_ptr(), acc[2 * i + 1]);
-            let mut sum = lanes.iter().sum::<f32>();
-            for (a, b) in rows[i][main..].iter().zip(&x[main..]) {
-                sum += a * b;
-            }
-            *yi = sum;
-        }
-    }
-    let done = y.len() / 4 * 4;
-    for (i, yi) in y[done..].iter_mut().enumerate() {
-        *yi = dot_unrolled(&w[(done + i) * cols..(done + i + 1) * cols], x);
-    }
+    // SAFETY: this function runs only where the CPU has AVX2.
+    gemv_rows(w, cols, x, y, |rows, x| unsafe { dot4_avx2(rows, x) })
 }
 
-/// `y = W x` for the rows `w` holds, four at a time. Each row's sum is formed exactly as
-/// [`dot_unrolled`] forms it, so the result does not depend on the grouping.
+/// `y = W x` for the rows `w` holds, four at a time through `dot4` (four [`dot_unrolled`]s in
+/// one pass), the rows left over one at a time.
 #[inline(always)]
-fn gemv_rows(w: &[f32], cols: usize, x: &[f32], y: &mut [f32]) {
+fn gemv_rows(
+    w: &[f32],
+    cols: usize,
+    x: &[f32],
+    y: &mut [f32],
+    dot4: impl Fn([&[f32]; 4], &[f32]) -> [f32; 4],
+) {
     let mut y_groups = y.chunks_exact_mut(4);
     for (group, y4) in (&mut y_groups).enumerate() {
         let rows: [&[f32]; 4] =
@@ -99,11 +67,11 @@ fn gemv_rows(w: &[f32], cols: usize, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Four [`dot_unrolled`]s against the same `x`, in one pass.
+/// Four [`dot_unrolled`]s against the same `x`, in one pass: each row's sum is formed exactly
+/// as `dot_unrolled` forms it (16 partial sums, then the tail), so grouping changes no bit.
 #[inline(always)]
 fn dot4(rows: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
-    let n = x.len();
-    let main = n / 16 * 16;
+    let main = x.len() / 16 * 16;
     let mut acc = [[0f32; 16]; 4];
     for c in (0..main).step_by(16) {
         let xs: &[f32; 16] = x[c..c + 16].try_into().unwrap();
@@ -114,12 +82,50 @@ fn dot4(rows: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
             }
         }
     }
-    std::array::from_fn(|i| {
-        let mut sum = acc[i].iter().sum::<f32>();
-        for (a, b) in rows[i][main..].iter().zip(&x[main..]) {
-            sum += a * b;
+    std::array::from_fn(|i| finish_dot(&acc[i], rows[i], x, main))
+}
+
+/// The end of a [`dot_unrolled`]-ordered sum: the 16 partial sums in order, then the tail
+/// from `main` on.
+#[inline(always)]
+fn finish_dot(partial: &[f32; 16], row: &[f32], x: &[f32], main: usize) -> f32 {
+    let mut sum = partial.iter().sum::<f32>();
+    for (a, b) in row[main..].iter().zip(&x[main..]) {
+        sum += a * b;
+    }
+    sum
+}
+
+/// [`dot4`] in AVX2 intrinsics, the same operations in the same order: left to the compiler,
+/// the four rows' accumulators did not stay in registers and the pass ran slower than one row
+/// at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot4_avx2(rows: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+    use std::arch::x86_64::*;
+    let main = x.len() / 16 * 16;
+    let mut acc = [_mm256_setzero_ps(); 8];
+    for c in (0..main).step_by(16) {
+        let xs: &[f32; 16] = x[c..c + 16].try_into().unwrap();
+        let (x0, x1) = (
+            _mm256_loadu_ps(xs.as_ptr()),
+            _mm256_loadu_ps(xs[8..].as_ptr()),
+        );
+        for (i, row) in rows.iter().enumerate() {
+            let r: &[f32; 16] = row[c..c + 16].try_into().unwrap();
+            let (r0, r1) = (
+                _mm256_loadu_ps(r.as_ptr()),
+                _mm256_loadu_ps(r[8..].as_ptr()),
+            );
+            acc[2 * i] = _mm256_add_ps(acc[2 * i], _mm256_mul_ps(r0, x0));
+            acc[2 * i + 1] = _mm256_add_ps(acc[2 * i + 1], _mm256_mul_ps(r1, x1));
         }
-        sum
+    }
+    std::array::from_fn(|i| {
+        let mut partial = [0f32; 16];
+        _mm256_storeu_ps(partial.as_mut_ptr(), acc[2 * i]);
+        _mm256_storeu_ps(partial[8..].as_mut_ptr(), acc[2 * i + 1]);
+        finish_dot(&partial, rows[i], x, main)
     })
 }
 
@@ -251,6 +257,18 @@ pub fn matmul(
     }
 }
 
+/// `acc + a * b`, as one fused multiply-add (one instruction, one rounding) for kernels
+/// compiled with FMA (`FMA = true` only under `#[target_feature(enable = "fma")]`); without
+/// it, `f32::mul_add` would call a slow software routine, so the product and sum stay apart.
+#[inline(always)]
+pub fn madd<const FMA: bool>(acc: f32, a: f32, b: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, acc)
+    } else {
+        acc + a * b
+    }
+}
+
 /// Dot product with 16 independent partial sums, so the compiler can keep them in SIMD
 /// registers without reassociating a single running sum (which it may not do for floats).
 #[inline]
@@ -336,7 +354,7 @@ mod tests {
             gemv(&w, rows, cols, &x, &mut y);
             // The portable path (CPUs without AVX2) gives the same bits.
             let mut y_portable = vec![f32::NAN; rows];
-            gemv_rows(&w, cols, &x, &mut y_portable);
+            gemv_rows(&w, cols, &x, &mut y_portable, dot4);
             assert_eq!(y, y_portable, "{rows}x{cols}: portable gemv");
             let mut y_t = vec![f32::NAN; cols];
             gemv_t(&w, rows, cols, &x_t, &mut y_t);

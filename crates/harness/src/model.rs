@@ -4,9 +4,9 @@ use std::fmt::Debug;
 
 use candle_core::{Result, Tensor, Var};
 use candle_nn::VarBuilder;
+use serde::{de::DeserializeOwned, Serialize};
 
 use crate::adam::Adam;
-use serde::{de::DeserializeOwned, Serialize};
 
 /// One named parameter a model needs, in PyTorch's naming and layout.
 #[derive(Debug, Clone, PartialEq)]

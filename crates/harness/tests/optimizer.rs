@@ -193,6 +193,14 @@ fn outer_product_gradients_update_like_stored_ones() {
         eps: 1.0,
         ..AdamConfig::default()
     };
+    let outer_of = |a| {
+        Gradient::Outer(Outer {
+            a,
+            a_stride,
+            b: &b,
+            steps,
+        })
+    };
     let mut adam_stored = Adam::new(config, std::slice::from_ref(&stored)).unwrap();
     let mut adam_outer = Adam::new(config, std::slice::from_ref(&outer)).unwrap();
     for _ in 0..3 {
@@ -202,17 +210,9 @@ fn outer_product_gradients_update_like_stored_ones() {
                 .unwrap(),
             None
         );
-        let gradient = || {
-            Gradient::Outer(Outer {
-                a: &a,
-                a_stride,
-                b: &b,
-                steps,
-            })
-        };
         assert_eq!(
             adam_outer
-                .update_with(std::slice::from_ref(&outer), |_| gradient())
+                .update_with(std::slice::from_ref(&outer), |_| outer_of(&a))
                 .unwrap(),
             None
         );
@@ -243,30 +243,14 @@ fn outer_product_gradients_update_like_stored_ones() {
     // A NaN in a step's gradient is reported as for a stored gradient.
     let mut bad = a.clone();
     bad[2 * a_stride + 7] = f32::NAN;
-    let gradient = || {
-        Gradient::Outer(Outer {
-            a: &bad,
-            a_stride,
-            b: &b,
-            steps,
-        })
-    };
     assert_eq!(
         adam_outer
-            .update_with(std::slice::from_ref(&outer), |_| gradient())
+            .update_with(std::slice::from_ref(&outer), |_| outer_of(&bad))
             .unwrap(),
         Some(0)
     );
     // Too few values for the parameter's shape: an error, not a panic.
-    let short = || {
-        Gradient::Outer(Outer {
-            a: &a[..a_stride],
-            a_stride,
-            b: &b,
-            steps,
-        })
-    };
     assert!(adam_outer
-        .update_with(std::slice::from_ref(&outer), |_| short())
+        .update_with(std::slice::from_ref(&outer), |_| outer_of(&a[..a_stride]))
         .is_err());
 }

@@ -26,7 +26,7 @@ pub struct Weights<'a> {
 }
 
 use harness::cell::slices::{cell_backward, cell_forward};
-use harness::linalg::dot_unrolled;
+use harness::linalg::{dot_unrolled, madd};
 
 /// Frame geometry.
 #[derive(Clone, Copy)]
@@ -46,17 +46,6 @@ impl Geometry {
     }
     fn padded(&self) -> usize {
         self.c * self.hp * self.wp
-    }
-}
-
-/// `acc + a * b`, as one fused multiply-add (one instruction, one rounding) where the CPU
-/// has FMA; `f32::mul_add` without it would call a slow software routine.
-#[inline(always)]
-fn madd<const FMA: bool>(acc: f32, a: f32, b: f32) -> f32 {
-    if FMA {
-        a.mul_add(b, acc)
-    } else {
-        acc + a * b
     }
 }
 

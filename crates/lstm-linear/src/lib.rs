@@ -230,7 +230,7 @@ impl SequenceModel for LinearLstm {
     /// f32 windows on the CPU take the slice kernels of [`cpu`]; anything else (f64, CUDA)
     /// takes the same algorithm written with candle ops.
     fn loss_and_grads(&self, window: &Tensor, _params: &[Var]) -> Result<(f64, Vec<Tensor>)> {
-        if is_f32_cpu(window) && self.parameters().iter().all(|t| is_f32_cpu(t)) {
+        if self.runs_cpu_kernels(window) {
             return self.loss_and_grads_cpu(window);
         }
         // No autograd here: detached weights keep candle from recording a graph.
@@ -242,7 +242,7 @@ impl SequenceModel for LinearLstm {
     /// ([`Outer`]), so the three weight gradients (643 MB at the seed's size) are never
     /// written, zeroed or read back. Anything else: gradients, then the update.
     fn train_step(&self, window: &Tensor, params: &[Var], adam: &mut Adam) -> Result<Step> {
-        if !(is_f32_cpu(window) && self.parameters().iter().all(|t| is_f32_cpu(t))) {
+        if !self.runs_cpu_kernels(window) {
             return unfused_train_step(self, window, params, adam);
         }
         let (l, _, _, _) = self.check_window(window)?;
@@ -257,8 +257,8 @@ impl SequenceModel for LinearLstm {
             return Ok(Step::LossNotFinite(bw.loss));
         }
         let g4 = 4 * n;
-        let d_b = tensor_from(bw.d_b.clone(), &[g4])?;
-        let d_out_b = tensor_from(bw.d_out_b.clone(), &[d])?;
+        let d_b = tensor_from(std::mem::take(&mut bw.d_b), &[g4])?;
+        let d_out_b = tensor_from(std::mem::take(&mut bw.d_out_b), &[d])?;
         let not_finite = with_f32(&window, |window| {
             let x = &window[..steps * d]; // [T, D]
             adam.update_with(params, |k| match k {
@@ -303,6 +303,12 @@ impl LinearLstm {
             &self.out_weight,
             &self.out_bias,
         ]
+    }
+
+    /// Whether the window and the weights are f32 on the CPU: the tensors [`cpu`]'s slice
+    /// kernels take.
+    fn runs_cpu_kernels(&self, window: &Tensor) -> bool {
+        is_f32_cpu(window) && self.parameters().iter().all(|t| is_f32_cpu(t))
     }
 
     /// [`cpu::loss_and_grads`] on the storages of the window and the weights.
