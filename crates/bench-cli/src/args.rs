@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-/// Train and compare the seed's LSTM and ConvLSTM next-frame predictors.
+/// Train and compare LSTM and ConvLSTM next-frame predictors: the seed's, and the
+/// ConvLSTM of Shi et al. (layers, channels, peepholes, a head, patches, batches).
 ///
 /// With no subcommand, trains `--model` on `--data` and writes results/<model>.csv (one row
 /// per epoch) and results/<model>.safetensors.
@@ -110,8 +111,35 @@ pub struct BenchArgs {
 pub enum ModelKind {
     /// Fully connected LSTM with a linear output layer.
     Linear,
-    /// ConvLSTM, 5x5 kernels; the prediction is h.
+    /// ConvLSTM: by default the seed's (one 1-channel layer, 5x5 kernels, the prediction
+    /// is h); --hidden-channels, --kernel, --peephole, --head and --patch make it Shi et
+    /// al.'s.
     Conv,
+}
+
+/// What turns the last layer's h into the prediction (conv model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadKind {
+    /// The prediction is h itself (the last layer needs the frame's channels).
+    None,
+    /// A 1x1 convolution from the last layer's channels to the frame's.
+    Conv1x1,
+    /// The 1x1 convolution followed by a sigmoid: predictions in (0, 1).
+    Conv1x1Sigmoid,
+    /// The step's input frame plus the 1x1 convolution: starts near copying the last frame.
+    Residual,
+}
+
+impl HeadKind {
+    pub fn head(self) -> lstm_core::Head {
+        match self {
+            HeadKind::None => lstm_core::Head::None,
+            HeadKind::Conv1x1 => lstm_core::Head::Affine,
+            HeadKind::Conv1x1Sigmoid => lstm_core::Head::AffineSigmoid,
+            HeadKind::Residual => lstm_core::Head::Residual,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -184,12 +212,33 @@ pub struct TrainArgs {
     /// Adam's form.
     #[arg(long, value_enum, default_value_t = AdamKind::Chainer)]
     pub adam: AdamKind,
-    /// Hidden units of the linear model. Default: one per frame value (4225 for 65x65).
+    /// Windows per Adam update, the loss averaged over them (the seed: 1). The last batch
+    /// of an epoch takes the windows left.
+    #[arg(long, default_value_t = 1, value_name = "B")]
+    pub batch_size: usize,
+    /// Hidden units of each layer of the linear model, e.g. 2048,2048. Default: one layer,
+    /// one unit per frame value (4225 for 65x65).
+    #[arg(long, value_delimiter = ',', value_name = "N,..")]
+    pub hidden: Option<Vec<usize>>,
+    /// Hidden channels of each ConvLSTM layer, e.g. 64,64 (stacked: layer k reads layer
+    /// k-1's h). Default: one layer with the frame's channels, whose h is the prediction.
+    #[arg(long, value_delimiter = ',', value_name = "C,..")]
+    pub hidden_channels: Option<Vec<usize>>,
+    /// Kernel side of the conv model (odd): one for every layer, or one per layer.
+    /// Default: 5.
+    #[arg(long, value_delimiter = ',', value_name = "K,..")]
+    pub kernel: Option<Vec<usize>>,
+    /// Shi et al.'s peephole connections: i and f also see w_ci*c_prev and w_cf*c_prev,
+    /// o sees w_co*c, each weight learned per channel and pixel (conv model).
     #[arg(long)]
-    pub hidden: Option<usize>,
-    /// Kernel side of the conv model (odd).
-    #[arg(long)]
-    pub kernel: Option<usize>,
+    pub peephole: bool,
+    /// What turns the last layer's h into the prediction (conv model). Default: none.
+    #[arg(long, value_enum)]
+    pub head: Option<HeadKind>,
+    /// Cut frames into PxP patches (space-to-depth: C x H x W becomes C*P*P x H/P x W/P);
+    /// predictions are turned back into frames (conv model). Default: 1.
+    #[arg(long, value_name = "P")]
+    pub patch: Option<usize>,
     /// Folder for <model>.csv and <model>.safetensors.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,

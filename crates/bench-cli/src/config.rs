@@ -9,7 +9,7 @@ use harness::adam::{AdamConfig, AdamForm};
 use harness::TrainConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::args::{AdamKind, ColorKind, DataArgs, DeviceKind, ModelKind, TrainArgs};
+use crate::args::{AdamKind, ColorKind, DataArgs, DeviceKind, HeadKind, ModelKind, TrainArgs};
 
 /// Loads and splits the frames the flags name.
 pub fn load_data(args: &DataArgs) -> Result<Dataset> {
@@ -50,19 +50,23 @@ pub fn device(kind: Option<DeviceKind>) -> Result<Device> {
 
 /// The training configuration, with flags that do not fit `model` refused.
 pub fn train_config(args: &TrainArgs, model: ModelKind) -> Result<TrainConfig> {
-    if args.hidden.is_some() && model != ModelKind::Linear {
-        bail!("--hidden applies to --model linear only");
-    }
-    if args.kernel.is_some() && model != ModelKind::Conv {
-        bail!("--kernel applies to --model conv only");
-    }
-    if args.hidden == Some(0) {
-        bail!("--hidden 0: the linear model needs at least one hidden unit");
-    }
-    if let Some(k) = args.kernel {
-        if k == 0 || k.is_multiple_of(2) {
-            bail!("--kernel {k}: the kernel side must be odd (padding K/2 keeps the frame size)");
+    let conv_only = [
+        ("--hidden-channels", args.hidden_channels.is_some()),
+        ("--kernel", args.kernel.is_some()),
+        ("--peephole", args.peephole),
+        ("--head", args.head.is_some()),
+        ("--patch", args.patch.is_some()),
+    ];
+    for (flag, given) in conv_only {
+        if given && model != ModelKind::Conv {
+            bail!("{flag} applies to --model conv only");
         }
+    }
+    if args.hidden.is_some() && model != ModelKind::Linear {
+        bail!("--hidden applies to --model linear only (the conv model's is --hidden-channels)");
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size 0: use at least one window per update");
     }
     if !(args.lr.is_finite() && args.lr > 0.0) {
         bail!(
@@ -90,6 +94,7 @@ pub fn train_config(args: &TrainArgs, model: ModelKind) -> Result<TrainConfig> {
         },
         seed: args.seed,
         shuffle: args.shuffle,
+        batch_size: args.batch_size,
         out_dir: args.out.clone(),
         init_from: args.init_from.clone(),
         quiet: args.quiet,
@@ -99,6 +104,84 @@ pub fn train_config(args: &TrainArgs, model: ModelKind) -> Result<TrainConfig> {
         stop: None,
         launch: serde_json::to_value(Launch::of(args))?,
     })
+}
+
+/// The conv model the flags describe, over frames of `frame` `[C, H, W]`, checked.
+pub fn conv_config(args: &TrainArgs, frame: [usize; 3]) -> Result<lstm_conv::Config> {
+    let list = |flag: &str, values: &Option<Vec<usize>>| -> Result<()> {
+        if let Some(v) = values {
+            if v.is_empty() || v.contains(&0) {
+                bail!("{flag} {}: every entry must be at least 1", join(v));
+            }
+        }
+        Ok(())
+    };
+    list("--hidden-channels", &args.hidden_channels)?;
+    list("--kernel", &args.kernel)?;
+    if let Some(k) = args.kernel.iter().flatten().find(|k| k.is_multiple_of(2)) {
+        bail!(
+            "--kernel {}: {k} is even; a kernel side must be odd (padding K/2 keeps the \
+             frame size)",
+            join(args.kernel.as_deref().unwrap_or_default())
+        );
+    }
+    if args.patch == Some(0) {
+        bail!("--patch 0: use 1 (no patches) or more");
+    }
+    let config = lstm_conv::Config {
+        channels: frame[0],
+        kernel: args.kernel.clone().unwrap_or_else(|| vec![5]),
+        hidden_channels: args.hidden_channels.clone().unwrap_or_default(),
+        peephole: args.peephole,
+        head: args.head.map_or(lstm_core::Head::None, |h| h.head()),
+        patch: args.patch.unwrap_or(1),
+    };
+    let layers = config.hidden().len();
+    if config.kernel.len() != 1 && config.kernel.len() != layers {
+        bail!(
+            "--kernel {}: give one kernel side for every layer or one per layer ({layers} \
+             layers)",
+            join(&config.kernel)
+        );
+    }
+    config
+        .stack([frame[1], frame[2]])
+        .map_err(|e| anyhow::anyhow!("{}", flag_names(&e.to_string())))?;
+    Ok(config)
+}
+
+/// The linear model the flags describe, over frames of `frame` `[C, H, W]`.
+pub fn linear_config(args: &TrainArgs, [c, h, w]: [usize; 3]) -> Result<lstm_linear::Config> {
+    let hidden = args.hidden.clone().unwrap_or_else(|| vec![c * h * w]);
+    if hidden.is_empty() || hidden.contains(&0) {
+        bail!(
+            "--hidden {}: the linear model needs at least one hidden unit in every layer",
+            join(&hidden)
+        );
+    }
+    Ok(lstm_linear::Config {
+        channels: c,
+        height: h,
+        width: w,
+        hidden,
+    })
+}
+
+/// `1,2,3`.
+fn join(values: &[usize]) -> String {
+    values
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A shape error from the model, with the flags that set each thing named.
+fn flag_names(message: &str) -> String {
+    message
+        .replace("head none:", "--head none:")
+        .replace("add a head (conv1x1)", "add --head conv1x1")
+        .replace("patch ", "--patch ")
 }
 
 /// The settings a run was started with, kept in its training checkpoint so that
@@ -111,9 +194,25 @@ pub struct Launch {
     pub seed: u64,
     pub adam: AdamKind,
     pub shuffle: bool,
-    pub hidden: Option<usize>,
-    pub kernel: Option<usize>,
+    #[serde(default = "one")]
+    pub batch_size: usize,
+    #[serde(default, with = "lstm_core::stack::one_or_many_opt")]
+    pub hidden: Option<Vec<usize>>,
+    #[serde(default)]
+    pub hidden_channels: Option<Vec<usize>>,
+    #[serde(default, with = "lstm_core::stack::one_or_many_opt")]
+    pub kernel: Option<Vec<usize>>,
+    #[serde(default)]
+    pub peephole: bool,
+    #[serde(default)]
+    pub head: Option<HeadKind>,
+    #[serde(default)]
+    pub patch: Option<usize>,
     pub checkpoint_every: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Launch {
@@ -125,8 +224,13 @@ impl Launch {
             seed: args.seed,
             adam: args.adam,
             shuffle: args.shuffle,
-            hidden: args.hidden,
-            kernel: args.kernel,
+            batch_size: args.batch_size,
+            hidden: args.hidden.clone(),
+            hidden_channels: args.hidden_channels.clone(),
+            kernel: args.kernel.clone(),
+            peephole: args.peephole,
+            head: args.head,
+            patch: args.patch,
             checkpoint_every: args.checkpoint_every,
         }
     }
@@ -150,8 +254,13 @@ pub fn resume_settings(args: &mut TrainArgs, matches: &ArgMatches, launch: Launc
         seed,
         adam,
         shuffle,
+        batch_size,
         hidden,
+        hidden_channels,
         kernel,
+        peephole,
+        head,
+        patch,
         checkpoint_every
     );
     let data = &mut args.data;

@@ -107,6 +107,9 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
     }
     let args = &args;
     let mut config = config::train_config(args, model)?;
+    // Threads first: the thread pool's size goes into the environment for candle, which
+    // must happen before any other thread (the Ctrl-C handler's) exists.
+    config::set_threads(args.threads, model)?;
     let stop = Arc::new(AtomicBool::new(false));
     config.stop = Some(stop.clone());
     ctrlc::set_handler(move || {
@@ -122,28 +125,21 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
         );
     })
     .context("cannot install the Ctrl-C handler")?;
-    config::set_threads(args.threads, model)?;
     let device = config::device(args.device)?;
     let data = config::load_data(&args.data)?;
     let size = data.frames.size();
-    let channels = data.frames.channels();
+    let frame = [
+        data.frames.channels(),
+        size.height as usize,
+        size.width as usize,
+    ];
     let summary = match model {
         ModelKind::Linear => {
-            let model_config = lstm_linear::Config {
-                channels,
-                height: size.height as usize,
-                width: size.width as usize,
-                hidden: args
-                    .hidden
-                    .unwrap_or(channels * (size.height * size.width) as usize),
-            };
+            let model_config = config::linear_config(args, frame)?;
             harness::train::<LinearLstm>(&model_config, &data, &config, &device)?
         }
         ModelKind::Conv => {
-            let model_config = lstm_conv::Config {
-                channels,
-                kernel: args.kernel.unwrap_or(5),
-            };
+            let model_config = config::conv_config(args, frame)?;
             harness::train::<ConvLstm>(&model_config, &data, &config, &device)?
         }
     };

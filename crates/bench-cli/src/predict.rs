@@ -38,7 +38,13 @@ pub fn run(args: &PredictArgs) -> Result<()> {
 fn draw<M: SequenceModel>(args: &PredictArgs) -> Result<()> {
     let device = crate::config::device(args.device)?;
     let data = crate::config::load_data(&args.data)?;
-    let (model, _) = harness::predict::load_model::<M>(&args.checkpoint, &device)?;
+    let size = data.frames.size();
+    let frame = [
+        data.frames.channels(),
+        size.height as usize,
+        size.width as usize,
+    ];
+    let (model, _) = harness::predict::load_model::<M>(&args.checkpoint, frame, &device)?;
     let windows = data.test_windows()?;
     let Some(window) = windows.get(args.window) else {
         bail!(
@@ -54,7 +60,7 @@ fn draw<M: SequenceModel>(args: &PredictArgs) -> Result<()> {
     let (rows, truth, predicted) = match args.horizon {
         None => {
             let steps = args.frames.clamp(1, len - 1);
-            let predictions = model.predict(&window)?.detach(); // [L-1, C, H, W]
+            let predictions = harness::predict(&model, &window)?.detach(); // [L-1, C, H, W]
             let inputs = window.narrow(0, 0, steps)?;
             let truth = window.narrow(0, 1, steps)?;
             let predicted = predictions.narrow(0, 0, steps)?;

@@ -12,7 +12,8 @@
 
 use candle_core::{Result, Tensor, Var};
 
-use crate::linalg::madd;
+use lstm_core::linalg::madd;
+use lstm_core::Outer;
 
 /// Which Adam update to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -125,7 +126,7 @@ impl Adam {
             .iter()
             .map(|p| {
                 let p = p.as_tensor();
-                Ok(if crate::cpu::is_f32_cpu(p) {
+                Ok(if lstm_core::cpu::is_f32_cpu(p) {
                     Moments::Fused {
                         m: vec![0.0; p.elem_count()],
                         v: vec![0.0; p.elem_count()],
@@ -167,15 +168,29 @@ impl Adam {
         for (k, (param, moments)) in params.iter().zip(&mut self.moments).enumerate() {
             let finite = match (gradient(k), moments) {
                 (Gradient::Tensor(grad), Moments::Fused { m, v })
-                    if crate::cpu::is_f32_cpu(grad) =>
+                    if lstm_core::cpu::is_f32_cpu(grad) =>
                 {
                     let grad = grad.contiguous()?;
                     let mut finite = true;
-                    crate::cpu::with_f32(&grad, |g| {
-                        crate::cpu::update_f32(param.as_tensor(), |p| {
+                    lstm_core::cpu::with_f32(&grad, |g| {
+                        lstm_core::cpu::update_f32(param.as_tensor(), |p| {
                             finite = fused_update(p, g, m, v, &scalars)
                         })
                     })??;
+                    finite
+                }
+                (Gradient::Slice(g), Moments::Fused { m, v }) => {
+                    if g.len() != m.len() {
+                        candle_core::bail!(
+                            "Adam: a gradient of {} values for a parameter of {}",
+                            g.len(),
+                            m.len()
+                        );
+                    }
+                    let mut finite = true;
+                    lstm_core::cpu::update_f32(param.as_tensor(), |p| {
+                        finite = fused_update(p, g, m, v, &scalars)
+                    })?;
                     finite
                 }
                 (Gradient::Outer(outer), Moments::Fused { m, v }) => {
@@ -186,9 +201,18 @@ impl Adam {
                             "Adam: an outer-product gradient for a parameter of shape {dims:?}"
                         ),
                     };
-                    outer.check(rows, cols)?;
+                    if !outer.fits(rows, cols) {
+                        candle_core::bail!(
+                            "Adam: an outer-product gradient of {} steps ({} values of stride {} \
+                             and {}) for a [{rows}, {cols}] parameter",
+                            outer.steps,
+                            outer.a.len(),
+                            outer.a_stride,
+                            outer.b.len()
+                        );
+                    }
                     let mut finite = true;
-                    crate::cpu::update_f32(param.as_tensor(), |p| {
+                    lstm_core::cpu::update_f32(param.as_tensor(), |p| {
                         finite = fused_outer_update(p, m, v, cols, &outer, &scalars)
                     })?;
                     finite
@@ -198,9 +222,11 @@ impl Adam {
                     grad.dtype(),
                     grad.device()
                 ),
-                (Gradient::Outer(_), Moments::Tensors { .. }) => candle_core::bail!(
-                    "Adam: an outer-product gradient for a parameter that is not f32 on the CPU"
-                ),
+                (Gradient::Outer(_) | Gradient::Slice(_), Moments::Tensors { .. }) => {
+                    candle_core::bail!(
+                        "Adam: a slice gradient for a parameter that is not f32 on the CPU"
+                    )
+                }
                 (Gradient::Tensor(grad), Moments::Tensors { m, v }) => {
                     let (m_new, v_new) = tensor_update(param, grad, m, v, &scalars)?;
                     *m = m_new;
@@ -226,8 +252,8 @@ impl Adam {
     pub fn moments(&self, k: usize) -> Result<(Tensor, Tensor)> {
         Ok(match &self.moments[k] {
             Moments::Fused { m, v } => (
-                crate::cpu::tensor_from(m.clone(), &[m.len()])?,
-                crate::cpu::tensor_from(v.clone(), &[v.len()])?,
+                lstm_core::cpu::tensor_from(m.clone(), &[m.len()])?,
+                lstm_core::cpu::tensor_from(v.clone(), &[v.len()])?,
             ),
             Moments::Tensors { m, v } => (m.flatten_all()?, v.flatten_all()?),
         })
@@ -276,7 +302,7 @@ impl Adam {
                                 target.elem_count()
                             );
                         }
-                        *target = crate::cpu::tensor_from(source, target.dims())?
+                        *target = lstm_core::cpu::tensor_from(source, target.dims())?
                             .to_dtype(target.dtype())?
                             .to_device(target.device())?;
                     }
@@ -292,41 +318,13 @@ impl Adam {
 pub enum Gradient<'a> {
     /// A tensor shaped like the parameter.
     Tensor(&'a Tensor),
-    /// A weight gradient that is a sum of outer products over time (`dW = A^T B`, as every
-    /// weight gradient of the linear model is), computed a register tile at a time inside
-    /// the update: the 643 MB of the linear model's weight gradients are never written,
-    /// zeroed or read back.
+    /// The values of an f32 CPU parameter's gradient, in its layout.
+    Slice(&'a [f32]),
+    /// A weight gradient that is a sum of outer products over samples (`dW = A^T B`, as
+    /// every weight gradient of the linear model is), computed a register tile at a time
+    /// inside the update: the 643 MB of the linear model's weight gradients are never
+    /// written, zeroed or read back.
     Outer(Outer<'a>),
-}
-
-/// `g[r, c] = sum_{t < steps} a[t * a_stride + r] * b[t * cols + c]` for a parameter
-/// `[rows, cols]`: row `t` of `a` holds step `t`'s gradient at the parameter's outputs
-/// (`rows` values from the row's start), row `t` of `b` the step's input (`cols` values).
-pub struct Outer<'a> {
-    pub a: &'a [f32],
-    pub a_stride: usize,
-    pub b: &'a [f32],
-    pub steps: usize,
-}
-
-impl Outer<'_> {
-    fn check(&self, rows: usize, cols: usize) -> Result<()> {
-        let a_needed = match self.steps {
-            0 => 0,
-            t => (t - 1) * self.a_stride + rows,
-        };
-        if rows > self.a_stride || self.a.len() < a_needed || self.b.len() < self.steps * cols {
-            candle_core::bail!(
-                "Adam: an outer-product gradient of {} steps ({} values of stride {} and {}) for \
-                 a [{rows}, {cols}] parameter",
-                self.steps,
-                self.a.len(),
-                self.a_stride,
-                self.b.len()
-            );
-        }
-        Ok(())
-    }
 }
 
 /// The textbook update with tensor ops, for any device and dtype.
@@ -432,6 +430,10 @@ fn fused_outer_update(
         .reduce(|| true, |a, b| a && b)
 }
 
+/// [`outer_rows`] compiled with AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn outer_rows_avx2(
@@ -545,6 +547,9 @@ fn outer_sum<const RR: usize, const CC: usize, const FMA: bool>(
 /// [`outer_sum`] of a 4 x 16 tile in eight AVX2 registers, written with intrinsics: the
 /// compiler, left to itself, kept this tile in 4-wide halves spilled to the stack, and the
 /// update ran slower than a stored gradient. `out` is the tile, row-major (64 values).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn outer_sum_4x16(g: &Outer, row: usize, col: usize, cols: usize, out: &mut [f32]) {

@@ -14,30 +14,39 @@
 //! - `checkpoint-saved`: a training checkpoint is in place, before the CSV is rewritten;
 //! - `final`: before the final weights file is written.
 //!
-//! Unset (always, outside tests) it costs one relaxed load per point.
+//! Only builds with the `testing` feature (which the tests turn on) read the variable; in
+//! any other build, a release binary among them, [`reached`] is a constant `false`, so no
+//! environment variable can kill or corrupt a run.
 
+#[cfg(feature = "testing")]
 use std::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(feature = "testing")]
 use std::sync::OnceLock;
 
 /// The environment variable read once per process.
 pub const FAULT_ENV: &str = "BENCH_CLI_FAULT";
 
+#[cfg(feature = "testing")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+enum Action {
     Kill,
     Interrupt,
     Nan,
 }
 
+#[cfg(feature = "testing")]
 struct Fault {
     action: Action,
     point: String,
     nth: usize,
 }
 
+#[cfg(feature = "testing")]
 static FAULT: OnceLock<Option<Fault>> = OnceLock::new();
+#[cfg(feature = "testing")]
 static HITS: AtomicUsize = AtomicUsize::new(0);
 
+#[cfg(feature = "testing")]
 fn configured() -> Option<&'static Fault> {
     FAULT
         .get_or_init(|| {
@@ -56,8 +65,16 @@ fn configured() -> Option<&'static Fault> {
         .as_ref()
 }
 
+/// Without the `testing` feature: nothing happens, ever.
+#[cfg(not(feature = "testing"))]
+#[inline(always)]
+pub fn reached(_point: &str) -> bool {
+    false
+}
+
 /// Marks that the run reached `point`. Kills or interrupts the process if this is the
 /// configured hit; returns true if the caller should inject a NaN here.
+#[cfg(feature = "testing")]
 pub fn reached(point: &str) -> bool {
     let Some(fault) = configured() else {
         return false;
@@ -78,12 +95,13 @@ pub fn reached(point: &str) -> bool {
     }
 }
 
+#[cfg(feature = "testing")]
 enum Signal {
     Kill,
     Interrupt,
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "testing"))]
 fn raise(signal: Signal) {
     let signal = match signal {
         Signal::Kill => libc::SIGKILL,
@@ -101,7 +119,7 @@ fn raise(signal: Signal) {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(all(not(unix), feature = "testing"))]
 fn raise(signal: Signal) {
     if let Signal::Kill = signal {
         std::process::abort();

@@ -1,64 +1,71 @@
-//! Finite-difference gradient checks for any [`SequenceModel`]: an independent computation
-//! to test a model's gradients (autograd's or hand-written) against.
+//! Gradient checks for any [`SequenceModel`], for tests (the `testing` feature): central
+//! differences, candle's autograd, and gradients another implementation saved. Each is an
+//! independent computation to test the drivers' backpropagation through time against.
 
 use candle_core::{DType, Device, Tensor, Var};
+use lstm_core::{tensors, Plan};
 
-use crate::model::{window_loss, SequenceModel};
+use crate::model::{autograd_loss_and_grads, loss_and_grads, SequenceModel};
 use crate::params::{init_parameters, var_builder};
 use crate::Result;
 
-/// How one parameter tensor's analytic gradient compares with central differences.
+/// How one parameter tensor's gradient compares with a reference.
 #[derive(Debug, Clone)]
 pub struct GradCheck {
     pub name: String,
-    /// Largest `|analytic - numeric|` over the tensor's entries.
+    /// Largest `|gradient - reference|` over the tensor's entries.
     pub max_abs_diff: f64,
-    /// Largest `|analytic - numeric| / max(|analytic|, |numeric|, 1e-3 * max_numeric)`.
-    pub max_rel_diff: f64,
-    /// Largest `|numeric|`, to show the check is not comparing zeros.
-    pub max_numeric: f64,
+    /// Largest `|reference|`, the scale `max_abs_diff` is read against.
+    pub max_reference: f64,
 }
 
-/// Model `M` with every parameter drawn from `seed`, biases too (not left at zero): a
-/// generic point, where a wrong bias gradient cannot hide.
-fn generic_point<M: SequenceModel>(
+/// Model `M` over frames `frame` with every parameter drawn from `seed`, biases and
+/// peepholes too (not left at zero): a generic point, where a wrong gradient cannot hide
+/// behind a zero.
+pub fn generic_point<M: SequenceModel>(
     config: &M::Config,
+    frame: [usize; 3],
     seed: u64,
     dtype: DType,
     device: &Device,
 ) -> Result<(Vec<crate::ParamSpec>, Vec<Var>, M)> {
-    let mut specs = M::parameter_specs(config);
+    let mut specs = M::parameter_specs(config, frame)?;
     for spec in &mut specs {
         spec.init = crate::ParamInit::Normal { fan_in: 4 };
     }
     let vars = init_parameters(&specs, seed, dtype, device)?;
-    let model = M::load(config, var_builder(&specs, &vars, dtype, device))?;
+    let model = M::load(config, frame, var_builder(&specs, &vars, dtype, device))?;
     Ok((specs, vars, model))
 }
 
-/// Compares `M::loss_and_grads` with central differences `(L(p+e) - L(p-e)) / 2e` for every
-/// entry of every parameter, in f64 on the CPU, from weights drawn with `seed`. Biases are
-/// drawn too (not left at zero) so their gradients are exercised at a generic point.
-///
-/// `window`: `[L, C, H, W]`, any float type (converted to f64).
+/// Compares the drivers' gradients with central differences `(L(p+e) - L(p-e)) / 2e` of
+/// the candle-ops forward, for every entry of every parameter, in f64 on the CPU, at a
+/// generic point drawn with `seed`. `batch`: `[L, B, C, H, W]`, any float type.
 pub fn check_gradients<M: SequenceModel>(
     config: &M::Config,
-    window: &Tensor,
+    batch: &Tensor,
+    plan: &Plan,
     seed: u64,
     step: f64,
 ) -> Result<Vec<GradCheck>> {
     let device = Device::Cpu;
-    let window = window.to_dtype(DType::F64)?;
-    let (specs, vars, model) = generic_point::<M>(config, seed, DType::F64, &device)?;
-    let (_, grads) = model.loss_and_grads(&window, &vars)?;
+    let batch = batch.to_dtype(DType::F64)?;
+    let (_, _, c, h, w) = batch.dims5()?;
+    let (specs, vars, model) = generic_point::<M>(config, [c, h, w], seed, DType::F64, &device)?;
+    let (_, grads) = loss_and_grads(&model, &batch, plan)?;
     let loss_at = |model: &M| -> Result<f64> {
-        Ok(window_loss(&model.predict(&window)?, &window)?.to_scalar::<f64>()?)
+        let predictions = tensors::forward_plan(model, &batch, plan)?;
+        Ok(tensors::loss(&predictions, &batch, plan)?.to_scalar::<f64>()?)
     };
     let mut report = Vec::new();
     for ((spec, var), grad) in specs.iter().zip(&vars).zip(&grads) {
         let analytic: Vec<f64> = grad.flatten_all()?.to_vec1()?;
         let original: Vec<f64> = var.as_tensor().flatten_all()?.to_vec1()?;
-        let mut numeric = Vec::with_capacity(original.len());
+        let mut check = GradCheck {
+            name: spec.name.clone(),
+            max_abs_diff: 0.0,
+            max_reference: 0.0,
+        };
         for j in 0..original.len() {
             let mut values = original.clone();
             values[j] = original[j] + step;
@@ -67,29 +74,30 @@ pub fn check_gradients<M: SequenceModel>(
             values[j] = original[j] - step;
             set(var, &values)?;
             let minus = loss_at(&model)?;
-            numeric.push((plus - minus) / (2.0 * step));
-        }
-        let max_numeric = numeric.iter().fold(0f64, |m, x| m.max(x.abs()));
-        // Entries far below the tensor's largest gradient carry the differences' round-off
-        // (about 1e-16 / step); measure them against a floor of 1e-3 of that largest one.
-        let floor = (1e-3 * max_numeric).max(1e-12);
-        let mut check = GradCheck {
-            name: spec.name.clone(),
-            max_abs_diff: 0.0,
-            max_rel_diff: 0.0,
-            max_numeric,
-        };
-        for (a, n) in analytic.iter().zip(&numeric) {
-            let diff = (a - n).abs();
-            check.max_abs_diff = check.max_abs_diff.max(diff);
-            check.max_rel_diff = check
-                .max_rel_diff
-                .max(diff / a.abs().max(n.abs()).max(floor));
+            let numeric = (plus - minus) / (2.0 * step);
+            check.max_abs_diff = check.max_abs_diff.max((analytic[j] - numeric).abs());
+            check.max_reference = check.max_reference.max(numeric.abs());
         }
         set(var, &original)?;
         report.push(check);
     }
     Ok(report)
+}
+
+/// A batch of `batch` windows of `len` random frames `[len, batch, C, H, W]`, values in
+/// [0, 1), in `dtype` (drawn in f64 from `seed`).
+pub fn random_batch(
+    len: usize,
+    batch: usize,
+    [c, h, w]: [usize; 3],
+    seed: u64,
+    dtype: DType,
+) -> Result<Tensor> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n = len * batch * c * h * w;
+    let values: Vec<f64> = (0..n).map(|_| rng.random::<f64>()).collect();
+    Ok(Tensor::from_vec(values, (len, batch, c, h, w), &Device::Cpu)?.to_dtype(dtype)?)
 }
 
 fn set(var: &Var, values: &[f64]) -> Result<()> {
@@ -98,45 +106,142 @@ fn set(var: &Var, values: &[f64]) -> Result<()> {
     Ok(())
 }
 
-/// How one parameter's gradient from `M::loss_and_grads` compares with candle's autograd
-/// through `M::predict` ([`crate::autograd_loss_and_grads`]), the reference path.
-#[derive(Debug, Clone)]
-pub struct PathCheck {
-    pub name: String,
-    /// Largest `|fast - reference|` over the tensor's entries.
-    pub max_abs_diff: f64,
-    /// Largest `|reference|`, the scale `max_abs_diff` is read against.
-    pub max_reference: f64,
-}
-
-/// Runs both gradient paths on the same weights (drawn with `seed`, biases nonzero) and
-/// window: `M::loss_and_grads` in the window's dtype, and the autograd reference in
-/// `reference_dtype` (f64 for an f32 window, so the comparison measures the fast path's
-/// rounding and not the reference's own f32 sums). Returns
-/// `(loss, reference_loss, per-tensor checks)`.
+/// Runs the drivers ([`loss_and_grads`]: the slice driver for an f32 CPU batch, the
+/// candle-ops one otherwise) and candle's autograd through the candle-ops forward on the
+/// same weights (drawn with `seed`, biases nonzero) and batch; the reference in
+/// `reference_dtype` (f64 for an f32 batch, so that the comparison measures the driver's
+/// rounding and not the reference's). Returns `(loss, reference_loss, per-tensor checks)`.
 pub fn compare_with_autograd<M: SequenceModel>(
     config: &M::Config,
-    window: &Tensor,
+    batch: &Tensor,
+    plan: &Plan,
     seed: u64,
     reference_dtype: DType,
-) -> Result<(f64, f64, Vec<PathCheck>)> {
-    let (dtype, device) = (window.dtype(), window.device().clone());
-    let (specs, vars, model) = generic_point::<M>(config, seed, dtype, &device)?;
-    let (loss, grads) = model.loss_and_grads(window, &vars)?;
+) -> Result<(f64, f64, Vec<GradCheck>)> {
+    let (dtype, device) = (batch.dtype(), batch.device().clone());
+    let (_, _, c, h, w) = batch.dims5()?;
+    let frame = [c, h, w];
+    let (specs, vars, model) = generic_point::<M>(config, frame, seed, dtype, &device)?;
+    let (loss, grads) = loss_and_grads(&model, batch, plan)?;
     let ref_vars = vars
         .iter()
         .map(|v| Var::from_tensor(&v.as_tensor().to_dtype(reference_dtype)?))
         .collect::<candle_core::Result<Vec<_>>>()?;
     let ref_model = M::load(
         config,
+        frame,
         var_builder(&specs, &ref_vars, reference_dtype, &device),
     )?;
-    let ref_window = window.to_dtype(reference_dtype)?;
-    let (ref_loss, ref_grads) = crate::autograd_loss_and_grads(&ref_model, &ref_window, &ref_vars)?;
-    let grads = grads
+    let ref_batch = batch.to_dtype(reference_dtype)?;
+    let (ref_loss, ref_grads) = autograd_loss_and_grads(&ref_model, &ref_batch, plan, &ref_vars)?;
+    let checks = compare(&specs, &grads, &ref_grads)?;
+    Ok((loss, ref_loss, checks))
+}
+
+/// Compares the drivers' gradients with those another implementation saved, on the CPU in
+/// `dtype` (f64: the candle-ops driver; f32: the slice driver). `fixture`: a safetensors file holding the batch as `window` `[B, L, C, H, W]`, every
+/// parameter under its name, the gradient of each as `grad.<name>`, and the batch loss as
+/// `loss` `[1]` (as `bench/torch_general.py` writes them). Returns
+/// `(loss, reference_loss, checks)`.
+pub fn compare_with_saved<M: SequenceModel>(
+    config: &M::Config,
+    fixture: &std::path::Path,
+    plan: &Plan,
+    dtype: DType,
+) -> Result<(f64, f64, Vec<GradCheck>)> {
+    let saved = Saved::read(fixture)?;
+    let batch = saved.get("window")?.transpose(0, 1)?.contiguous()?; // [L, B, C, H, W]
+    compare_saved::<M>(
+        config,
+        &saved,
+        &saved,
+        "grad.",
+        &batch.to_dtype(dtype)?,
+        plan,
+    )
+}
+
+/// [`compare_with_saved`] for weights and gradients in two files (the gradients under the
+/// parameters' own names, the loss as `loss`), on a batch `[L, B, C, H, W]` of your own, as
+/// `bench/torch_reference.py --save-init ... --dump-grads ...` writes them.
+pub fn compare_with_files<M: SequenceModel>(
+    config: &M::Config,
+    weights: &std::path::Path,
+    grads: &std::path::Path,
+    batch: &Tensor,
+    plan: &Plan,
+) -> Result<(f64, f64, Vec<GradCheck>)> {
+    let (weights, grads) = (Saved::read(weights)?, Saved::read(grads)?);
+    compare_saved::<M>(
+        config,
+        &weights,
+        &grads,
+        "",
+        &batch.to_dtype(DType::F64)?,
+        plan,
+    )
+}
+
+/// A safetensors file's tensors, read as f64.
+struct Saved {
+    path: std::path::PathBuf,
+    file: crate::params::Checkpoint,
+}
+
+impl Saved {
+    fn read(path: &std::path::Path) -> Result<Saved> {
+        Ok(Saved {
+            path: path.to_path_buf(),
+            file: crate::params::Checkpoint::read(path)?,
+        })
+    }
+
+    fn get(&self, name: &str) -> Result<Tensor> {
+        let tensor = self
+            .file
+            .tensors
+            .get(name)
+            .ok_or_else(|| crate::Error::Checkpoint {
+                path: self.path.clone(),
+                message: format!("no tensor `{name}`"),
+            })?;
+        Ok(tensor.to_dtype(DType::F64)?)
+    }
+}
+
+fn compare_saved<M: SequenceModel>(
+    config: &M::Config,
+    weights: &Saved,
+    grads: &Saved,
+    grad_prefix: &str,
+    batch: &Tensor,
+    plan: &Plan,
+) -> Result<(f64, f64, Vec<GradCheck>)> {
+    let device = Device::Cpu;
+    let (_, _, c, h, w) = batch.dims5()?;
+    let frame = [c, h, w];
+    let specs = M::parameter_specs(config, frame)?;
+    let dtype = batch.dtype();
+    let vars = specs
         .iter()
-        .map(|g| g.to_dtype(reference_dtype))
-        .collect::<candle_core::Result<Vec<_>>>()?;
+        .map(|s| Ok(Var::from_tensor(&weights.get(&s.name)?.to_dtype(dtype)?)?))
+        .collect::<Result<Vec<_>>>()?;
+    let model = M::load(config, frame, var_builder(&specs, &vars, dtype, &device))?;
+    let (loss, ours) = loss_and_grads(&model, batch, plan)?;
+    let ref_loss = grads.get("loss")?.flatten_all()?.to_vec1::<f64>()?[0];
+    let theirs = specs
+        .iter()
+        .map(|s| grads.get(&format!("{grad_prefix}{}", s.name)))
+        .collect::<Result<Vec<_>>>()?;
+    let checks = compare(&specs, &ours, &theirs)?;
+    Ok((loss, ref_loss, checks))
+}
+
+fn compare(
+    specs: &[crate::ParamSpec],
+    grads: &[Tensor],
+    reference: &[Tensor],
+) -> Result<Vec<GradCheck>> {
     let max_abs = |t: &Tensor| -> Result<f64> {
         Ok(t.abs()?
             .flatten_all()?
@@ -144,79 +249,84 @@ pub fn compare_with_autograd<M: SequenceModel>(
             .to_dtype(DType::F64)?
             .to_scalar::<f64>()?)
     };
-    let mut checks = Vec::new();
-    for ((spec, fast), reference) in specs.iter().zip(&grads).zip(&ref_grads) {
-        if fast.dims() != reference.dims() {
-            return Err(crate::Error::Config(format!(
-                "{}: gradient shape {:?}, reference {:?}",
-                spec.name,
-                fast.dims(),
-                reference.dims()
-            )));
-        }
-        checks.push(PathCheck {
-            name: spec.name.clone(),
-            max_abs_diff: max_abs(&(fast - reference)?)?,
-            max_reference: max_abs(reference)?,
-        });
-    }
-    Ok((loss, ref_loss, checks))
+    let dtype = reference.first().map_or(DType::F64, |t| t.dtype());
+    specs
+        .iter()
+        .zip(grads)
+        .zip(reference)
+        .map(|((spec, ours), theirs)| {
+            if ours.dims() != theirs.dims() {
+                return Err(crate::Error::Config(format!(
+                    "{}: gradient shape {:?}, reference {:?}",
+                    spec.name,
+                    ours.dims(),
+                    theirs.dims()
+                )));
+            }
+            Ok(GradCheck {
+                name: spec.name.clone(),
+                max_abs_diff: max_abs(&(ours.to_dtype(dtype)? - theirs)?)?,
+                max_reference: max_abs(theirs)?,
+            })
+        })
+        .collect()
 }
 
-/// Compares `M::loss_and_grads` with gradients another implementation saved.
-///
-/// `weights`: a safetensors file of the model's parameters (PyTorch names); `reference`:
-/// a safetensors file with the gradient of each parameter under the same name and the
-/// window's loss as `loss` (shape `[1]`), as `bench/torch_reference.py --dump-grads`
-/// writes them. Computed in f64 on the CPU; returns `(loss, reference_loss, checks)`.
-pub fn compare_with_saved<M: SequenceModel>(
+/// [`compare_with_autograd`] on a batch drawn from `seed`, in `dtype` (the reference in
+/// f64), asserting the losses agree to `loss_rel` and the gradients as [`assert_agree`]
+/// with `rel` and `floor`. For tests.
+#[allow(clippy::too_many_arguments)]
+pub fn assert_matches_autograd<M: SequenceModel>(
+    name: &str,
     config: &M::Config,
-    weights: &std::path::Path,
-    reference: &std::path::Path,
-    window: &Tensor,
-) -> Result<(f64, f64, Vec<PathCheck>)> {
-    let device = Device::Cpu;
-    let window = window.to_dtype(DType::F64)?;
-    let specs = M::parameter_specs(config);
-    let vars = crate::params::load_parameters(weights, &specs, DType::F64, &device)?;
-    let model = M::load(config, var_builder(&specs, &vars, DType::F64, &device))?;
-    let (loss, grads) = model.loss_and_grads(&window, &vars)?;
-    let saved = crate::params::Checkpoint::read(reference)?;
-    let missing = |name: &str| crate::Error::Checkpoint {
-        path: reference.to_path_buf(),
-        message: format!("no tensor `{name}`"),
-    };
-    let ref_loss = saved
-        .tensors
-        .get("loss")
-        .ok_or_else(|| missing("loss"))?
-        .to_dtype(DType::F64)?
-        .flatten_all()?
-        .to_vec1::<f64>()?[0];
-    let max_abs =
-        |t: &Tensor| -> Result<f64> { Ok(t.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?) };
-    let mut checks = Vec::new();
-    for (spec, grad) in specs.iter().zip(&grads) {
-        let theirs = saved
-            .tensors
-            .get(&spec.name)
-            .ok_or_else(|| missing(&spec.name))?
-            .to_dtype(DType::F64)?;
-        checks.push(PathCheck {
-            name: spec.name.clone(),
-            max_abs_diff: max_abs(&(grad - &theirs)?)?,
-            max_reference: max_abs(&theirs)?,
-        });
+    frame: [usize; 3],
+    plan: &Plan,
+    dtype: DType,
+    loss_rel: f64,
+    rel: f64,
+    floor: f64,
+) {
+    let batch = random_batch(plan.window_len(), plan.batch, frame, 4, dtype).unwrap();
+    let (loss, ref_loss, checks) =
+        compare_with_autograd::<M>(config, &batch, plan, 3, DType::F64).unwrap();
+    println!("{name} ({dtype:?}): loss {loss} vs {ref_loss}");
+    assert!(
+        (loss - ref_loss).abs() <= loss_rel * ref_loss,
+        "{name}: {loss} vs {ref_loss}"
+    );
+    assert_agree(&checks, rel, floor);
+}
+
+/// Both drivers against a fixture another implementation computed in f64
+/// ([`compare_with_saved`]): the candle-ops driver in f64 to 1e-12 in the loss and 1e-10
+/// in each gradient, the f32 slice driver to 1e-5 and 1e-4. For tests.
+pub fn assert_matches_fixture<M: SequenceModel>(
+    config: &M::Config,
+    path: &std::path::Path,
+    plan: &Plan,
+) {
+    let name = path.display();
+    for (dtype, loss_rel, rel, floor) in [
+        (DType::F64, 1e-12, 1e-10, 0.0),
+        (DType::F32, 1e-5, 1e-4, 1e-3),
+    ] {
+        let (loss, ref_loss, checks) = compare_with_saved::<M>(config, path, plan, dtype).unwrap();
+        println!("{name} {plan:?} ({dtype:?}): loss {loss} (reference {ref_loss})");
+        assert!(
+            (loss - ref_loss).abs() <= loss_rel * ref_loss,
+            "{name} ({dtype:?}): {loss} vs {ref_loss}"
+        );
+        assert_agree(&checks, rel, floor);
     }
-    Ok((loss, ref_loss, checks))
 }
 
 /// Prints every check and panics, naming the tensor, if one differs by more than
-/// `rel * max(|reference|, floor)`. For tests.
-pub fn assert_paths_agree(checks: &[PathCheck], rel: f64, floor: f64) {
+/// `rel * max(|reference|, floor)`, or if a reference is all zeros (with no floor). For
+/// tests.
+pub fn assert_agree(checks: &[GradCheck], rel: f64, floor: f64) {
     for check in checks {
         println!(
-            "{:<24} max|diff| {:.3e}  max|reference| {:.3e}",
+            "{:<28} max|diff| {:.3e}  max|reference| {:.3e}",
             check.name, check.max_abs_diff, check.max_reference
         );
     }

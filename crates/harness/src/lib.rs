@@ -1,10 +1,10 @@
 //! The one training harness every model shares.
 //!
-//! A model is seen only through [`SequenceModel`]: its named parameters, its predictions
-//! over a window, and (by default through candle's autograd) its loss and gradients. The
-//! harness owns what is common: the window loss, seeded initialisation, Adam in Chainer's
-//! and PyTorch's forms, the epoch loop, the CSV rows, and safetensors checkpoints. The LSTM
-//! cell update both models use lives in [`cell`].
+//! A model is seen only through [`SequenceModel`]: its name, configuration, named
+//! parameters, and the gate seam of `lstm-core` that the drivers run. The harness owns
+//! what is common to every model: batches of windows, the training step (a driver's
+//! forward and backward, then the optimizer), seeded initialisation, Adam in Chainer's and
+//! PyTorch's forms, the epoch loop, metrics, the CSV rows, and safetensors checkpoints.
 //!
 //! ```
 //! use harness::adam::{AdamConfig, AdamForm};
@@ -14,12 +14,10 @@
 //! ```
 
 pub mod adam;
-pub mod cell;
-pub mod cpu;
 mod error;
 pub mod fault;
+#[cfg(feature = "testing")]
 pub mod gradcheck;
-pub mod linalg;
 pub mod metrics;
 pub mod model;
 pub mod params;
@@ -28,8 +26,9 @@ pub mod resume;
 pub mod train;
 
 pub use error::{Error, Result};
+pub use lstm_core::{cell, cpu, linalg, Plan};
 pub use model::{
-    autograd_loss_and_grads, window_loss, window_loss_and_grad, ParamInit, ParamSpec,
-    SequenceModel, Step,
+    autograd_loss_and_grads, loss_and_grads, predict, train_step, window_loss, ParamInit,
+    ParamSpec, SequenceModel, Step,
 };
 pub use train::{train, EpochRow, OutputPaths, RunSummary, TrainConfig};

@@ -1,124 +1,18 @@
-//! The one seam between the harness and a model.
+//! What the harness does with a model ([`SequenceModel`]: its name, configuration,
+//! parameters and constructor): a training step is one of the core's drivers (forward,
+//! backpropagation through time, the loss), then the harness's optimizer; models never see
+//! the optimizer.
 
-use std::fmt::Debug;
+use std::borrow::Cow;
 
-use candle_core::{Result, Tensor, Var};
-use candle_nn::VarBuilder;
-use serde::{de::DeserializeOwned, Serialize};
+use candle_core::{DType, Result, Tensor, Var};
+use lstm_core::cpu::{is_f32_cpu, with_f32_slices};
+use lstm_core::{slices, tensors, Grad, Plan, Recurrent, StackSlices};
 
-use crate::adam::Adam;
+use crate::adam::{Adam, Gradient};
+pub use lstm_core::{ParamInit, ParamSpec, SequenceModel};
 
-/// One named parameter a model needs, in PyTorch's naming and layout.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParamSpec {
-    /// PyTorch-style name, e.g. `lstm.weight_ih_l0`.
-    pub name: String,
-    /// Shape in PyTorch's layout (weights `[out, in]`, conv kernels `[out, in, kh, kw]`).
-    pub shape: Vec<usize>,
-    /// How the seed initialises it.
-    pub init: ParamInit,
-}
-
-/// The seed's initialisation: weights `~ Normal(0, sqrt(1 / fan_in))`, biases zero.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ParamInit {
-    /// Normal with mean 0 and standard deviation `sqrt(1 / fan_in)`.
-    Normal {
-        fan_in: usize,
-    },
-    Zeros,
-}
-
-impl ParamSpec {
-    pub fn weight(name: impl Into<String>, shape: &[usize], fan_in: usize) -> ParamSpec {
-        ParamSpec {
-            name: name.into(),
-            shape: shape.to_vec(),
-            init: ParamInit::Normal { fan_in },
-        }
-    }
-
-    pub fn bias(name: impl Into<String>, shape: &[usize]) -> ParamSpec {
-        ParamSpec {
-            name: name.into(),
-            shape: shape.to_vec(),
-            init: ParamInit::Zeros,
-        }
-    }
-
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-}
-
-/// A next-frame model as the harness sees it. The harness never asks which model it has.
-///
-/// Dimension legend: `L` frames in a window, `C` channels, `H x W` frame size.
-pub trait SequenceModel: Sized {
-    /// Short name of the model family: the stem of its CSV and checkpoint files.
-    const KIND: &'static str;
-
-    /// Everything that shapes the model (frame size, hidden size, ...). Saved in checkpoints.
-    type Config: Clone + Debug + Serialize + DeserializeOwned;
-
-    /// The parameters, in a fixed order: the order they are initialised, optimised and
-    /// saved in.
-    fn parameter_specs(config: &Self::Config) -> Vec<ParamSpec>;
-
-    /// Builds the model from tensors named as in [`SequenceModel::parameter_specs`].
-    fn load(config: &Self::Config, vb: VarBuilder) -> Result<Self>;
-
-    /// One-step-ahead predictions over a window.
-    ///
-    /// ## Parameters
-    /// - `window`: `[L, C, H, W]`; step `t` reads frame `t`, h and c start at zero.
-    ///
-    /// ## Returns
-    /// `[L-1, C, H, W]`: the prediction of frame `t + 1` for `t = 0 .. L-2`.
-    fn predict(&self, window: &Tensor) -> Result<Tensor>;
-
-    /// The window loss and its gradient with respect to each parameter, in
-    /// [`SequenceModel::parameter_specs`] order; `params` are the variables the model was
-    /// built from, in that order. The default is [`autograd_loss_and_grads`]: `predict`
-    /// and candle's autograd, the reference a hand-written backward is tested against.
-    fn loss_and_grads(&self, window: &Tensor, params: &[Var]) -> Result<(f64, Vec<Tensor>)> {
-        autograd_loss_and_grads(self, window, params)
-    }
-
-    /// One training step on a window: the loss, and unless it is not finite, one Adam
-    /// update of `params` (the variables the model was built from, in
-    /// [`SequenceModel::parameter_specs`] order).
-    ///
-    /// The default is [`SequenceModel::loss_and_grads`] then [`Adam::update`]; a model may
-    /// fuse the two (the linear model computes its weight gradients inside the update and
-    /// never stores them). Either way the result must be the same within rounding: the
-    /// tests compare the two.
-    fn train_step(&self, window: &Tensor, params: &[Var], adam: &mut Adam) -> Result<Step> {
-        unfused_train_step(self, window, params, adam)
-    }
-}
-
-/// The default [`SequenceModel::train_step`]: gradients first, then the update.
-pub fn unfused_train_step<M: SequenceModel>(
-    model: &M,
-    window: &Tensor,
-    params: &[Var],
-    adam: &mut Adam,
-) -> Result<Step> {
-    let (loss, mut grads) = model.loss_and_grads(window, params)?;
-    if crate::fault::reached("window") {
-        grads[0] = (&grads[0] * f64::NAN)?;
-    }
-    if !loss.is_finite() {
-        return Ok(Step::LossNotFinite(loss));
-    }
-    Ok(Step::Updated {
-        loss,
-        not_finite: adam.update(params, &grads)?,
-    })
-}
-
-/// What [`SequenceModel::train_step`] did.
+/// What [`train_step`] did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Step {
     /// The parameters were updated; `not_finite` is the first parameter whose update left a
@@ -131,20 +25,121 @@ pub enum Step {
     LossNotFinite(f64),
 }
 
-/// The reference gradient path: [`SequenceModel::predict`], [`window_loss`], and candle's
-/// autograd.
+/// Whether `batch` and the model's parameters are f32 on the CPU: what the slice driver
+/// takes. Anything else (f64, CUDA) runs the candle-ops driver.
+pub fn runs_on_slices<M: Recurrent>(model: &M, batch: &Tensor) -> bool {
+    is_f32_cpu(batch) && model.parameters().iter().all(|t| is_f32_cpu(t))
+}
+
+/// A batch of windows `[L, B, C, H, W]` (f32, CPU) in the slice driver's model space
+/// `[L, B, C_m, S]`.
+fn model_space<M: Recurrent>(model: &M, batch: &Tensor) -> Result<Vec<f32>> {
+    let stack = model.stack();
+    let values = batch.flatten_all()?.to_vec1::<f32>()?;
+    Ok(if stack.flat || stack.patch == 1 {
+        values
+    } else {
+        lstm_core::stack::to_model_space(&values, stack.frame, stack.patch)
+    })
+}
+
+/// One training step on a batch of windows `[L, B, C, H, W]`: the loss of `plan`, and unless
+/// it is not finite, one Adam update of `params` (the variables the model was built from, in
+/// the drivers' layout order).
 ///
-/// Fine for small models; for the linear model at the seed's size it is not: each step's
-/// weight gradient is built from tracked tensors, so autograd keeps every step's
-/// 285 MB outer product alive until the end of the window.
-pub fn autograd_loss_and_grads<M: SequenceModel>(
+/// On f32 CPU tensors the slice driver runs, and each weight gradient that is a sum of
+/// outer products is formed inside Adam's update, a register tile at a time, never stored
+/// (643 MB at the seed's linear size). Anything else runs the candle-ops driver, then the
+/// update.
+pub fn train_step<M: Recurrent>(
     model: &M,
-    window: &Tensor,
+    batch: &Tensor,
+    plan: &Plan,
+    params: &[Var],
+    adam: &mut Adam,
+) -> Result<Step> {
+    check_batch(model, batch, plan)?;
+    if !runs_on_slices(model, batch) {
+        let (loss, mut grads) = tensors::bptt(model, batch, plan)?;
+        if crate::fault::reached("window") {
+            grads[0] = (&grads[0] * f64::NAN)?;
+        }
+        if !loss.is_finite() {
+            return Ok(Step::LossNotFinite(loss));
+        }
+        return Ok(Step::Updated {
+            loss,
+            not_finite: adam.update(params, &grads)?,
+        });
+    }
+    let bptt = slice_bptt(model, batch, plan)?;
+    if !bptt.loss.is_finite() {
+        return Ok(Step::LossNotFinite(bptt.loss));
+    }
+    let mut grads = bptt.grads(model);
+    if crate::fault::reached("window") {
+        grads[0] = Grad::Values(Cow::Owned(vec![f32::NAN; params[0].elem_count()]));
+    }
+    // The weights were read under their storage locks, released before Adam writes them.
+    let not_finite = adam.update_with(params, |k| match &grads[k] {
+        Grad::Values(values) => Gradient::Slice(values),
+        Grad::Outer(outer) => Gradient::Outer(*outer),
+    })?;
+    Ok(Step::Updated {
+        loss: bptt.loss,
+        not_finite,
+    })
+}
+
+/// The slice driver's forward and backward of a batch.
+fn slice_bptt<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<slices::Bptt> {
+    let frames = model_space(model, batch)?;
+    let stack = model.stack();
+    with_f32_slices(&model.parameters(), |params| {
+        let weights = StackSlices::new(stack, params);
+        slices::bptt(model, stack, &weights, frames, plan)
+    })
+}
+
+/// The loss of `plan` on a batch `[L, B, C, H, W]` and the gradient of every parameter, as
+/// tensors shaped like the parameters: the slice driver's on f32 CPU tensors, the
+/// candle-ops driver's otherwise. For tests and checks; training uses [`train_step`].
+pub fn loss_and_grads<M: Recurrent>(
+    model: &M,
+    batch: &Tensor,
+    plan: &Plan,
+) -> Result<(f64, Vec<Tensor>)> {
+    check_batch(model, batch, plan)?;
+    if !runs_on_slices(model, batch) {
+        return tensors::bptt(model, batch, plan);
+    }
+    let bptt = slice_bptt(model, batch, plan)?;
+    let grads = bptt
+        .grads(model)
+        .iter()
+        .zip(model.parameters())
+        .map(|(g, p)| {
+            let rows = p.dim(0)?;
+            let values = g.to_values(rows, p.elem_count() / rows.max(1));
+            Tensor::from_vec(values, p.dims(), p.device())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((bptt.loss, grads))
+}
+
+/// The reference gradient path: the candle-ops forward, [`tensors::loss`], and candle's
+/// autograd. `params` are the variables the model was built from.
+pub fn autograd_loss_and_grads<M: Recurrent>(
+    model: &M,
+    batch: &Tensor,
+    plan: &Plan,
     params: &[Var],
 ) -> Result<(f64, Vec<Tensor>)> {
-    let loss = window_loss(&model.predict(window)?, window)?; // []
+    check_batch(model, batch, plan)?;
+    let predictions = tensors::forward_plan(model, batch, plan)?;
+    let loss = tensors::loss(&predictions, batch, plan)?;
     let grads = loss.backward()?;
-    let loss = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     let grads = params
         .iter()
         .map(|p| match grads.get(p.as_tensor()) {
@@ -154,6 +149,30 @@ pub fn autograd_loss_and_grads<M: SequenceModel>(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((loss, grads))
+}
+
+/// Checks a batch `[L, B, C, H, W]` against the plan and the model's frame.
+fn check_batch<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<()> {
+    plan.check().map_err(candle_core::Error::Msg)?;
+    let (l, b, c, h, w) = batch.dims5()?;
+    if l != plan.window_len() || b != plan.batch || [c, h, w] != model.stack().frame {
+        candle_core::bail!(
+            "a batch of [{l}, {b}, {c}, {h}, {w}] for windows of {} frames, {} at a time, of a \
+             model built for {:?} frames",
+            plan.window_len(),
+            plan.batch,
+            model.stack().frame
+        );
+    }
+    Ok(())
+}
+
+/// One-step-ahead predictions over a window `[L, C, H, W]`: `[L-1, C, H, W]`, the
+/// prediction of frame `t + 1` for `t = 0 .. L-2` (h and c start at zero).
+pub fn predict<M: Recurrent>(model: &M, window: &Tensor) -> Result<Tensor> {
+    let steps = window.dim(0)? - 1;
+    let inputs = window.narrow(0, 0, steps)?.unsqueeze(1)?; // [T, 1, C, H, W]
+    tensors::forward(model, &inputs)?.squeeze(1) // [T, C, H, W]
 }
 
 /// The seed's window loss: the sum over steps of the per-step mean squared error.
@@ -169,26 +188,4 @@ pub fn window_loss(predictions: &Tensor, window: &Tensor) -> Result<Tensor> {
     let targets = window.narrow(0, 1, steps)?; // [L-1, C, H, W]
     let per_step = (predictions - targets)?.sqr()?.flatten_from(1)?.mean(1)?; // [L-1]
     per_step.sum_all()
-}
-
-/// [`window_loss`] and its gradient with respect to the predictions, for hand-written
-/// backward passes.
-///
-/// ## Returns
-/// `(loss, d_pred)`: the loss as a number, and `[L-1, C, H, W]`
-/// `dLoss/dpred_t = 2 (pred_t - frame_{t+1}) / P`, `P = C*H*W`, since each step's error is
-/// a mean over its `P` values and the steps are summed.
-pub fn window_loss_and_grad(predictions: &Tensor, window: &Tensor) -> Result<(f64, Tensor)> {
-    let steps = predictions.dim(0)?;
-    let per_frame = predictions.elem_count() / steps.max(1);
-    let targets = window.narrow(0, 1, steps)?; // [L-1, C, H, W]
-    let diff = (predictions - targets)?; // [L-1, C, H, W]
-    let loss = diff
-        .sqr()?
-        .sum_all()?
-        .to_dtype(candle_core::DType::F64)?
-        .to_scalar::<f64>()?
-        / per_frame as f64;
-    let d_pred = diff.affine(2.0 / per_frame as f64, 0.0)?; // [L-1, C, H, W]
-    Ok((loss, d_pred))
 }

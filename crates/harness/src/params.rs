@@ -288,11 +288,7 @@ impl safetensors::View for F32View<'_> {
 fn f32_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
     #[cfg(target_endian = "little")]
     {
-        // SAFETY: any f32 is 4 initialised bytes, u8 has alignment 1, and the length is
-        // the same memory's size in bytes.
-        std::borrow::Cow::Borrowed(unsafe {
-            std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
-        })
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
     }
     #[cfg(not(target_endian = "little"))]
     {

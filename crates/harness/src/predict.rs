@@ -9,11 +9,17 @@ use crate::error::{Error, Result};
 use crate::model::SequenceModel;
 use crate::params::{load_parameters, var_builder, Checkpoint};
 use crate::train::CHECKPOINT_METADATA_KEY;
+use lstm_core::{tensors, Plan, Recurrent};
 
-/// Loads model `M` from a checkpoint written by [`crate::train`], with the configuration
-/// saved in it. A checkpoint of another model kind, or one without that configuration (a
-/// file saved from PyTorch), is a clear error.
-pub fn load_model<M: SequenceModel>(path: &Path, device: &Device) -> Result<(M, M::Config)> {
+/// Loads model `M` over frames `[C, H, W]` from a checkpoint written by [`crate::train`],
+/// with the configuration saved in it. A checkpoint of another model kind, one without that
+/// configuration (a file saved from PyTorch), or one whose model cannot take these frames
+/// is a clear error.
+pub fn load_model<M: SequenceModel>(
+    path: &Path,
+    frame: [usize; 3],
+    device: &Device,
+) -> Result<(M, M::Config)> {
     let bad = |message: String| Error::Checkpoint {
         path: path.to_path_buf(),
         message,
@@ -40,9 +46,21 @@ pub fn load_model<M: SequenceModel>(path: &Path, device: &Device) -> Result<(M, 
     }
     let config: M::Config = serde_json::from_value(about["model_config"].clone())
         .map_err(|e| bad(format!("unreadable model configuration: {e}")))?;
-    let specs = M::parameter_specs(&config);
+    let specs = M::parameter_specs(&config, frame).map_err(|e| {
+        bad(format!(
+            "the {} model it holds cannot take {}x{}x{} frames: {e}",
+            M::KIND,
+            frame[0],
+            frame[1],
+            frame[2]
+        ))
+    })?;
     let vars = load_parameters(path, &specs, DType::F32, device)?;
-    let model = M::load(&config, var_builder(&specs, &vars, DType::F32, device))?;
+    let model = M::load(
+        &config,
+        frame,
+        var_builder(&specs, &vars, DType::F32, device),
+    )?;
     Ok((model, config))
 }
 
@@ -53,28 +71,16 @@ pub fn load_model<M: SequenceModel>(path: &Path, device: &Device) -> Result<(M, 
 /// - `context`: `[K, C, H, W]`, `K >= 1` true frames; h and c start at zero on the first.
 ///
 /// ## Returns
-/// `[horizon, C, H, W]`: frames `K .. K + horizon - 1` as the model sees them.
-///
-/// Each new frame re-runs the model over the whole sequence so far (the models only
-/// expose whole windows), which gives the same numbers as stepping h and c forward.
-pub fn rollout<M: SequenceModel>(model: &M, context: &Tensor, horizon: usize) -> Result<Tensor> {
-    let (k, c, h, w) = context.dims4()?;
-    if k == 0 {
-        return Err(Error::Config(
-            "a rollout needs at least one context frame".into(),
-        ));
+/// `[horizon, C, H, W]`: frames `K .. K + horizon - 1` as the model sees them. One pass of
+/// the driver's forward: the context once, then one step per predicted frame.
+pub fn rollout<M: Recurrent>(model: &M, context: &Tensor, horizon: usize) -> Result<Tensor> {
+    let k = context.dim(0)?;
+    if k == 0 || horizon == 0 {
+        return Err(Error::Config(format!(
+            "a rollout needs at least one context frame and one to predict ({k} and {horizon})"
+        )));
     }
-    let placeholder = Tensor::zeros((1, c, h, w), context.dtype(), context.device())?;
-    let mut sequence = context.clone(); // [K + i, C, H, W]
-    let mut predicted = Vec::with_capacity(horizon);
-    for _ in 0..horizon {
-        // predict() maps a window of n frames to predictions of frames 1 .. n-1; the last
-        // one reads every frame of `sequence` and the placeholder is never an input.
-        let window = Tensor::cat(&[&sequence, &placeholder], 0)?;
-        let predictions = model.predict(&window)?.detach(); // [len, C, H, W]
-        let next = predictions.narrow(0, predictions.dim(0)? - 1, 1)?; // [1, C, H, W]
-        predicted.push(next.clone());
-        sequence = Tensor::cat(&[&sequence, &next], 0)?;
-    }
-    Ok(Tensor::cat(&predicted, 0)?)
+    let plan = Plan::forecast(k, horizon, 1);
+    let predictions = tensors::forward_plan(model, &context.unsqueeze(1)?, &plan)?; // [T, 1, C, H, W]
+    Ok(predictions.narrow(0, k - 1, horizon)?.squeeze(1)?.detach())
 }

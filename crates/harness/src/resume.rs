@@ -324,13 +324,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
         // The header was checked against the file's length, so this is no larger than it.
         let (start, end) = info.data_offsets;
         let mut values = vec![0f32; (end - start) / 4];
-        // SAFETY: the bytes of an f32 vector; every bit pattern is a valid f32.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(
-                values.as_mut_ptr().cast::<u8>(),
-                std::mem::size_of_val(values.as_slice()),
-            )
-        };
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut values);
         file.seek(std::io::SeekFrom::Start(header.data_start + start as u64))
             .and_then(|_| file.read_exact(bytes))
             .map_err(io_err(path))?;

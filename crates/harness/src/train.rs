@@ -16,15 +16,15 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig};
-use crate::cpu;
 use crate::error::{io_err, Error, Result};
 use crate::metrics::FrameMetrics;
-use crate::model::{window_loss, SequenceModel, Step};
+use crate::model::{predict, train_step, window_loss, SequenceModel, Step};
 use crate::params::{
     init_parameters, load_parameters, remove_stale_temporaries, save_parameters, take_parameters,
     var_builder,
 };
 use crate::resume::{self, DataFingerprint, TrainingState};
+use lstm_core::{cpu, Plan};
 
 /// The safetensors metadata key under which a checkpoint keeps, as JSON, the model kind,
 /// both configurations and the number of epochs done.
@@ -42,6 +42,9 @@ pub struct TrainConfig {
     /// Train on the windows in a new random order each epoch (the seed: in order).
     #[serde(default)]
     pub shuffle: bool,
+    /// Windows per Adam update, the loss averaged over them. The seed: 1.
+    #[serde(default = "one")]
+    pub batch_size: usize,
     /// Folder for `<model>.csv`, `<model>.safetensors` and the training checkpoint.
     pub out_dir: PathBuf,
     /// Start from these weights instead of a seeded initialisation.
@@ -76,6 +79,7 @@ impl Default for TrainConfig {
             adam: AdamConfig::default(),
             seed: 0,
             shuffle: false,
+            batch_size: 1,
             out_dir: PathBuf::from("results"),
             init_from: None,
             quiet: false,
@@ -188,7 +192,8 @@ pub fn train<M: SequenceModel>(
             None => {}
             Some(found) if config.resume => {
                 return Err(Error::Config(format!(
-                    "--resume: {} is here but no training checkpoint {} to resume from; pass                      --force instead to start over",
+                    "--resume: {} is here but no training checkpoint {} to resume from; pass \
+                     --force instead to start over",
                     found.display(),
                     paths.resume.display()
                 )))
@@ -225,7 +230,13 @@ pub fn train<M: SequenceModel>(
     let fingerprint = DataFingerprint::of(data)?;
 
     // Model and optimizer: fresh, or as the checkpoint left them.
-    let specs = M::parameter_specs(model_config);
+    let size = data.frames.size();
+    let frame = [
+        data.frames.channels(),
+        size.height as usize,
+        size.width as usize,
+    ];
+    let specs = M::parameter_specs(model_config, frame)?;
     let model_config_json =
         serde_json::to_value(model_config).map_err(|e| Error::Config(e.to_string()))?;
     let (vars, mut adam, progress) = match restored {
@@ -330,7 +341,11 @@ pub fn train<M: SequenceModel>(
             (vars, adam, progress)
         }
     };
-    let model = M::load(model_config, var_builder(&specs, &vars, dtype, device))?;
+    let model = M::load(
+        model_config,
+        frame,
+        var_builder(&specs, &vars, dtype, device),
+    )?;
     std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
     let n_params: usize = specs.iter().map(|s| s.numel()).sum();
 
@@ -489,7 +504,14 @@ pub fn train<M: SequenceModel>(
         bar.set_prefix(format!("{epoch}/{}", config.epochs));
         while progress.windows_done < windows_per_epoch {
             let k = progress.windows_done;
-            let loss = match model.train_step(&train_windows[order[k]], &vars, &mut adam)? {
+            let batch_size = config.batch_size.min(windows_per_epoch - k);
+            let members: Vec<&Tensor> = order[k..k + batch_size]
+                .iter()
+                .map(|&w| &train_windows[w])
+                .collect();
+            let batch = Tensor::stack(&members, 1)?; // [L, B, C, H, W]
+            let plan = Plan::one_step(batch.dim(0)?, batch_size);
+            let loss = match train_step(&model, &batch, &plan, &vars, &mut adam)? {
                 Step::LossNotFinite(loss) => {
                     // Stopped before the update: what is on disk is what the last good
                     // epochs left.
@@ -514,10 +536,11 @@ pub fn train<M: SequenceModel>(
                 }
                 Step::Updated { loss, .. } => loss,
             };
-            progress.loss_sum += loss;
-            progress.windows_done += 1;
+            // Summed per window, so the row's mean is over windows whatever the batches.
+            progress.loss_sum += loss * batch_size as f64;
+            progress.windows_done += batch_size;
             bar.set_message(format!("{loss:.4}"));
-            bar.inc(1);
+            bar.inc(batch_size as u64);
             if stop_requested() && progress.windows_done < windows_per_epoch {
                 // Mid-epoch: save where we are; the epoch finishes on resume.
                 device.synchronize()?;
@@ -552,7 +575,7 @@ pub fn train<M: SequenceModel>(
         let mut test_sum = 0.0;
         let mut frame_metrics = Vec::new();
         for window in &test_windows {
-            let predictions = model.predict(window)?.detach(); // [L-1, C, H, W]
+            let predictions = predict(&model, window)?.detach(); // [L-1, C, H, W]
             let loss = window_loss(&predictions, window)?;
             test_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             frame_metrics.extend(per_frame_metrics(

@@ -165,7 +165,8 @@ fn outer_sum(
 
 #[test]
 fn outer_product_gradients_update_like_stored_ones() {
-    use harness::adam::{Gradient, Outer};
+    use harness::adam::Gradient;
+    use lstm_core::Outer;
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
     let mut random =
@@ -239,6 +240,33 @@ fn outer_product_gradients_update_like_stored_ones() {
     }
     // Moved at all: a test that passes with no update would prove nothing.
     assert_ne!(values(outer.as_tensor()), start);
+
+    // Bit for bit the update of the same sum formed by the matrix-product kernel and
+    // stored: both add the steps in order with fused multiply-adds.
+    let formed = Outer {
+        a: &a,
+        a_stride,
+        b: &b,
+        steps,
+    }
+    .to_values(rows, cols);
+    let (from_formed, from_outer) = (var(), var());
+    let mut adam_formed = Adam::new(config, std::slice::from_ref(&from_formed)).unwrap();
+    let mut adam_outer2 = Adam::new(config, std::slice::from_ref(&from_outer)).unwrap();
+    for _ in 0..3 {
+        adam_formed
+            .update_with(std::slice::from_ref(&from_formed), |_| {
+                Gradient::Slice(&formed)
+            })
+            .unwrap();
+        adam_outer2
+            .update_with(std::slice::from_ref(&from_outer), |_| outer_of(&a))
+            .unwrap();
+    }
+    assert_eq!(
+        values(from_formed.as_tensor()),
+        values(from_outer.as_tensor())
+    );
 
     // A NaN in a step's gradient is reported as for a stored gradient.
     let mut bad = a.clone();

@@ -1,270 +1,199 @@
-//! The conv model's forward and backward over a window on plain f32 slices: the CPU fast
-//! path. candle's conv2d and its backward are general (im2col, any channel count) and pay
-//! for it on 1-channel 5x5 kernels over 65x65 frames; here every convolution is a direct
-//! one, row by row over a zero-padded frame, and the cell's elementwise work is one loop
-//! per step instead of dozens of tensor ops.
+//! The conv model's kernels on plain f32 slices: the CPU fast path. candle's conv2d and its
+//! backward are general (im2col, any channel count) and pay for it on the seed's 1-channel
+//! 5x5 kernels over 65x65 frames; here every convolution is a direct one, row by row over a
+//! zero-padded plane, with a tile of outputs in registers.
 //!
-//! Layout (row-major): a frame is `[C, H, W]`; padded frames are `[C, Hp, Wp]` with
-//! `Hp = H + 2P`, `Wp = W + 2P`, `P = K / 2`, zero outside the frame; gates and their
-//! pre-activations are `[4C, H, W]`, gate blocks in the order i, f, g, o.
+//! Layout (row-major): a sample is `[C, H, W]`; padded planes are `[C, Hp, Wp]` with
+//! `Hp = H + 2P`, `Wp = W + 2P`, `P = K / 2`, zero outside the frame; a kernel is
+//! `[C_out, C_in, K, K]`; gate pre-activations are `[4C, H, W]`, blocks i, f, g, o.
 //!
-//! The cell's equations come from `harness::cell::slices`; the tests compare this path with
-//! candle's autograd through `ConvLstm::predict`.
+//! Each kernel has a portable form (`FMA = false`) and one compiled with AVX2 and fused
+//! multiply-adds; [`simd`] picks one. The tests compare both with the definition.
 
-/// The four parameter tensors, in the model's layouts.
-pub struct Weights<'a> {
-    /// `[4C, C, K, K]`
-    pub w_ih: &'a [f32],
-    /// `[4C, C, K, K]`
-    pub w_hh: &'a [f32],
-    /// `[4C]`
-    pub b_ih: &'a [f32],
-    /// `[4C]`
-    pub b_hh: &'a [f32],
-    pub channels: usize,
-    pub kernel: usize,
-}
+use lstm_core::linalg::{dot_unrolled, madd};
 
-use harness::cell::slices::{cell_backward, cell_forward};
-use harness::linalg::{dot_unrolled, madd};
-
-/// Frame geometry.
-#[derive(Clone, Copy)]
-struct Geometry {
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    p: usize,
-    hp: usize,
-    wp: usize,
-}
-
-impl Geometry {
-    fn frame(&self) -> usize {
-        self.c * self.h * self.w
-    }
-    fn padded(&self) -> usize {
-        self.c * self.hp * self.wp
-    }
-}
-
-/// Loss and gradients `[dW_ih, dW_hh, db_ih, db_hh]` of one window `[L, C, H, W]`.
-pub fn loss_and_grads(
-    window: &[f32],
-    len: usize,
-    (height, width): (usize, usize),
-    weights: &Weights,
-) -> (f64, [Vec<f32>; 4]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        return unsafe { loss_and_grads_avx2(window, len, (height, width), weights) };
-    }
-    loss_and_grads_impl::<false>(window, len, (height, width), weights)
-}
-
-/// The same code compiled with AVX2 and FMA enabled: every helper below is
-/// `#[inline(always)]`, so the whole window runs with 8-wide vectors.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn loss_and_grads_avx2(
-    window: &[f32],
-    len: usize,
-    size: (usize, usize),
-    weights: &Weights,
-) -> (f64, [Vec<f32>; 4]) {
-    loss_and_grads_impl::<true>(window, len, size, weights)
-}
-
-#[inline(always)]
-fn loss_and_grads_impl<const FMA: bool>(
-    window: &[f32],
-    len: usize,
-    (h, w): (usize, usize),
-    weights: &Weights,
-) -> (f64, [Vec<f32>; 4]) {
-    let (c, k) = (weights.channels, weights.kernel);
-    let p = k / 2;
-    let g = Geometry {
-        c,
-        h,
-        w,
-        k,
-        p,
-        hp: h + 2 * p,
-        wp: w + 2 * p,
+/// Defines `$name`, which runs `$imp::<true>` compiled with AVX2 and FMA where the CPU has
+/// them and `$imp::<false>` elsewhere. Every kernel below is `#[inline(always)]`, so the
+/// whole of the fast form gets the wider vectors and fused multiply-adds.
+macro_rules! dispatch {
+    ($(#[$doc:meta])* $name:ident => $imp:ident ( $($arg:ident : $ty:ty),* )) => {
+        $(#[$doc])*
+        pub(crate) fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                /// # Safety
+                /// The CPU must have AVX2 and FMA.
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn fast($($arg: $ty),*) {
+                    $imp::<true>($($arg),*)
+                }
+                // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                return unsafe { fast($($arg),*) };
+            }
+            $imp::<false>($($arg),*)
+        }
     };
-    let steps = len - 1;
-    let (frame, padded, plane) = (g.frame(), g.padded(), h * w);
-    assert_eq!(window.len(), len * frame, "window is not [L, C, H, W]");
-    assert_eq!(weights.w_ih.len(), 4 * c * c * k * k);
-
-    // Inputs, zero-padded: x_pad[t] is frame t.
-    let mut x_pad = vec![0f32; steps * padded]; // [T, C, Hp, Wp]
-    for t in 0..steps {
-        pad_into(
-            &window[t * frame..(t + 1) * frame],
-            &mut x_pad[t * padded..],
-            &g,
-        );
-    }
-
-    // Forward. h_pad[t] is h_{t+1} padded (the input of step t+1's recurrent conv).
-    let mut gates = vec![0f32; steps * 4 * frame]; // [T, 4C, H, W], after nonlinearities
-    let mut cells = vec![0f32; steps * frame]; // [T, C, H, W]: c_{t+1}
-    let mut tanh_cells = vec![0f32; steps * frame]; // [T, C, H, W]
-    let mut h_pad = vec![0f32; steps * padded]; // [T, C, Hp, Wp]
-    let mut preds = vec![0f32; steps * frame]; // [T, C, H, W]: h_{t+1}
-    let mut preact = vec![0f32; 4 * frame]; // [4C, H, W]
-    let zeros_frame = vec![0f32; frame]; // c_0
-    for t in 0..steps {
-        let x_t = &x_pad[t * padded..(t + 1) * padded];
-        // h_0 = 0: at t = 0 the recurrent convolution contributes only its bias.
-        let h_t = (t > 0).then(|| &h_pad[(t - 1) * padded..t * padded]);
-        gate_preactivations::<FMA>(x_t, h_t, weights, &mut preact, &g);
-        let (done, rest) = cells.split_at_mut(t * frame);
-        let c_prev = if t == 0 {
-            &zeros_frame[..]
-        } else {
-            &done[(t - 1) * frame..]
-        };
-        cell_forward(
-            &preact,
-            c_prev,
-            &mut gates[t * 4 * frame..(t + 1) * 4 * frame],
-            &mut rest[..frame],
-            &mut tanh_cells[t * frame..(t + 1) * frame],
-            &mut preds[t * frame..(t + 1) * frame],
-        );
-        pad_into(
-            &preds[t * frame..(t + 1) * frame],
-            &mut h_pad[t * padded..],
-            &g,
-        );
-    }
-
-    // Loss: sum over steps of the per-step mean squared error; dL/dh_t = 2 (h_t - y_t) / P.
-    let targets = &window[frame..];
-    let scale = 2.0 / frame as f32;
-    let mut loss = 0f64;
-    let mut d_preds = vec![0f32; steps * frame]; // [T, C, H, W]
-    for t in 0..steps {
-        let mut step_sum = 0f64;
-        for i in t * frame..(t + 1) * frame {
-            let diff = preds[i] - targets[i];
-            step_sum += (diff * diff) as f64;
-            d_preds[i] = scale * diff;
-        }
-        loss += step_sum / frame as f64;
-    }
-
-    // Backward through time.
-    let mut d_preact = vec![0f32; steps * 4 * frame]; // [T, 4C, H, W]
-    let mut d_preact_pad = vec![0f32; 4 * c * g.hp * g.wp]; // [4C, Hp, Wp]
-    let mut dh_next = vec![0f32; frame];
-    let mut dc_next = vec![0f32; frame];
-    let zeros = vec![0f32; frame];
-    for t in (0..steps).rev() {
-        let c_prev = if t == 0 {
-            &zeros[..]
-        } else {
-            &cells[(t - 1) * frame..t * frame]
-        };
-        cell_backward(
-            &gates[t * 4 * frame..(t + 1) * 4 * frame],
-            &tanh_cells[t * frame..(t + 1) * frame],
-            c_prev,
-            &d_preds[t * frame..(t + 1) * frame],
-            &mut dh_next,
-            &mut dc_next,
-            &mut d_preact[t * 4 * frame..(t + 1) * 4 * frame],
-        );
-        if t > 0 {
-            // dh_{t} from step t's recurrent convolution: the transposed convolution.
-            let g4 = Geometry { c: 4 * c, ..g };
-            pad_into(
-                &d_preact[t * 4 * frame..(t + 1) * 4 * frame],
-                &mut d_preact_pad,
-                &g4,
-            );
-            conv_transpose::<FMA>(&d_preact_pad, weights.w_hh, &mut dh_next, &g);
-        }
-    }
-
-    // Kernels and biases: sums over all steps.
-    let mut d_w_ih = vec![0f32; weights.w_ih.len()];
-    let mut d_w_hh = vec![0f32; weights.w_hh.len()];
-    // Step t's input convolution saw x_t; its recurrent one saw h_t (h_pad[t - 1]), t >= 1.
-    kernel_grads::<FMA>(&x_pad, &d_preact, &mut d_w_ih, &g);
-    kernel_grads::<FMA>(
-        &h_pad[..(steps - 1) * padded],
-        &d_preact[4 * frame..],
-        &mut d_w_hh,
-        &g,
-    );
-    let mut d_b = vec![0f64; 4 * c];
-    for d_t in d_preact.chunks_exact(4 * frame) {
-        for (o, db) in d_b.iter_mut().enumerate() {
-            *db += d_t[o * plane..(o + 1) * plane]
-                .iter()
-                .map(|&v| f64::from(v))
-                .sum::<f64>();
-        }
-    }
-    let d_b: Vec<f32> = d_b.iter().map(|&v| v as f32).collect();
-    (loss, [d_w_ih, d_w_hh, d_b.clone(), d_b])
 }
 
-/// Copies a `[C, H, W]` frame into the interior of a zeroed `[C, Hp, Wp]` buffer.
-#[inline(always)]
-fn pad_into(frame: &[f32], padded: &mut [f32], g: &Geometry) {
-    for ch in 0..g.c {
-        for y in 0..g.h {
-            let src = &frame[(ch * g.h + y) * g.w..][..g.w];
-            let dst = &mut padded[(ch * g.hp + y + g.p) * g.wp + g.p..][..g.w];
-            dst.copy_from_slice(src);
-        }
-    }
-}
+dispatch!(
+    /// `out` `[n, C_out, H, W]` = `b + conv(x, kernel)` for `n` samples `x` `[n, C_in, H, W]`.
+    input_conv => input_conv_impl(x: &[f32], kernel: &[f32], bias: &[f32], out: &mut [f32], g: &Geometry)
+);
 
-/// A step's gate pre-activations `[4C, H, W]`: `b_ih + conv(x_pad, w_ih) + conv(h_pad,
-/// w_hh) + b_hh` (`h_pad` none for h = 0), inputs `[C, Hp, Wp]`.
-///
-/// Each bias is added on its own, as the reference adds them: adding `b_ih + b_hh` rounded
-/// to f32 once would put the same rounding error into every pixel of every step, and the
-/// kernel gradients, sums over all of them, drift from an f64 reference by ~1e-5 instead of
-/// ~4e-6 (measured over 12 random 26-step windows).
+dispatch!(
+    /// `out` `[B, C_out, H, W]` += `conv(h, kernel)` (where `h` is not `None`), then `+ b`.
+    recurrent_conv => recurrent_conv_impl(h: Option<&[f32]>, kernel: &[f32], bias: &[f32], out: &mut [f32], g: &Geometry)
+);
+
+dispatch!(
+    /// `out` `[n, C_in, H, W]` += the transposed convolution of `d` `[n, C_out, H, W]`: the
+    /// gradient reaching the convolution's input.
+    transpose_conv => transpose_conv_impl(d: &[f32], kernel: &[f32], out: &mut [f32], g: &Geometry)
+);
+
+dispatch!(
+    /// `dk` `[C_out, C_in, K, K]` += the kernel gradient over `n` samples: `in_pad`
+    /// `[n, C_in, Hp, Wp]`, `d` `[n, C_out, H, W]`.
+    kernel_grads_all => kernel_grads(in_pad: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry)
+);
+
 #[inline(always)]
-fn gate_preactivations<const FMA: bool>(
-    x_pad: &[f32],
-    h_pad: Option<&[f32]>,
-    weights: &Weights,
+fn input_conv_impl<const FMA: bool>(
+    x: &[f32],
+    kernel: &[f32],
+    bias: &[f32],
     out: &mut [f32],
     g: &Geometry,
 ) {
     let plane = g.h * g.w;
-    for (o, out_plane) in out.chunks_exact_mut(plane).enumerate() {
-        out_plane.fill(weights.b_ih[o]);
+    let mut pad = vec![0f32; g.padded_in()];
+    for (x, out) in x
+        .chunks_exact(g.c_in * plane)
+        .zip(out.chunks_exact_mut(g.c_out * plane))
+    {
+        pad_into(x, &mut pad, g.c_in, g);
+        for (o, out_plane) in out.chunks_exact_mut(plane).enumerate() {
+            out_plane.fill(bias[o]);
+        }
+        conv_accumulate::<FMA>(&pad, kernel, out, g);
     }
-    conv_accumulate::<FMA>(x_pad, weights.w_ih, out, g);
-    if let Some(h_pad) = h_pad {
-        conv_accumulate::<FMA>(h_pad, weights.w_hh, out, g);
-    }
-    for (o, out_plane) in out.chunks_exact_mut(plane).enumerate() {
-        for v in out_plane {
-            *v += weights.b_hh[o];
+}
+
+#[inline(always)]
+fn recurrent_conv_impl<const FMA: bool>(
+    h: Option<&[f32]>,
+    kernel: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    g: &Geometry,
+) {
+    let plane = g.h * g.w;
+    let mut pad = vec![0f32; g.padded_in()];
+    for (b, out) in out.chunks_exact_mut(g.c_out * plane).enumerate() {
+        if let Some(h) = h {
+            pad_into(
+                &h[b * g.c_in * plane..][..g.c_in * plane],
+                &mut pad,
+                g.c_in,
+                g,
+            );
+            conv_accumulate::<FMA>(&pad, kernel, out, g);
+        }
+        for (o, out_plane) in out.chunks_exact_mut(plane).enumerate() {
+            for v in out_plane {
+                *v += bias[o];
+            }
         }
     }
 }
 
-/// `out += conv(in_pad, kernel)` without bias.
 #[inline(always)]
-fn conv_accumulate<const FMA: bool>(in_pad: &[f32], kernel: &[f32], out: &mut [f32], g: &Geometry) {
+fn transpose_conv_impl<const FMA: bool>(d: &[f32], kernel: &[f32], out: &mut [f32], g: &Geometry) {
+    let plane = g.h * g.w;
+    let mut pad = vec![0f32; g.c_out * g.hp * g.wp];
+    for (d, out) in d
+        .chunks_exact(g.c_out * plane)
+        .zip(out.chunks_exact_mut(g.c_in * plane))
+    {
+        pad_into(d, &mut pad, g.c_out, g);
+        conv_transpose::<FMA>(&pad, kernel, out, g);
+    }
+}
+
+/// The geometry of one convolution.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub c_in: usize,
+    pub c_out: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub p: usize,
+    pub hp: usize,
+    pub wp: usize,
+}
+
+impl Geometry {
+    pub fn new(c_in: usize, c_out: usize, h: usize, w: usize, k: usize) -> Geometry {
+        let p = k / 2;
+        Geometry {
+            c_in,
+            c_out,
+            h,
+            w,
+            k,
+            p,
+            hp: h + 2 * p,
+            wp: w + 2 * p,
+        }
+    }
+
+    /// One padded input sample's values, `C_in * Hp * Wp`.
+    pub fn padded_in(&self) -> usize {
+        self.c_in * self.hp * self.wp
+    }
+}
+
+/// Copies `n` samples `[n, C, H, W]` into the interior of zeroed `[n, C, Hp, Wp]` planes.
+#[inline(always)]
+pub(crate) fn pad_into(frames: &[f32], padded: &mut [f32], c: usize, g: &Geometry) {
+    let (frame, pframe) = (c * g.h * g.w, c * g.hp * g.wp);
+    for (src, dst) in frames
+        .chunks_exact(frame)
+        .zip(padded.chunks_exact_mut(pframe))
+    {
+        for ch in 0..c {
+            for y in 0..g.h {
+                let s = &src[(ch * g.h + y) * g.w..][..g.w];
+                dst[(ch * g.hp + y + g.p) * g.wp + g.p..][..g.w].copy_from_slice(s);
+            }
+        }
+    }
+}
+
+/// `n` samples zero-padded: `[n, C, H, W] -> [n, C, Hp, Wp]`.
+pub(crate) fn padded(frames: &[f32], c: usize, g: &Geometry) -> Vec<f32> {
+    let n = frames.len() / (c * g.h * g.w).max(1);
+    let mut out = vec![0f32; n * c * g.hp * g.wp];
+    pad_into(frames, &mut out, c, g);
+    out
+}
+
+/// `out += conv(in_pad, kernel)` without bias, one sample: `in_pad` `[C_in, Hp, Wp]`,
+/// `kernel` `[C_out, C_in, K, K]`, `out` `[C_out, H, W]`.
+#[inline(always)]
+pub(crate) fn conv_accumulate<const FMA: bool>(
+    in_pad: &[f32],
+    kernel: &[f32],
+    out: &mut [f32],
+    g: &Geometry,
+) {
     let (kk, plane, pplane) = (g.k * g.k, g.h * g.w, g.hp * g.wp);
     for (o, out_plane) in out.chunks_exact_mut(plane).enumerate() {
-        for ch in 0..g.c {
-            let taps = &kernel[(o * g.c + ch) * kk..][..kk];
+        for ch in 0..g.c_in {
+            let taps = &kernel[(o * g.c_in + ch) * kk..][..kk];
             let src = &in_pad[ch * pplane..][..pplane];
             for y in 0..g.h {
                 // Input rows y .. y+K-1 feed output row y; tap (ky, kx) reads row y+ky from
@@ -332,14 +261,20 @@ fn tile<'a, const T: usize, const FMA: bool>(
 }
 
 /// `out[c] += sum_{o,ky,kx} w[o,c,ky,kx] * d_pad[o, y + K-1-ky, x + K-1-kx]`: the gradient
-/// of [`conv_accumulate`] with respect to its input. `d_pad` is `[4C, Hp, Wp]`, `out` `[C, H, W]`.
+/// of [`conv_accumulate`] with respect to its input. `d_pad` is `[C_out, Hp, Wp]`, `out`
+/// `[C_in, H, W]`.
 /// Written as a convolution with the kernel flipped in both directions.
 #[inline(always)]
-fn conv_transpose<const FMA: bool>(d_pad: &[f32], kernel: &[f32], out: &mut [f32], g: &Geometry) {
+pub(crate) fn conv_transpose<const FMA: bool>(
+    d_pad: &[f32],
+    kernel: &[f32],
+    out: &mut [f32],
+    g: &Geometry,
+) {
     let (kk, plane, pplane, k) = (g.k * g.k, g.h * g.w, g.hp * g.wp, g.k);
     for (ch, out_plane) in out.chunks_exact_mut(plane).enumerate() {
-        for o in 0..4 * g.c {
-            let taps = &kernel[(o * g.c + ch) * kk..][..kk];
+        for o in 0..g.c_out {
+            let taps = &kernel[(o * g.c_in + ch) * kk..][..kk];
             let src = &d_pad[o * pplane..][..pplane];
             for y in 0..g.h {
                 tile_row::<FMA>(
@@ -354,10 +289,15 @@ fn conv_transpose<const FMA: bool>(d_pad: &[f32], kernel: &[f32], out: &mut [f32
 }
 
 /// `dk[o,c,ky,kx] += sum_{t,y,x} d[t,o,y,x] * in_pad[t,c,y+ky,x+kx]`: the gradient of
-/// [`conv_accumulate`] with respect to its kernel, summed over the steps of a window. `in_pad`
-/// is `[T, C, Hp, Wp]`, `d` `[T, 4C, H, W]`.
+/// [`conv_accumulate`] with respect to its kernel, summed over samples. `in_pad` is
+/// `[n, C_in, Hp, Wp]`, `d` `[n, C_out, H, W]`.
 #[inline(always)]
-fn kernel_grads<const FMA: bool>(in_pad: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry) {
+pub(crate) fn kernel_grads<const FMA: bool>(
+    in_pad: &[f32],
+    d: &[f32],
+    dk: &mut [f32],
+    g: &Geometry,
+) {
     match g.k {
         5 => kernel_grads_tiled::<5, FMA>(in_pad, d, dk, g),
         3 => kernel_grads_tiled::<3, FMA>(in_pad, d, dk, g),
@@ -381,11 +321,12 @@ fn kernel_grads_tiled<const K: usize, const FMA: bool>(
     g: &Geometry,
 ) {
     let (kk, plane, pplane) = (K * K, g.h * g.w, g.hp * g.wp);
-    let (outputs, frame, padded) = (4 * g.c, 4 * g.c * plane, g.padded());
+    let (outputs, frame, padded) = (g.c_out, g.c_out * plane, g.c_in * pplane);
     let steps = in_pad.len() / padded;
     debug_assert_eq!(d.len(), steps * frame);
     let main = g.w / LANES * LANES;
-    for ch in 0..g.c {
+    debug_assert!(outputs.is_multiple_of(2), "gate blocks come in fours");
+    for ch in 0..g.c_in {
         for o in (0..outputs).step_by(2) {
             for ky in 0..K {
                 // Lanes accumulate one step's rows in f32; the steps add up in f64, which
@@ -427,7 +368,7 @@ fn kernel_grads_tiled<const K: usize, const FMA: bool>(
                     }
                 }
                 for (pair, total) in total.iter().enumerate() {
-                    let taps = &mut dk[((o + pair) * g.c + ch) * kk + ky * K..][..K];
+                    let taps = &mut dk[((o + pair) * g.c_in + ch) * kk + ky * K..][..K];
                     for kx in 0..K {
                         taps[kx] += total[kx] as f32;
                     }
@@ -440,13 +381,13 @@ fn kernel_grads_tiled<const K: usize, const FMA: bool>(
 /// [`kernel_grads`] one tap, step and row at a time: any kernel size, and the reference the
 /// tiled version is tested against.
 #[inline(always)]
-fn kernel_grads_naive(in_pad: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry) {
+pub(crate) fn kernel_grads_naive(in_pad: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry) {
     let (kk, plane, pplane) = (g.k * g.k, g.h * g.w, g.hp * g.wp);
-    let (frame, padded) = (4 * g.c * plane, g.padded());
+    let (frame, padded) = (g.c_out * plane, g.c_in * pplane);
     for (t, d_t) in d.chunks_exact(frame).enumerate() {
         for (o, d_plane) in d_t.chunks_exact(plane).enumerate() {
-            for ch in 0..g.c {
-                let taps = &mut dk[(o * g.c + ch) * kk..][..kk];
+            for ch in 0..g.c_in {
+                let taps = &mut dk[(o * g.c_in + ch) * kk..][..kk];
                 let src = &in_pad[t * padded + ch * pplane..][..pplane];
                 for ky in 0..g.k {
                     for kx in 0..g.k {
@@ -472,59 +413,84 @@ mod tests {
         (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
     }
 
-    #[test]
-    fn convolution_tiles_of_every_width_equal_the_definition() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
-        // 65 = one 64-wide tile and a column; 83 = 64 + two 8-wide tiles + 3 columns.
-        for (h, w, k) in [(65, 65, 5), (3, 83, 5), (6, 5, 3), (2, 8, 1)] {
-            let p = k / 2;
-            let g = Geometry {
-                c: 1,
-                h,
-                w,
-                k,
-                p,
-                hp: h + 2 * p,
-                wp: w + 2 * p,
-            };
-            let mut x_pad = vec![0f32; g.padded()];
-            let x = random(g.frame(), &mut rng);
-            pad_into(&x, &mut x_pad, &g);
-            let (w_ih, w_hh) = (random(4 * k * k, &mut rng), vec![0f32; 4 * k * k]);
-            let (b_ih, b_hh) = (random(4, &mut rng), random(4, &mut rng));
-            let weights = Weights {
-                w_ih: &w_ih,
-                w_hh: &w_hh,
-                b_ih: &b_ih,
-                b_hh: &b_hh,
-                channels: 1,
-                kernel: k,
-            };
-            let mut out = vec![f32::NAN; 4 * g.frame()];
-            gate_preactivations::<false>(&x_pad, None, &weights, &mut out, &g);
-            let mut fused = vec![f32::NAN; 4 * g.frame()];
-            gate_preactivations::<true>(&x_pad, Some(&x_pad), &weights, &mut fused, &g);
-            for (i, &got) in out.iter().enumerate() {
-                let (o, y, x0) = (i / (h * w), i / w % h, i % w);
-                let mut want = f64::from(b_ih[o]) + f64::from(b_hh[o]);
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let (yy, xx) = (
-                            (y + ky) as isize - p as isize,
-                            (x0 + kx) as isize - p as isize,
-                        );
-                        if (0..h as isize).contains(&yy) && (0..w as isize).contains(&xx) {
-                            want += f64::from(w_ih[o * k * k + ky * k + kx])
-                                * f64::from(x[yy as usize * w + xx as usize]);
+    /// `out[o, y, x] = sum_{c,ky,kx} k[o, c, ky, kx] * in[c, y+ky-P, x+kx-P]` in f64.
+    fn conv_by_definition(input: &[f32], kernel: &[f32], g: &Geometry) -> Vec<f64> {
+        let (h, w, k, p) = (g.h as isize, g.w as isize, g.k, g.p as isize);
+        let mut out = vec![0f64; g.c_out * g.h * g.w];
+        for o in 0..g.c_out {
+            for y in 0..h {
+                for x in 0..w {
+                    let mut sum = 0f64;
+                    for c in 0..g.c_in {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let (yy, xx) = (y + ky as isize - p, x + kx as isize - p);
+                                if (0..h).contains(&yy) && (0..w).contains(&xx) {
+                                    sum += f64::from(kernel[((o * g.c_in + c) * k + ky) * k + kx])
+                                        * f64::from(
+                                            input[((c as isize * h + yy) * w + xx) as usize],
+                                        );
+                                }
+                            }
                         }
                     }
+                    out[((o as isize * h + y) * w + x) as usize] = sum;
                 }
-                for (got, how) in [(got, "separate"), (fused[i], "fused")] {
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn convolutions_and_their_transposes_equal_the_definition() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+        // 65 = one 64-wide tile and a column; 83 = 64 + two 8-wide tiles + 3 columns;
+        // channels in and out that differ.
+        for (c_in, c_out, h, w, k) in [
+            (1, 4, 65, 65, 5),
+            (2, 8, 3, 83, 5),
+            (3, 4, 6, 5, 3),
+            (1, 4, 2, 8, 1),
+        ] {
+            let g = Geometry::new(c_in, c_out, h, w, k);
+            let x = random(c_in * h * w, &mut rng);
+            let kernel = random(c_out * c_in * k * k, &mut rng);
+            let want = conv_by_definition(&x, &kernel, &g);
+            let x_pad = padded(&x, c_in, &g);
+            for fma in [false, true] {
+                let mut out = vec![0f32; c_out * h * w];
+                if fma {
+                    // The dispatched form: AVX2 and FMA where the CPU has them.
+                    input_conv(&x, &kernel, &vec![0f32; c_out], &mut out, &g);
+                } else {
+                    conv_accumulate::<false>(&x_pad, &kernel, &mut out, &g);
+                }
+                for (i, (&got, &want)) in out.iter().zip(&want).enumerate() {
                     assert!(
                         (f64::from(got) - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                        "{h}x{w}, kernel {k}, {how} multiply-add: output {i}: got {got}, want {want}"
+                        "{c_in}->{c_out} {h}x{w} k{k} fma {fma}: output {i}: {got} vs {want}"
                     );
                 }
+            }
+            // <conv(x), d> = <x, conv^T(d)> for any d: the transpose is the adjoint.
+            let d = random(c_out * h * w, &mut rng);
+            let lhs: f64 = want.iter().zip(&d).map(|(a, b)| a * f64::from(*b)).sum();
+            for fma in [false, true] {
+                let mut back = vec![0f32; c_in * h * w];
+                if fma {
+                    transpose_conv(&d, &kernel, &mut back, &g);
+                } else {
+                    transpose_conv_impl::<false>(&d, &kernel, &mut back, &g);
+                }
+                let rhs: f64 = x
+                    .iter()
+                    .zip(&back)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum();
+                assert!(
+                    (lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()),
+                    "adjoint: {lhs} vs {rhs}"
+                );
             }
         }
     }
@@ -532,37 +498,22 @@ mod tests {
     #[test]
     fn tiled_kernel_gradients_equal_the_naive_ones() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        // Widths below, at and above the 8 lanes, with and without a remainder; 1 and 2
-        // channels; both specialised kernel sizes.
-        for (c, h, w, k, steps) in [
-            (1, 65, 65, 5, 3),
-            (1, 6, 5, 5, 2),
-            (2, 7, 17, 3, 2),
-            (1, 4, 8, 3, 1),
+        // Widths below, at and above the 8 lanes, with and without a remainder; channels
+        // in and out that differ; both specialised kernel sizes and another.
+        for (c_in, c_out, h, w, k, n) in [
+            (1, 4, 65, 65, 5, 3),
+            (1, 4, 6, 5, 5, 2),
+            (2, 8, 7, 17, 3, 2),
+            (3, 4, 4, 8, 3, 1),
+            (2, 4, 5, 6, 7, 2),
         ] {
-            let p = k / 2;
-            let g = Geometry {
-                c,
-                h,
-                w,
-                k,
-                p,
-                hp: h + 2 * p,
-                wp: w + 2 * p,
-            };
-            let mut in_pad = vec![0f32; steps * g.padded()];
-            for t in 0..steps {
-                pad_into(
-                    &random(g.frame(), &mut rng),
-                    &mut in_pad[t * g.padded()..],
-                    &g,
-                );
-            }
-            let d = random(steps * 4 * g.frame(), &mut rng);
-            let start = random(4 * c * c * k * k, &mut rng);
+            let g = Geometry::new(c_in, c_out, h, w, k);
+            let in_pad = padded(&random(n * c_in * h * w, &mut rng), c_in, &g);
+            let d = random(n * c_out * h * w, &mut rng);
+            let start = random(c_out * c_in * k * k, &mut rng);
             let (mut tiled, mut fused, mut naive) = (start.clone(), start.clone(), start);
             kernel_grads::<false>(&in_pad, &d, &mut tiled, &g);
-            kernel_grads::<true>(&in_pad, &d, &mut fused, &g);
+            kernel_grads_all(&in_pad, &d, &mut fused, &g);
             kernel_grads_naive(&in_pad, &d, &mut naive, &g);
             for (i, (a, b)) in tiled
                 .iter()
@@ -572,7 +523,7 @@ mod tests {
             {
                 assert!(
                     (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                    "{c}x{h}x{w}, kernel {k}: tap {i}: tiled {a}, naive {b}"
+                    "{c_in}->{c_out} {h}x{w}, kernel {k}: tap {i}: tiled {a}, naive {b}"
                 );
             }
         }

@@ -1,100 +1,273 @@
-//! The seed's ConvLSTM next-frame predictor (Shi et al. 2015, arXiv 1506.04214).
+//! A ConvLSTM next-frame predictor (Shi et al. 2015, arXiv 1506.04214), usable as a
+//! candle layer.
 //!
-//! The fully connected LSTM with every matrix product swapped for a 2-D convolution:
-//! each step makes the four gate pre-activations as `conv(x, W_ih) + b_ih + conv(h, W_hh)
-//! + b_hh` (kernel `K x K`, stride 1, padding `K/2`, so frames keep their size), runs the
-//! shared LSTM cell ([`harness::cell::lstm_step`]), and the prediction is `h` itself: there
-//! is no output layer, so `h` has the frame's channels.
+//! Each layer makes its four gate pre-activations as
+//! `conv(x, W_ih) + b_ih + conv(h, W_hh) + b_hh` (kernel `K x K`, stride 1, padding
+//! `K/2`, so planes keep their size), then runs
+//! the shared LSTM cell, optionally with Shi et al.'s peepholes (`i`, `f` see
+//! `w_ci * c_prev`, `w_cf * c_prev`; `o` sees `w_co * c`, Hadamard products with weights of
+//! the state's shape). Layer `k + 1` reads layer `k`'s `h`. A head turns the last layer's
+//! `h` into the prediction: none (the seed: `h` itself, so the last layer has the frame's
+//! channels), a 1x1 convolution, that followed by a sigmoid, or the step's input plus the
+//! 1x1 convolution (residual). Frames can be cut into `P x P` patches first (space-to-depth,
+//! as OpenSTL does for ConvLSTM), predictions turned back into frames.
 //!
-//! Dimension legend: `T` steps in a window (its length minus one), `C` channels (the seed:
-//! 1), `H x W` frame size, `K` kernel side (the seed: 5).
+//! Dimension legend: `T` steps, `B` batch, `C` frame channels, `H x W` frame size,
+//! `C_k` hidden channels of layer `k`, `K` kernel side.
 //!
 //! Parameters are named like PyTorch's `nn.LSTM` with a `convlstm` prefix, gates stacked
-//! i, f, g, o along the output channels:
+//! i, f, g, o along the output channels: `convlstm.weight_ih_l{k}` `[4C_k, C_in, K, K]`,
+//! `convlstm.weight_hh_l{k}` `[4C_k, C_k, K, K]`, `convlstm.bias_ih_l{k}`,
+//! `convlstm.bias_hh_l{k}` `[4C_k]`, peepholes `convlstm.weight_ci_l{k}` (`cf`, `co`)
+//! `[C_k, H/P, W/P]`, head `head.weight` `[C*P*P, C_last, 1, 1]`, `head.bias`.
+//!
+//! Rust had no ConvLSTM (candle-nn has an LSTM, burn has neither): this one is a layer like
+//! candle-nn's, built from a [`VarBuilder`], whose forward over `[T, B, C, H, W]` candle's
+//! autograd differentiates. Two layers of 8 and 4 channels with a 1x1 head, trained one
+//! Adam step on a random sequence:
 //!
 //! ```
-//! use harness::SequenceModel;
+//! use candle_core::{DType, Device, Module, Tensor};
+//! use candle_nn::{Optimizer, VarBuilder, VarMap};
 //! use lstm_conv::{Config, ConvLstm};
-//! let specs = ConvLstm::parameter_specs(&Config::default());
-//! assert_eq!(specs[0].name, "convlstm.weight_ih_l0");
-//! assert_eq!(specs[0].shape, vec![4, 1, 5, 5]);
-//! assert_eq!(specs[3].name, "convlstm.bias_hh_l0");
+//! use lstm_core::Head;
+//!
+//! # fn main() -> candle_core::Result<()> {
+//! let device = Device::Cpu;
+//! let config = Config {
+//!     channels: 1,
+//!     hidden_channels: vec![8, 4],
+//!     kernel: vec![3],
+//!     head: Head::Affine,
+//!     ..Config::default()
+//! };
+//! let varmap = VarMap::new();
+//! let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+//! let model = ConvLstm::new(config, [16, 16], vb)?;
+//!
+//! let frames = Tensor::rand(0f32, 1f32, (6, 2, 1, 16, 16), &device)?; // [T+1, B, C, H, W]
+//! let inputs = frames.narrow(0, 0, 5)?; // frames 0 .. 4
+//! let predictions = model.forward(&inputs)?; // [5, 2, 1, 16, 16]: frames 1 .. 5
+//! assert_eq!(predictions.dims(), &[5, 2, 1, 16, 16]);
+//! let loss = (predictions - frames.narrow(0, 1, 5)?)?.sqr()?.mean_all()?;
+//!
+//! let mut adam = candle_nn::AdamW::new_lr(varmap.all_vars(), 1e-3)?;
+//! adam.backward_step(&loss)?; // gradients through time, by candle's autograd
+//! # Ok(())
+//! # }
 //! ```
 
-use candle_core::{Result, Tensor, Var};
-use candle_nn::VarBuilder;
-use harness::cell::{lstm_step, lstm_step_backward, lstm_step_forward, StepCache};
-use harness::cpu::{is_f32_cpu, tensors_like, with_f32_all};
-use harness::{window_loss_and_grad, ParamSpec, SequenceModel};
-
 pub mod cpu;
+
+use std::borrow::Cow;
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use lstm_core::cell::Peepholes;
+use lstm_core::linalg::matmul;
+use lstm_core::stack::one_or_many;
+use lstm_core::{
+    GateIo, GateKernels, GateOps, Grad, Head, HeadSlices, LayerSlices, ParamSpec, Recurrent, Stack,
+};
 use serde::{Deserialize, Serialize};
 
-/// The conv model's shape. Defaults are the seed's.
+use cpu::{padded, Geometry};
+
+/// The conv model's shape. Defaults are the seed's: one layer of one channel (the frame's),
+/// 5x5 kernels, no peepholes, no head, no patches. Fields at their defaults are left out of
+/// the saved configuration, so the seed's reads `{"channels": 1, "kernel": 5}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
-    /// Channels of a frame, and so of `h` and `c` (the prediction is `h`). The seed: 1.
+    /// Channels of a frame (1: grey, 3: RGB).
     pub channels: usize,
-    /// Side of the square kernel, odd so that padding `K/2` keeps the frame size. Seed: 5.
-    pub kernel: usize,
+    /// Kernel side of each layer, odd so that padding `K/2` keeps the plane's size; one
+    /// value applies to every layer. The seed: 5.
+    #[serde(with = "one_or_many")]
+    pub kernel: Vec<usize>,
+    /// Hidden channels of each layer. Empty: one layer with the frame's channels (times
+    /// `P*P` with patches), whose `h` is the prediction (the seed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden_channels: Vec<usize>,
+    /// Shi et al.'s peephole connections in every layer.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub peephole: bool,
+    /// What turns the last layer's `h` into the prediction.
+    #[serde(default, skip_serializing_if = "Head::is_none")]
+    pub head: Head,
+    /// Side of the space-to-depth patches; 1: none.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub patch: usize,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+fn one() -> usize {
+    1
+}
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             channels: 1,
-            kernel: 5,
+            kernel: vec![5],
+            hidden_channels: Vec::new(),
+            peephole: false,
+            head: Head::None,
+            patch: 1,
         }
     }
 }
 
 impl Config {
-    pub fn padding(&self) -> usize {
-        self.kernel / 2
+    /// Hidden channels of each layer, resolved.
+    pub fn hidden(&self) -> Vec<usize> {
+        match self.hidden_channels.as_slice() {
+            [] => vec![self.channels * self.patch * self.patch],
+            h => h.to_vec(),
+        }
     }
-}
 
-/// The ConvLSTM cell; its `h` is the prediction.
-#[derive(Debug, Clone)]
-pub struct ConvLstm {
-    config: Config,
-    /// `[4C, C, K, K]`
-    weight_ih: Tensor,
-    /// `[4C, C, K, K]`
-    weight_hh: Tensor,
-    /// `[4C]`
-    bias_ih: Tensor,
-    /// `[4C]`
-    bias_hh: Tensor,
-}
+    /// Kernel side of layer `k`.
+    pub fn kernel_of(&self, k: usize) -> usize {
+        match self.kernel.as_slice() {
+            [one] => *one,
+            many => many[k],
+        }
+    }
 
-impl ConvLstm {
-    /// Builds the model from its tensors, in the layouts of the fields.
-    pub fn new(config: Config, tensors: [Tensor; 4]) -> Result<ConvLstm> {
-        if config.kernel.is_multiple_of(2) {
+    /// The stack's shape over frames of `height x width`, checked.
+    pub fn stack(&self, [height, width]: [usize; 2]) -> Result<Stack> {
+        let hidden = self.hidden();
+        if self.kernel.len() != 1 && self.kernel.len() != hidden.len() {
             candle_core::bail!(
-                "kernel {} is even: padding K/2 keeps the frame size only for odd K",
-                config.kernel
+                "{} kernel sizes for {} layers: give one for all, or one per layer",
+                self.kernel.len(),
+                hidden.len()
             );
         }
-        let specs = Self::parameter_specs(&config);
-        for (spec, t) in specs.iter().zip(&tensors) {
-            if t.dims() != spec.shape.as_slice() {
+        for k in 0..hidden.len() {
+            let side = self.kernel_of(k);
+            if side.is_multiple_of(2) {
                 candle_core::bail!(
-                    "{}: shape {:?}, expected {:?}",
-                    spec.name,
-                    t.dims(),
-                    spec.shape
+                    "kernel {side} is even: padding K/2 keeps the plane's size only for odd K"
                 );
             }
         }
-        let [weight_ih, weight_hh, bias_ih, bias_hh] = tensors;
+        let stack = Stack {
+            frame: [self.channels, height, width],
+            patch: self.patch,
+            flat: false,
+            hidden,
+            peephole: self.peephole,
+            head: self.head,
+        };
+        stack.check().map_err(candle_core::Error::Msg)?;
+        Ok(stack)
+    }
+
+    /// The parameters over frames of `height x width`, in the drivers' layout order, with
+    /// the seed's initialisation (weights `Normal(0, sqrt(1/fan_in))`, biases and peepholes
+    /// zero).
+    pub fn parameter_specs(&self, size: [usize; 2]) -> Result<Vec<ParamSpec>> {
+        let stack = self.stack(size)?;
+        let mut specs = Vec::new();
+        for (k, &c) in stack.hidden.iter().enumerate() {
+            let (c_in, side) = (stack.input_channels(k), self.kernel_of(k));
+            let name = |what: &str| format!("convlstm.{what}_l{k}");
+            specs.push(ParamSpec::weight(
+                name("weight_ih"),
+                &[4 * c, c_in, side, side],
+                c_in * side * side,
+            ));
+            specs.push(ParamSpec::weight(
+                name("weight_hh"),
+                &[4 * c, c, side, side],
+                c * side * side,
+            ));
+            specs.push(ParamSpec::bias(name("bias_ih"), &[4 * c]));
+            specs.push(ParamSpec::bias(name("bias_hh"), &[4 * c]));
+            if stack.peephole {
+                let mut shape = vec![c];
+                shape.extend(stack.spatial_dims());
+                for what in ["weight_ci", "weight_cf", "weight_co"] {
+                    specs.push(ParamSpec::zeros(name(what), &shape));
+                }
+            }
+        }
+        if stack.head.has_affine() {
+            let (out, top) = (stack.model_channels(), stack.top_channels());
+            specs.push(ParamSpec::weight("head.weight", &[out, top, 1, 1], top));
+            specs.push(ParamSpec::bias("head.bias", &[out]));
+        }
+        Ok(specs)
+    }
+}
+
+/// One ConvLSTM layer's tensors.
+#[derive(Debug, Clone)]
+pub struct ConvLayer {
+    /// `[4C, C_in, K, K]`
+    pub weight_ih: Tensor,
+    /// `[4C, C, K, K]`
+    pub weight_hh: Tensor,
+    /// `[4C]`
+    pub bias_ih: Tensor,
+    /// `[4C]`
+    pub bias_hh: Tensor,
+    /// `[w_ci, w_cf, w_co]`, each `[C, H/P, W/P]`.
+    pub peepholes: Option<[Tensor; 3]>,
+}
+
+/// The ConvLSTM: its layers and head over frames of one size.
+#[derive(Debug, Clone)]
+pub struct ConvLstm {
+    config: Config,
+    stack: Stack,
+    layers: Vec<ConvLayer>,
+    /// `head.weight` `[C*P*P, C_last, 1, 1]`, `head.bias` `[C*P*P]`.
+    head: Option<(Tensor, Tensor)>,
+}
+
+impl ConvLstm {
+    /// Builds the model over frames of `size` (height, width) from a `VarBuilder`: a
+    /// `VarMap` for training from scratch (weights drawn as the seed draws them, biases
+    /// zero), or tensors loaded from a file.
+    pub fn new(config: Config, size: [usize; 2], vb: VarBuilder) -> Result<ConvLstm> {
+        let tensors = lstm_core::spec::tensors_from(&config.parameter_specs(size)?, &vb)?;
+        Self::from_tensors(config, size, tensors)
+    }
+
+    /// Builds the model from its tensors, in the order of [`Config::parameter_specs`],
+    /// checking each shape.
+    pub fn from_tensors(
+        config: Config,
+        size: [usize; 2],
+        tensors: Vec<Tensor>,
+    ) -> Result<ConvLstm> {
+        let specs = config.parameter_specs(size)?;
+        lstm_core::spec::check_shapes(&specs, &tensors)?;
+        let stack = config.stack(size)?;
+        let mut tensors = tensors.into_iter();
+        let mut next = || tensors.next().expect("counted above");
+        let layers = (0..stack.layers())
+            .map(|_| ConvLayer {
+                weight_ih: next(),
+                weight_hh: next(),
+                bias_ih: next(),
+                bias_hh: next(),
+                peepholes: stack.peephole.then(|| [next(), next(), next()]),
+            })
+            .collect();
+        let head = stack.head.has_affine().then(|| (next(), next()));
         Ok(ConvLstm {
             config,
-            weight_ih,
-            weight_hh,
-            bias_ih,
-            bias_hh,
+            stack,
+            layers,
+            head,
         })
     }
 
@@ -102,208 +275,283 @@ impl ConvLstm {
         &self.config
     }
 
-    /// `conv(x, kernel) + bias` with the seed's stride 1 and size-keeping padding:
-    /// `[B, C, H, W] -> [B, 4C, H, W]`.
-    fn conv(&self, x: &Tensor, kernel: &Tensor, bias: &Tensor) -> Result<Tensor> {
-        x.conv2d(kernel, self.config.padding(), 1, 1, 1)? // [B, 4C, H, W]
-            .broadcast_add(&self.bias_4d(bias)?)
-    }
-}
-
-impl SequenceModel for ConvLstm {
-    const KIND: &'static str = "conv";
-    type Config = Config;
-
-    fn parameter_specs(config: &Config) -> Vec<ParamSpec> {
-        let (c, k) = (config.channels, config.kernel);
-        let fan_in = c * k * k;
-        vec![
-            ParamSpec::weight("convlstm.weight_ih_l0", &[4 * c, c, k, k], fan_in),
-            ParamSpec::weight("convlstm.weight_hh_l0", &[4 * c, c, k, k], fan_in),
-            ParamSpec::bias("convlstm.bias_ih_l0", &[4 * c]),
-            ParamSpec::bias("convlstm.bias_hh_l0", &[4 * c]),
-        ]
+    fn padding(&self, k: usize) -> usize {
+        self.config.kernel_of(k) / 2
     }
 
-    fn load(config: &Config, vb: VarBuilder) -> Result<Self> {
-        let (c, k) = (config.channels, config.kernel);
-        let vb = vb.pp("convlstm");
-        Self::new(
-            config.clone(),
-            [
-                vb.get((4 * c, c, k, k), "weight_ih_l0")?,
-                vb.get((4 * c, c, k, k), "weight_hh_l0")?,
-                vb.get(4 * c, "bias_ih_l0")?,
-                vb.get(4 * c, "bias_hh_l0")?,
-            ],
-        )
+    /// `[4C] -> [1, 4C, 1, 1]`, to broadcast over a batch of planes.
+    fn bias_4d(bias: &Tensor) -> Result<Tensor> {
+        bias.reshape((1, bias.dim(0)?, 1, 1))
     }
 
-    fn predict(&self, window: &Tensor) -> Result<Tensor> {
-        let (l, c, height, width) = self.check_window(window)?;
-        let t_steps = l - 1;
-        let x = window.narrow(0, 0, t_steps)?; // [T, C, H, W]
-                                               // Fold time into the batch: the input convolutions do not depend on h, so all T
-                                               // steps take one conv2d call before the loop.
-        let preact_x = self.conv(&x, &self.weight_ih, &self.bias_ih)?; // [T, 4C, H, W]
-        let mut c_state = Tensor::zeros((1, c, height, width), window.dtype(), window.device())?;
-        let mut h: Option<Tensor> = None; // h_0 = 0, so step 0 skips conv(h)
-        let mut hs = Vec::with_capacity(t_steps);
-        for t in 0..t_steps {
-            let px = preact_x.narrow(0, t, 1)?; // [1, 4C, H, W]
-            let preact = match &h {
-                Some(h) => (px + self.conv(h, &self.weight_hh, &self.bias_hh)?)?,
-                None => px.broadcast_add(&self.bias_4d(&self.bias_hh)?)?,
-            }; // [1, 4C, H, W]
-            let (h_t, c_t) = lstm_step(&preact, &c_state)?; // [1, C, H, W] each
-            hs.push(h_t.clone());
-            h = Some(h_t);
-            c_state = c_t;
-        }
-        Tensor::cat(&hs, 0) // [T, C, H, W]
-    }
-
-    /// Backpropagation through time written out: forward keeps each step's gates and cell
-    /// state; backward walks time in reverse; each kernel's gradient is one correlation
-    /// over all steps at once.
-    ///
-    /// f32 windows on the CPU take the slice kernels of [`cpu`]; anything else (f64, CUDA)
-    /// takes the same algorithm written with candle ops.
-    fn loss_and_grads(&self, window: &Tensor, _params: &[Var]) -> Result<(f64, Vec<Tensor>)> {
-        if is_f32_cpu(window) && self.parameters().iter().all(|t| is_f32_cpu(t)) {
-            return self.loss_and_grads_cpu(window);
-        }
-        // No autograd here: detached weights keep candle from recording a graph.
-        self.detached()?.bptt(window)
-    }
-}
-
-impl ConvLstm {
-    /// The window's dims, checked against the configured channels.
-    fn check_window(&self, window: &Tensor) -> Result<(usize, usize, usize, usize)> {
-        let (l, c, height, width) = window.dims4()?;
-        if c != self.config.channels || l < 2 {
-            candle_core::bail!(
-                "conv model built for windows of {}-channel frames got [{l}, {c}, {height}, {width}]",
-                self.config.channels
-            );
-        }
-        Ok((l, c, height, width))
-    }
-
-    /// `[4C] -> [1, 4C, 1, 1]`, to broadcast over a batch of frames.
-    fn bias_4d(&self, bias: &Tensor) -> Result<Tensor> {
-        bias.reshape((1, 4 * self.config.channels, 1, 1))
-    }
-
-    /// The parameters in [`SequenceModel::parameter_specs`] order.
-    fn parameters(&self) -> [&Tensor; 4] {
-        [
-            &self.weight_ih,
-            &self.weight_hh,
-            &self.bias_ih,
-            &self.bias_hh,
-        ]
-    }
-
-    /// [`cpu::loss_and_grads`] on the storages of the window and the weights.
-    fn loss_and_grads_cpu(&self, window: &Tensor) -> Result<(f64, Vec<Tensor>)> {
-        let (l, _, height, width) = self.check_window(window)?;
-        let window = window.contiguous()?;
-        let [w_ih, w_hh, b_ih, b_hh] = self.parameters();
-        let (channels, kernel) = (self.config.channels, self.config.kernel);
-        let (loss, grads) = with_f32_all(
-            [&window, w_ih, w_hh, b_ih, b_hh],
-            |[x, w_ih, w_hh, b_ih, b_hh]| {
-                let weights = cpu::Weights {
-                    w_ih,
-                    w_hh,
-                    b_ih,
-                    b_hh,
-                    channels,
-                    kernel,
-                };
-                cpu::loss_and_grads(x, l, (height, width), &weights)
-            },
-        )?;
-        Ok((
-            loss,
-            tensors_like(grads, &Self::parameter_specs(&self.config))?,
-        ))
-    }
-
-    /// The same model on detached tensors: candle records no graph through it.
-    fn detached(&self) -> Result<ConvLstm> {
-        Self::new(self.config.clone(), self.parameters().map(Tensor::detach))
+    /// `conv(x, kernel) + bias` with stride 1 and size-keeping padding.
+    fn conv(&self, k: usize, x: &Tensor, kernel: &Tensor, bias: &Tensor) -> Result<Tensor> {
+        x.conv2d(kernel, self.padding(k), 1, 1, 1)?
+            .broadcast_add(&Self::bias_4d(bias)?)
     }
 
     /// Gradient of `conv(input, kernel)` with respect to the kernel, summed over the batch:
     /// `dK[o, c, ky, kx] = sum_{b,y,x} d_out[b, o, y, x] * input_padded[b, c, y+ky, x+kx]`,
     /// itself a convolution of the input (batch and channels swapped) by `d_out`.
     ///
-    /// `input`: `[B, C, H, W]`, `d_out`: `[B, 4C, H, W]`; returns `[4C, C, K, K]`.
-    fn kernel_grad(&self, input: &Tensor, d_out: &Tensor) -> Result<Tensor> {
+    /// `input`: `[n, C_in, H, W]`, `d_out`: `[n, C_out, H, W]`; returns `[C_out, C_in, K, K]`.
+    fn kernel_grad(padding: usize, input: &Tensor, d_out: &Tensor) -> Result<Tensor> {
         input
-            .transpose(0, 1)? // [C, B, H, W]
-            .conv2d(&d_out.transpose(0, 1)?, self.config.padding(), 1, 1, 1)? // [C, 4C, K, K]
-            .transpose(0, 1)? // [4C, C, K, K]
+            .transpose(0, 1)? // [C_in, n, H, W]
+            .conv2d(&d_out.transpose(0, 1)?, padding, 1, 1, 1)? // [C_in, C_out, K, K]
+            .transpose(0, 1)? // [C_out, C_in, K, K]
             .contiguous()
     }
 
-    /// Loss and gradients by hand-written backpropagation through time.
-    fn bptt(&self, window: &Tensor) -> Result<(f64, Vec<Tensor>)> {
-        let (l, c, height, width) = self.check_window(window)?;
-        let t_steps = l - 1;
-
-        // Forward, keeping what backward reads.
-        let x = window.narrow(0, 0, t_steps)?; // [T, C, H, W]
-        let preact_x = self.conv(&x, &self.weight_ih, &self.bias_ih)?; // [T, 4C, H, W]
-        let zeros = Tensor::zeros((1, c, height, width), window.dtype(), window.device())?;
-        let mut caches: Vec<StepCache> = Vec::with_capacity(t_steps);
-        let mut hs: Vec<Tensor> = Vec::with_capacity(t_steps); // h_1 .. h_T, [1, C, H, W]
-        for t in 0..t_steps {
-            let px = preact_x.narrow(0, t, 1)?; // [1, 4C, H, W]
-            let preact = match hs.last() {
-                Some(h) => (px + self.conv(h, &self.weight_hh, &self.bias_hh)?)?,
-                None => px.broadcast_add(&self.bias_4d(&self.bias_hh)?)?,
-            }; // [1, 4C, H, W]
-            let c_prev = caches.last().map_or(&zeros, |k| &k.c);
-            let (h, cache) = lstm_step_forward(&preact, c_prev)?;
-            hs.push(h);
-            caches.push(cache);
-        }
-        let hs = Tensor::cat(&hs, 0)?; // [T, C, H, W]: the predictions
-        let (loss, d_hs) = window_loss_and_grad(&hs, window)?; // d_hs: [T, C, H, W]
-
-        // The cell, last step first; h and c after the last step carry no gradient.
-        let mut dh_next = zeros.clone(); // [1, C, H, W]
-        let mut dc_next = zeros.clone(); // [1, C, H, W]
-        let mut d_preacts = vec![zeros.clone(); t_steps];
-        for t in (0..t_steps).rev() {
-            let dh = (d_hs.narrow(0, t, 1)? + &dh_next)?; // [1, C, H, W]
-            let c_prev = if t == 0 { &zeros } else { &caches[t - 1].c };
-            let (d_preact, dc_prev) = lstm_step_backward(&caches[t], c_prev, &dh, &dc_next)?;
-            // The gradient of a convolution with respect to its input is the transposed
-            // convolution with the same kernel.
-            dh_next = d_preact.conv_transpose2d(&self.weight_hh, self.config.padding(), 0, 1, 1)?;
-            dc_next = dc_prev;
-            d_preacts[t] = d_preact;
-        }
-        let d_preact = Tensor::cat(&d_preacts, 0)?; // [T, 4C, H, W]
-
-        // Kernels: one correlation over all steps each. Step 0 saw h_0 = 0, so W_hh's
-        // gradient pairs steps 1 .. T-1 with h_1 .. h_{T-1}.
-        let d_weight_ih = self.kernel_grad(&x, &d_preact)?; // [4C, C, K, K]
-        let d_weight_hh = if t_steps > 1 {
-            self.kernel_grad(
-                &hs.narrow(0, 0, t_steps - 1)?,
-                &d_preact.narrow(0, 1, t_steps - 1)?,
-            )?
+    /// The geometry of layer `k`'s input (`recurrent` false) or recurrent convolution.
+    fn geometry(&self, k: usize, recurrent: bool) -> Geometry {
+        let c = self.stack.hidden[k];
+        let c_in = if recurrent {
+            c
         } else {
-            self.weight_hh.zeros_like()?
+            self.stack.input_channels(k)
+        };
+        let dims = self.stack.spatial_dims();
+        Geometry::new(c_in, 4 * c, dims[0], dims[1], self.config.kernel_of(k))
+    }
+}
+
+/// One-step-ahead predictions: `[T, B, C, H, W]` inputs (step `t` reads frame `t`; `h` and
+/// `c` start at zero) to `[T, B, C, H, W]` predictions of frames `1 .. T`.
+impl Module for ConvLstm {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (_, _, c, h, w) = xs.dims5()?;
+        if [c, h, w] != self.stack.frame {
+            candle_core::bail!(
+                "a ConvLSTM built for {:?} frames got {:?}",
+                self.stack.frame,
+                [c, h, w]
+            );
+        }
+        lstm_core::tensors::forward(self, xs)
+    }
+}
+
+impl Recurrent for ConvLstm {
+    fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    fn parameters(&self) -> Vec<&Tensor> {
+        let mut all = Vec::new();
+        for l in &self.layers {
+            all.extend([&l.weight_ih, &l.weight_hh, &l.bias_ih, &l.bias_hh]);
+            if let Some(p) = &l.peepholes {
+                all.extend(p);
+            }
+        }
+        if let Some((w, b)) = &self.head {
+            all.extend([w, b]);
+        }
+        all
+    }
+}
+
+impl GateOps for ConvLstm {
+    fn input_preact(&self, k: usize, x: &Tensor) -> Result<Tensor> {
+        let l = &self.layers[k];
+        self.conv(k, x, &l.weight_ih, &l.bias_ih) // [n, 4C, H, W]
+    }
+
+    fn add_recurrent(&self, k: usize, preact: &Tensor, h: Option<&Tensor>) -> Result<Tensor> {
+        let l = &self.layers[k];
+        match h {
+            Some(h) => preact + self.conv(k, h, &l.weight_hh, &l.bias_hh)?,
+            // h_0 = 0: the recurrent convolution contributes only its bias.
+            None => preact.broadcast_add(&Self::bias_4d(&l.bias_hh)?),
+        }
+    }
+
+    fn input_backward(&self, k: usize, d_preact: &Tensor) -> Result<Tensor> {
+        // The gradient of a convolution with respect to its input is the transposed
+        // convolution with the same kernel.
+        d_preact.conv_transpose2d(&self.layers[k].weight_ih, self.padding(k), 0, 1, 1)
+    }
+
+    fn recurrent_backward(&self, k: usize, d_preact: &Tensor) -> Result<Tensor> {
+        d_preact.conv_transpose2d(&self.layers[k].weight_hh, self.padding(k), 0, 1, 1)
+    }
+
+    fn gate_grads(
+        &self,
+        k: usize,
+        inputs: &Tensor,
+        d_preact: &Tensor,
+        recurrent: Option<(&Tensor, &Tensor)>,
+    ) -> Result<[Tensor; 4]> {
+        let p = self.padding(k);
+        let d_weight_ih = Self::kernel_grad(p, inputs, d_preact)?;
+        let d_weight_hh = match recurrent {
+            Some((h, d)) => Self::kernel_grad(p, h, d)?,
+            None => self.layers[k].weight_hh.zeros_like()?,
         };
         // b_ih and b_hh enter every step and pixel alike.
         let d_bias = d_preact.sum((0, 2, 3))?; // [4C]
-        Ok((loss, vec![d_weight_ih, d_weight_hh, d_bias.clone(), d_bias]))
+        Ok([d_weight_ih, d_weight_hh, d_bias.clone(), d_bias])
     }
+
+    fn peepholes(&self, k: usize) -> Option<Peepholes<'_>> {
+        self.layers[k]
+            .peepholes
+            .as_ref()
+            .map(|[ci, cf, co]| Peepholes { ci, cf, co })
+    }
+
+    fn head_forward(&self, h: &Tensor) -> Result<Tensor> {
+        let (w, b) = self.head.as_ref().expect("a head with weights");
+        h.conv2d(w, 0, 1, 1, 1)?.broadcast_add(&Self::bias_4d(b)?)
+    }
+
+    fn head_backward(&self, dy: &Tensor) -> Result<Tensor> {
+        let (w, _) = self.head.as_ref().expect("a head with weights");
+        dy.conv_transpose2d(w, 0, 0, 1, 1)
+    }
+
+    fn head_grads(&self, h: &Tensor, dy: &Tensor) -> Result<[Tensor; 2]> {
+        Ok([Self::kernel_grad(0, h, dy)?, dy.sum((0, 2, 3))?])
+    }
+}
+
+/// The slice kernels ([`cpu`]): direct convolutions over zero-padded planes.
+///
+/// Each bias is added on its own (`b_ih` before the input convolution, `b_hh` after the
+/// recurrent one), as the reference adds them: adding `b_ih + b_hh` rounded to f32 once
+/// would put the same rounding error into every pixel of every step, and the kernel
+/// gradients, sums over all of them, drift from an f64 reference by ~1e-5 instead of ~4e-6
+/// (measured over 12 random 26-step windows).
+impl GateKernels for ConvLstm {
+    fn input_preact(&self, k: usize, w: &LayerSlices, x: &[f32], _: usize, out: &mut [f32]) {
+        cpu::input_conv(x, w.w_ih, w.b_ih, out, &self.geometry(k, false));
+    }
+
+    fn add_recurrent(
+        &self,
+        k: usize,
+        w: &LayerSlices,
+        h: Option<&[f32]>,
+        _: usize,
+        preact: &mut [f32],
+    ) {
+        cpu::recurrent_conv(h, w.w_hh, w.b_hh, preact, &self.geometry(k, true));
+    }
+
+    fn input_backward(&self, k: usize, w: &LayerSlices, d: &[f32], _: usize, dx: &mut [f32]) {
+        dx.fill(0.0);
+        cpu::transpose_conv(d, w.w_ih, dx, &self.geometry(k, false));
+    }
+
+    fn recurrent_backward(&self, k: usize, w: &LayerSlices, d: &[f32], _: usize, dh: &mut [f32]) {
+        cpu::transpose_conv(d, w.w_hh, dh, &self.geometry(k, true));
+    }
+
+    fn gate_grads<'a>(&self, k: usize, io: &GateIo<'a>) -> [Grad<'a>; 4] {
+        let (steps, batch) = (io.steps, io.batch);
+        let (gi, gh) = (self.geometry(k, false), self.geometry(k, true));
+        let plane = gi.h * gi.w;
+        let mut d_w_ih = vec![0f32; gi.c_out * gi.c_in * gi.k * gi.k];
+        let mut d_w_hh = vec![0f32; gh.c_out * gh.c_in * gh.k * gh.k];
+        let x_pad = padded(io.inputs, gi.c_in, &gi);
+        // Step t's recurrent convolution read h of step t - 1, for t >= 1.
+        let rec = (steps - 1) * batch;
+        let h_pad = padded(&io.hs[..rec * gh.c_in * plane], gh.c_in, &gh);
+        let d_rec = &io.d_preact[batch * gh.c_out * plane..];
+        cpu::kernel_grads_all(&x_pad, io.d_preact, &mut d_w_ih, &gi);
+        cpu::kernel_grads_all(&h_pad, d_rec, &mut d_w_hh, &gh);
+        // Each channel's sum over samples and pixels in f64: 25 x 4225 terms at the seed's
+        // size.
+        let mut d_b = vec![0f64; gi.c_out];
+        for d in io.d_preact.chunks_exact(gi.c_out * plane) {
+            for (o, db) in d_b.iter_mut().enumerate() {
+                *db += d[o * plane..(o + 1) * plane]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .sum::<f64>();
+            }
+        }
+        let d_b: Vec<f32> = d_b.iter().map(|&v| v as f32).collect();
+        [
+            Grad::Values(Cow::Owned(d_w_ih)),
+            Grad::Values(Cow::Owned(d_w_hh)),
+            Grad::Values(Cow::Owned(d_b.clone())),
+            Grad::Values(Cow::Owned(d_b)),
+        ]
+    }
+
+    /// A 1x1 convolution is a matrix product per sample: `y = W h + b`, `W` `[C_m, C_top]`,
+    /// `h` `[C_top, S]`.
+    fn head_forward(&self, w: &HeadSlices, h: &[f32], _: usize, y: &mut [f32]) {
+        let (out, top, s) = self.head_dims();
+        for (h, y) in h.chunks_exact(top * s).zip(y.chunks_exact_mut(out * s)) {
+            matmul(y, w.weight, false, h, false, (out, top, s), false);
+            for (o, row) in y.chunks_exact_mut(s).enumerate() {
+                for v in row {
+                    *v += w.bias[o];
+                }
+            }
+        }
+    }
+
+    fn head_backward(&self, w: &HeadSlices, dy: &[f32], _: usize, dh: &mut [f32]) {
+        let (out, top, s) = self.head_dims();
+        for (dy, dh) in dy.chunks_exact(out * s).zip(dh.chunks_exact_mut(top * s)) {
+            matmul(dh, w.weight, true, dy, false, (top, out, s), false);
+        }
+    }
+
+    fn head_grads<'a>(&self, h: &'a [f32], dy: &'a [f32], _: usize) -> [Grad<'a>; 2] {
+        let (out, top, s) = self.head_dims();
+        let mut d_w = vec![0f32; out * top];
+        let mut d_b = vec![0f64; out];
+        for (h, dy) in h.chunks_exact(top * s).zip(dy.chunks_exact(out * s)) {
+            matmul(&mut d_w, dy, false, h, true, (out, s, top), true);
+            for (o, row) in dy.chunks_exact(s).enumerate() {
+                d_b[o] += row.iter().map(|&v| f64::from(v)).sum::<f64>();
+            }
+        }
+        [
+            Grad::Values(Cow::Owned(d_w)),
+            Grad::Values(Cow::Owned(d_b.iter().map(|&v| v as f32).collect())),
+        ]
+    }
+}
+
+impl ConvLstm {
+    /// `(C_m, C_top, S)`: the head's output and input channels, and positions per channel.
+    fn head_dims(&self) -> (usize, usize, usize) {
+        (
+            self.stack.model_channels(),
+            self.stack.top_channels(),
+            self.stack.positions(),
+        )
+    }
+}
+
+impl lstm_core::SequenceModel for ConvLstm {
+    const KIND: &'static str = "conv";
+    type Config = Config;
+
+    fn parameter_specs(config: &Config, [c, h, w]: [usize; 3]) -> Result<Vec<ParamSpec>> {
+        check_channels(config, c)?;
+        config.parameter_specs([h, w])
+    }
+
+    fn load(config: &Config, [c, h, w]: [usize; 3], vb: VarBuilder) -> Result<Self> {
+        check_channels(config, c)?;
+        ConvLstm::new(config.clone(), [h, w], vb)
+    }
+}
+
+fn check_channels(config: &Config, channels: usize) -> Result<()> {
+    if channels != config.channels {
+        candle_core::bail!(
+            "a conv model of {}-channel frames cannot take {channels}-channel frames",
+            config.channels
+        );
+    }
+    Ok(())
 }

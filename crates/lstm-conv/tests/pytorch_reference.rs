@@ -1,22 +1,35 @@
-//! Against PyTorch: the first training window of `data/`, weights written by PyTorch's
-//! `safetensors.torch.save_file` from the fused-gate ConvLSTM (4-channel 5x5 convolutions of x and h), and the
-//! loss and gradients PyTorch's autograd computed for them in float64.
+//! Against PyTorch: losses and gradients its autograd computed in float64 for the same
+//! weights and windows, from two independent implementations of the model:
 //!
-//! Regenerate the fixtures (torch 2.15, see the script's docstring for the install line):
-//! ```text
-//! python bench/torch_reference.py --model conv --dtype float64 --threads 1 \
-//!   --save-init crates/lstm-conv/tests/fixtures/torch_init.safetensors \
-//!   --dump-grads crates/lstm-conv/tests/fixtures/torch_grads.safetensors
-//! ```
+//! - the seed's ConvLSTM on the first training window of `data/` (`bench/torch_reference.py`,
+//!   fused-gate convolutions of x and h):
+//!   ```text
+//!   python bench/torch_reference.py --model conv --dtype float64 --threads 1 \
+//!     --save-init crates/lstm-conv/tests/fixtures/torch_init.safetensors \
+//!     --dump-grads crates/lstm-conv/tests/fixtures/torch_grads.safetensors
+//!   ```
+//! - every option alone and combined (layers, kernels per layer, peepholes, each head,
+//!   patches, batches, three channels, forecasting with fed-back predictions), each case a
+//!   file holding its windows, weights, loss and gradients (`bench/torch_general.py`, its
+//!   own ConvLSTM written with `nn.functional.conv2d` and `pixel_unshuffle`; the cases and
+//!   their seeds are in its docstring):
+//!   ```text
+//!   python bench/torch_general.py --all-fixtures crates/lstm-conv/tests/fixtures/general \
+//!     crates/lstm-linear/tests/fixtures/general
+//!   ```
+//!
+//! Both drivers are compared: the candle-ops one in f64, and the f32 slice driver.
 
 use std::path::Path;
 
 use frames::{Dataset, LoadOptions, WindowSpec};
-use harness::gradcheck::{assert_paths_agree, compare_with_saved};
+use harness::gradcheck::{assert_agree, assert_matches_fixture, compare_with_files};
+use harness::Plan;
 use lstm_conv::{Config, ConvLstm};
+use lstm_core::Head;
 
 #[test]
-fn loss_and_gradients_match_pytorch() {
+fn seed_loss_and_gradients_match_pytorch() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = Dataset::load(
         &root.join("../../data"),
@@ -25,14 +38,14 @@ fn loss_and_gradients_match_pytorch() {
         None,
     )
     .unwrap();
-    let window = &data.train_windows().unwrap()[0];
-    let config = Config::default();
+    let batch = data.train_windows().unwrap()[0].unsqueeze(1).unwrap(); // [26, 1, 1, 65, 65]
     let fixtures = root.join("tests/fixtures");
-    let (loss, torch_loss, checks) = compare_with_saved::<ConvLstm>(
-        &config,
+    let (loss, torch_loss, checks) = compare_with_files::<ConvLstm>(
+        &Config::default(),
         &fixtures.join("torch_init.safetensors"),
         &fixtures.join("torch_grads.safetensors"),
-        window,
+        &batch,
+        &Plan::one_step(26, 1),
     )
     .unwrap();
     println!("loss {loss} (PyTorch {torch_loss})");
@@ -42,5 +55,56 @@ fn loss_and_gradients_match_pytorch() {
         (loss - torch_loss).abs() < 1e-12 * torch_loss,
         "{loss} vs {torch_loss}"
     );
-    assert_paths_agree(&checks, 1e-10, 0.0);
+    assert_agree(&checks, 1e-10, 0.0);
+}
+
+/// A fixture's configuration and plan, from the JSON `bench/torch_general.py` writes.
+fn case(path: &Path) -> (Config, Plan) {
+    let file = harness::params::Checkpoint::read(path).unwrap();
+    let about: serde_json::Value = serde_json::from_str(&file.metadata["config"]).unwrap();
+    let sizes = |key: &str| -> Vec<usize> {
+        about[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
+    };
+    let number = |key: &str| about[key].as_u64().map(|v| v as usize);
+    let head = match about["head"].as_str().unwrap() {
+        "none" => Head::None,
+        "conv1x1" => Head::Affine,
+        "conv1x1-sigmoid" => Head::AffineSigmoid,
+        "residual" => Head::Residual,
+        other => panic!("head {other}"),
+    };
+    let config = Config {
+        channels: number("channels").unwrap(),
+        kernel: sizes("kernel"),
+        hidden_channels: sizes("hidden"),
+        peephole: about["peephole"].as_bool().unwrap(),
+        head,
+        patch: number("patch").unwrap(),
+    };
+    let batch = number("batch").unwrap();
+    let plan = match (number("context"), number("horizon")) {
+        (Some(k), Some(n)) => Plan::forecast(k, n, batch),
+        _ => Plan::one_step(number("seq_len").unwrap(), batch),
+    };
+    (config, plan)
+}
+
+#[test]
+fn every_option_matches_pytorch() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/general");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 8, "{names:?}");
+    for path in names {
+        let (config, plan) = case(&path);
+        assert_matches_fixture::<ConvLstm>(&config, &path, &plan);
+    }
 }

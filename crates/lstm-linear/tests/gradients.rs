@@ -1,44 +1,104 @@
-//! The linear model's gradients against independent computations: central differences,
-//! and the seed's eight separate layers built from the same weights.
+//! The linear model's gradients, every option alone and combined, against independent
+//! computations: central differences, candle's autograd (f64, and f32 for the slice
+//! driver), the seed's eight separate layers, and a hand-worked step. Cases mirror
+//! `tests/fixtures/general`, which PyTorch computed (`tests/pytorch_reference.rs`).
 
-use candle_core::{DType, Device, Tensor, Var};
-use harness::gradcheck::check_gradients;
-use harness::params::{init_parameters, var_builder};
-use harness::{window_loss, ParamInit, SequenceModel};
+use candle_core::{DType, Device, Module, Tensor, Var};
+use harness::adam::{Adam, AdamConfig};
+use harness::gradcheck::{
+    assert_agree, assert_matches_autograd, check_gradients, generic_point, random_batch,
+};
+use harness::{loss_and_grads, train_step, window_loss, Plan, Step};
 use lstm_linear::{Config, LinearLstm};
-use rand::{Rng, SeedableRng};
 
-/// A window of `len` random frames `[len, 1, h, w]` in [0, 1), f64.
-fn random_window(len: usize, h: usize, w: usize, seed: u64) -> Tensor {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<f64> = (0..len * h * w).map(|_| rng.random::<f64>()).collect();
-    Tensor::from_vec(values, (len, 1, h, w), &Device::Cpu).unwrap()
+fn config(c: usize, h: usize, w: usize, hidden: &[usize]) -> Config {
+    Config {
+        channels: c,
+        height: h,
+        width: w,
+        hidden: hidden.to_vec(),
+    }
 }
 
-fn small() -> Config {
-    Config {
-        channels: 1,
-        height: 7,
-        width: 7,
-        hidden: 7,
-    }
+/// Layers, batches, three channels, forecasting, a one-step window.
+fn cases() -> Vec<(&'static str, Config, Plan)> {
+    vec![
+        ("seed", config(1, 3, 4, &[6]), Plan::one_step(5, 1)),
+        ("layers", config(1, 3, 4, &[5, 4]), Plan::one_step(5, 2)),
+        ("rgb", config(3, 2, 3, &[5]), Plan::one_step(4, 2)),
+        (
+            "forecast",
+            config(1, 3, 4, &[5, 4]),
+            Plan::forecast(3, 2, 2),
+        ),
+        ("one step", config(1, 4, 4, &[3, 3]), Plan::one_step(2, 3)),
+    ]
+}
+
+fn frame(c: &Config) -> [usize; 3] {
+    [c.channels, c.height, c.width]
 }
 
 #[test]
 fn gradients_match_central_differences() {
-    let window = random_window(5, 7, 7, 1);
-    let report = check_gradients::<LinearLstm>(&small(), &window, 11, 1e-5).unwrap();
-    assert_eq!(report.len(), 6);
-    for check in &report {
-        println!(
-            "{:<20} max|diff| {:.3e}  max rel {:.3e}  max|grad| {:.3e}",
-            check.name, check.max_abs_diff, check.max_rel_diff, check.max_numeric
+    for (name, config, plan) in cases().into_iter().take(4) {
+        let batch =
+            random_batch(plan.window_len(), plan.batch, frame(&config), 1, DType::F64).unwrap();
+        let report = check_gradients::<LinearLstm>(&config, &batch, &plan, 11, 1e-5).unwrap();
+        println!("{name}:");
+        assert_agree(&report, 1e-6, 1e-4);
+        for check in &report {
+            assert!(check.max_reference > 1e-6, "{name}: {check:?} vanishes");
+        }
+    }
+}
+
+#[test]
+fn hand_written_bptt_equals_autograd() {
+    let mut all = cases();
+    all.push(("odd sizes", config(1, 5, 3, &[11]), Plan::one_step(6, 1)));
+    all.push(("long", config(1, 3, 3, &[9]), Plan::one_step(26, 1)));
+    for (name, config, plan) in all {
+        assert_matches_autograd::<LinearLstm>(
+            name,
+            &config,
+            frame(&config),
+            &plan,
+            DType::F64,
+            1e-12,
+            1e-11,
+            1e-3,
         );
-        assert!(
-            check.max_numeric > 1e-4,
-            "{check:?}: gradient should not vanish"
+    }
+}
+
+#[test]
+fn f32_slice_driver_equals_autograd() {
+    // In f32 on the CPU the slice driver runs (gemv, gemm, gradients as outer products);
+    // the reference is candle's autograd in f64 on the same (f32-drawn) weights.
+    let mut all = cases();
+    all.push(("wide", config(1, 9, 7, &[37]), Plan::one_step(26, 1)));
+    all.push((
+        "many units",
+        config(1, 13, 13, &[170]),
+        Plan::one_step(3, 1),
+    ));
+    all.push((
+        "batch of 4",
+        config(1, 13, 13, &[70, 30]),
+        Plan::one_step(4, 4),
+    ));
+    for (name, config, plan) in all {
+        assert_matches_autograd::<LinearLstm>(
+            name,
+            &config,
+            frame(&config),
+            &plan,
+            DType::F32,
+            1e-5,
+            1e-4,
+            1e-3,
         );
-        assert!(check.max_rel_diff < 1e-5, "{check:?}");
     }
 }
 
@@ -101,20 +161,18 @@ fn seed_eight_layers(window: &Tensor, layers: &SeedLayers, hidden: usize) -> Ten
 
 #[test]
 fn stacked_gates_equal_the_seeds_eight_separate_layers() {
-    let config = small();
-    let n = config.hidden;
-    let window = random_window(6, 7, 7, 2);
-    let mut specs = LinearLstm::parameter_specs(&config);
-    for s in &mut specs {
-        s.init = ParamInit::Normal { fan_in: 3 };
-    }
-    let vars = init_parameters(&specs, 5, DType::F64, &Device::Cpu).unwrap();
-    let model = LinearLstm::load(
-        &config,
-        var_builder(&specs, &vars, DType::F64, &Device::Cpu),
-    )
-    .unwrap();
-    let (loss, grads) = model.loss_and_grads(&window, &vars).unwrap();
+    let config = Config {
+        channels: 1,
+        height: 7,
+        width: 7,
+        hidden: vec![7],
+    };
+    let n = 7;
+    let batch = random_batch(6, 1, [1, 7, 7], 2, DType::F64).unwrap();
+    let window = batch.squeeze(1).unwrap(); // [L, C, H, W]
+    let (specs, vars, model) =
+        generic_point::<LinearLstm>(&config, [1, 7, 7], 5, DType::F64, &Device::Cpu).unwrap();
+    let (loss, grads) = loss_and_grads(&model, &batch, &Plan::one_step(6, 1)).unwrap();
 
     // Cut the stacked tensors into the seed's eight layers, each its own variable.
     let split = |v: &Var| -> [Var; 4] {
@@ -201,16 +259,10 @@ fn stacked_gates_equal_the_seeds_eight_separate_layers() {
 #[test]
 fn one_pixel_one_step_by_hand() {
     let dev = Device::Cpu;
-    let config = Config {
-        channels: 1,
-        height: 1,
-        width: 1,
-        hidden: 1,
-    };
     let t = |v: &[f64], shape: &[usize]| Tensor::from_slice(v, shape, &dev).unwrap();
-    let model = LinearLstm::new(
-        config,
-        [
+    let model = LinearLstm::from_tensors(
+        config(1, 1, 1, &[1]),
+        vec![
             t(&[0.2, -0.4, 1.0, 0.6], &[4, 1]),
             t(&[9.0, 9.0, 9.0, 9.0], &[4, 1]),
             t(&[0.1, 0.0, 0.0, 0.0], &[4]),
@@ -220,9 +272,9 @@ fn one_pixel_one_step_by_hand() {
         ],
     )
     .unwrap();
-    let window = t(&[0.5, 0.0], &[2, 1, 1, 1]);
+    let inputs = t(&[0.5], &[1, 1, 1, 1, 1]);
     let pred = model
-        .predict(&window)
+        .forward(&inputs)
         .unwrap()
         .flatten_all()
         .unwrap()
@@ -232,152 +284,81 @@ fn one_pixel_one_step_by_hand() {
     assert!((pred[0] - 0.32355046).abs() < 1e-8, "{}", pred[0]);
 }
 
-#[test]
-fn hand_written_bptt_equals_autograd() {
-    // Odd sizes, a non-square frame, hidden != frame size, and a one-step window (where
-    // W_hh gets no gradient at all).
-    for (len, h, w, hidden) in [(6, 5, 3, 11), (2, 4, 4, 3), (26, 3, 3, 9)] {
-        let config = Config {
-            channels: 1,
-            height: h,
-            width: w,
-            hidden,
-        };
-        let window = random_window(len, h, w, len as u64);
-        let (loss, ref_loss, checks) = harness::gradcheck::compare_with_autograd::<LinearLstm>(
-            &config,
-            &window,
-            3,
-            DType::F64,
-        )
-        .unwrap();
-        assert!(
-            (loss - ref_loss).abs() <= 1e-12 * ref_loss,
-            "{loss} vs {ref_loss}"
-        );
-        for check in &checks {
-            println!("L={len} {check:?}");
-            assert!(
-                check.max_abs_diff <= 1e-12 * check.max_reference.max(1e-3),
-                "{check:?}"
-            );
-        }
-    }
-}
-
-#[test]
-fn f32_cpu_fast_path_equals_autograd_reference() {
-    // In f32 on the CPU, loss_and_grads runs the slice kernels (gemv, gemm); the
-    // reference is candle's autograd in f64 on the same (f32-drawn) weights. They differ only in summation order.
-    for (len, h, w, hidden) in [(26, 9, 7, 37), (3, 13, 13, 170)] {
-        let config = Config {
-            channels: 1,
-            height: h,
-            width: w,
-            hidden,
-        };
-        let window = random_window(len, h, w, 7).to_dtype(DType::F32).unwrap();
-        let (loss, ref_loss, checks) = harness::gradcheck::compare_with_autograd::<LinearLstm>(
-            &config,
-            &window,
-            5,
-            DType::F64,
-        )
-        .unwrap();
-        assert!(
-            (loss - ref_loss).abs() <= 1e-5 * ref_loss,
-            "{loss} vs {ref_loss}"
-        );
-        println!("window of {len}, {h}x{w}, hidden {hidden}:");
-        harness::gradcheck::assert_paths_agree(&checks, 1e-5, 0.0);
-    }
-}
-
+/// A training step on f32 CPU tensors forms each weight gradient inside Adam's update
+/// ([`harness::adam::Gradient::Outer`]); the same step from stored gradients
+/// ([`loss_and_grads`], then [`Adam::update`]) must give the same weights and moments.
 #[test]
 fn fused_training_step_equals_gradients_then_update() {
-    use harness::adam::{Adam, AdamConfig};
-    use harness::model::unfused_train_step;
-    use harness::Step;
-    // 9x7 frames: 63 values (not a multiple of the 16-wide tile), 37 hidden units.
-    let config = Config {
-        channels: 1,
-        height: 9,
-        width: 7,
-        hidden: 37,
-    };
-    let specs = LinearLstm::parameter_specs(&config);
-    let windows: Vec<Tensor> = (0..3)
-        .map(|k| {
-            random_window(26, 9, 7, 40 + k)
-                .to_dtype(DType::F32)
-                .unwrap()
-        })
-        .collect();
-    // eps = 1 keeps each update a smooth function of the gradient: rounding differences
-    // between the two paths' sums then stay rounding differences in the weights.
-    let adam_config = AdamConfig {
-        eps: 1.0,
-        ..AdamConfig::default()
-    };
-    let run = |fused: bool| {
-        let vars = init_parameters(&specs, 9, DType::F32, &Device::Cpu).unwrap();
-        let model = LinearLstm::load(
-            &config,
-            var_builder(&specs, &vars, DType::F32, &Device::Cpu),
-        )
-        .unwrap();
-        let mut adam = Adam::new(adam_config, &vars).unwrap();
-        let mut losses = Vec::new();
-        for window in &windows {
-            let step = if fused {
-                model.train_step(window, &vars, &mut adam).unwrap()
-            } else {
-                unfused_train_step(&model, window, &vars, &mut adam).unwrap()
-            };
-            let Step::Updated {
-                loss,
-                not_finite: None,
-            } = step
-            else {
-                panic!("fused {fused}: {step:?}");
-            };
-            losses.push(loss);
-        }
-        let values = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
-        let state: Vec<[Vec<f32>; 3]> = (0..vars.len())
-            .map(|k| {
-                let (m, v) = adam.moments(k).unwrap();
-                [values(vars[k].as_tensor()), values(&m), values(&v)]
-            })
+    // 9x7 frames: 63 values (not a multiple of the 16-wide tile), 37 hidden units; one
+    // window at a time and batches of two, one layer and two.
+    for (hidden, batch_size) in [(vec![37], 1), (vec![37, 21], 2)] {
+        let config = config(1, 9, 7, &hidden);
+        let batches: Vec<Tensor> = (0..3)
+            .map(|k| random_batch(26, batch_size, [1, 9, 7], 40 + k, DType::F32).unwrap())
             .collect();
-        (losses, state)
-    };
-    let (fused_losses, fused) = run(true);
-    let (losses, reference) = run(false);
-    for (a, b) in fused_losses.iter().zip(&losses) {
-        assert!((a - b).abs() <= 1e-6 * b.abs(), "loss {a} vs {b}");
-    }
-    for (spec, (f, r)) in specs.iter().zip(fused.iter().zip(&reference)) {
-        for (what, x, y) in [
-            ("weights", &f[0], &r[0]),
-            ("first moment", &f[1], &r[1]),
-            ("second moment", &f[2], &r[2]),
-        ] {
-            let scale = y.iter().fold(0f32, |acc, v| acc.max(v.abs()));
-            let diff = x
-                .iter()
-                .zip(y)
-                .fold(0f32, |acc, (a, b)| acc.max((a - b).abs()));
-            println!(
-                "{:<20} {what:<14} max|diff| {diff:.3e}  max|reference| {scale:.3e}",
-                spec.name
-            );
-            assert!(scale > 0.0, "{}: {what} is all zeros", spec.name);
-            assert!(
-                diff <= 1e-5 * scale,
-                "{}: {what} differs by {diff:e} (scale {scale:e})",
-                spec.name
-            );
+        let plan = Plan::one_step(26, batch_size);
+        // eps = 1 keeps each update a smooth function of the gradient: rounding differences
+        // between the two paths' sums then stay rounding differences in the weights.
+        let adam_config = AdamConfig {
+            eps: 1.0,
+            ..AdamConfig::default()
+        };
+        let run = |fused: bool| {
+            let (specs, vars, model) =
+                generic_point::<LinearLstm>(&config, [1, 9, 7], 9, DType::F32, &Device::Cpu)
+                    .unwrap();
+            let mut adam = Adam::new(adam_config, &vars).unwrap();
+            let mut losses = Vec::new();
+            for batch in &batches {
+                let loss = if fused {
+                    match train_step(&model, batch, &plan, &vars, &mut adam).unwrap() {
+                        Step::Updated {
+                            loss,
+                            not_finite: None,
+                        } => loss,
+                        step => panic!("{step:?}"),
+                    }
+                } else {
+                    let (loss, grads) = loss_and_grads(&model, batch, &plan).unwrap();
+                    assert_eq!(adam.update(&vars, &grads).unwrap(), None);
+                    loss
+                };
+                losses.push(loss);
+            }
+            let values = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+            let state: Vec<[Vec<f32>; 3]> = (0..vars.len())
+                .map(|k| {
+                    let (m, v) = adam.moments(k).unwrap();
+                    [values(vars[k].as_tensor()), values(&m), values(&v)]
+                })
+                .collect();
+            (specs, losses, state)
+        };
+        let (specs, fused_losses, fused) = run(true);
+        let (_, losses, reference) = run(false);
+        assert_eq!(fused_losses, losses, "the losses are the same computation");
+        for (spec, (f, r)) in specs.iter().zip(fused.iter().zip(&reference)) {
+            for (what, x, y) in [
+                ("weights", &f[0], &r[0]),
+                ("first moment", &f[1], &r[1]),
+                ("second moment", &f[2], &r[2]),
+            ] {
+                let scale = y.iter().fold(0f32, |acc, v| acc.max(v.abs()));
+                let diff = x
+                    .iter()
+                    .zip(y)
+                    .fold(0f32, |acc, (a, b)| acc.max((a - b).abs()));
+                println!(
+                    "{:<20} {what:<14} max|diff| {diff:.3e}  max|reference| {scale:.3e}",
+                    spec.name
+                );
+                assert!(scale > 0.0, "{}: {what} is all zeros", spec.name);
+                assert!(
+                    diff <= 1e-5 * scale,
+                    "{}: {what} differs by {diff:e} (scale {scale:e})",
+                    spec.name
+                );
+            }
         }
     }
 }

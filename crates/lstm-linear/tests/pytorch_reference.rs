@@ -1,22 +1,32 @@
-//! Against PyTorch: the first training window of `data/`, weights written by PyTorch's
-//! `safetensors.torch.save_file` from `nn.LSTM(4225, 3)` + `nn.Linear(3, 4225)`, and the
-//! loss and gradients PyTorch's autograd computed for them in float64.
+//! Against PyTorch: losses and gradients its autograd computed in float64 for the same
+//! weights and windows, from two independent implementations of the model:
 //!
-//! Regenerate the fixtures (torch 2.15, see the script's docstring for the install line):
-//! ```text
-//! python bench/torch_reference.py --model linear --hidden 3 --dtype float64 --threads 1 \
-//!   --save-init crates/lstm-linear/tests/fixtures/torch_init.safetensors \
-//!   --dump-grads crates/lstm-linear/tests/fixtures/torch_grads.safetensors
-//! ```
+//! - the seed's shape (one layer, here of 3 units) on the first training window of `data/`,
+//!   `nn.LSTM(4225, 3)` + `nn.Linear(3, 4225)` (`bench/torch_reference.py`):
+//!   ```text
+//!   python bench/torch_reference.py --model linear --hidden 3 --dtype float64 --threads 1 \
+//!     --save-init crates/lstm-linear/tests/fixtures/torch_init.safetensors \
+//!     --dump-grads crates/lstm-linear/tests/fixtures/torch_grads.safetensors
+//!   ```
+//! - layers, batches, three channels and forecasting with fed-back predictions, each case a
+//!   file holding its windows, weights, loss and gradients (`bench/torch_general.py`, whose
+//!   cell is checked against `nn.LSTM`):
+//!   ```text
+//!   python bench/torch_general.py --all-fixtures crates/lstm-conv/tests/fixtures/general \
+//!     crates/lstm-linear/tests/fixtures/general
+//!   ```
+//!
+//! Both drivers are compared: the candle-ops one in f64, and the f32 slice driver.
 
 use std::path::Path;
 
 use frames::{Dataset, LoadOptions, WindowSpec};
-use harness::gradcheck::{assert_paths_agree, compare_with_saved};
+use harness::gradcheck::{assert_agree, assert_matches_fixture, compare_with_files};
+use harness::Plan;
 use lstm_linear::{Config, LinearLstm};
 
 #[test]
-fn loss_and_gradients_match_pytorch() {
+fn seed_loss_and_gradients_match_pytorch() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = Dataset::load(
         &root.join("../../data"),
@@ -25,17 +35,18 @@ fn loss_and_gradients_match_pytorch() {
         None,
     )
     .unwrap();
-    let window = &data.train_windows().unwrap()[0];
+    let batch = data.train_windows().unwrap()[0].unsqueeze(1).unwrap(); // [26, 1, 1, 65, 65]
     let config = Config {
-        hidden: 3,
+        hidden: vec![3],
         ..Config::default()
     };
     let fixtures = root.join("tests/fixtures");
-    let (loss, torch_loss, checks) = compare_with_saved::<LinearLstm>(
+    let (loss, torch_loss, checks) = compare_with_files::<LinearLstm>(
         &config,
         &fixtures.join("torch_init.safetensors"),
         &fixtures.join("torch_grads.safetensors"),
-        window,
+        &batch,
+        &Plan::one_step(26, 1),
     )
     .unwrap();
     println!("loss {loss} (PyTorch {torch_loss})");
@@ -45,5 +56,38 @@ fn loss_and_gradients_match_pytorch() {
         (loss - torch_loss).abs() < 1e-12 * torch_loss,
         "{loss} vs {torch_loss}"
     );
-    assert_paths_agree(&checks, 1e-10, 0.0);
+    assert_agree(&checks, 1e-10, 0.0);
+}
+
+#[test]
+fn every_option_matches_pytorch() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/general");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    assert_eq!(paths.len(), 4, "{paths:?}");
+    for path in paths {
+        let file = harness::params::Checkpoint::read(&path).unwrap();
+        let about: serde_json::Value = serde_json::from_str(&file.metadata["config"]).unwrap();
+        let number = |key: &str| about[key].as_u64().map(|v| v as usize);
+        let config = Config {
+            channels: number("channels").unwrap(),
+            height: number("height").unwrap(),
+            width: number("width").unwrap(),
+            hidden: about["hidden"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect(),
+        };
+        let batch = number("batch").unwrap();
+        let plan = match (number("context"), number("horizon")) {
+            (Some(k), Some(n)) => Plan::forecast(k, n, batch),
+            _ => Plan::one_step(number("seq_len").unwrap(), batch),
+        };
+        assert_matches_fixture::<LinearLstm>(&config, &path, &plan);
+    }
 }

@@ -1,7 +1,9 @@
 //! The shared cell and the window loss, worked by hand.
 
 use candle_core::{Device, Tensor};
-use harness::{cell::lstm_step, window_loss};
+use lstm_core::cell::lstm_step;
+use lstm_core::plan::Plan;
+use lstm_core::tensors::loss;
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
@@ -16,7 +18,7 @@ fn sigmoid(x: f64) -> f64 {
 fn one_unit_one_step_by_hand() {
     let preact = Tensor::new(&[[0.5f64, -1.0, 0.25, 2.0]], &Device::Cpu).unwrap(); // [1, 4]
     let c_prev = Tensor::new(&[[0.4f64]], &Device::Cpu).unwrap(); // [1, 1]
-    let (h, c) = lstm_step(&preact, &c_prev).unwrap();
+    let (h, c) = lstm_step(&preact, &c_prev, None).unwrap();
     let c = c.flatten_all().unwrap().to_vec1::<f64>().unwrap()[0];
     let h = h.flatten_all().unwrap().to_vec1::<f64>().unwrap()[0];
     let c_want = 0.25f64.tanh() * sigmoid(0.5) + sigmoid(-1.0) * 0.4;
@@ -36,7 +38,7 @@ fn gates_are_read_in_i_f_g_o_order_per_unit() {
     )
     .unwrap();
     let c_prev = Tensor::new(&[[0.0f64, 0.7]], &Device::Cpu).unwrap();
-    let (_, c) = lstm_step(&preact, &c_prev).unwrap();
+    let (_, c) = lstm_step(&preact, &c_prev, None).unwrap();
     let c = c.flatten_all().unwrap().to_vec1::<f64>().unwrap();
     assert!(c[0].abs() < 1e-12, "{c:?}"); // g = tanh(0) = 0, f*0 = 0
     assert!((c[1] - 0.7).abs() < 1e-12, "{c:?}"); // i closed, f open
@@ -54,9 +56,14 @@ fn window_loss_sums_per_step_means() {
         .reshape((2, 1, 1, 2))
         .unwrap();
     // Step 0: ((0-1)^2 + (1-1)^2)/2 = 0.5; step 1: ((0.5-0.5)^2 + (0.5-0)^2)/2 = 0.125.
-    let loss = window_loss(&pred, &window)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
+    // As a batch of one window: [L, 1, C, H, W] and [L-1, 1, C, H, W].
+    let loss = loss(
+        &pred.unsqueeze(1).unwrap(),
+        &window.unsqueeze(1).unwrap(),
+        &Plan::one_step(3, 1),
+    )
+    .unwrap()
+    .to_scalar::<f64>()
+    .unwrap();
     assert!((loss - 0.625).abs() < 1e-15, "{loss}");
 }

@@ -26,6 +26,16 @@ pub fn with_f32_all<const N: usize, R>(
     Ok(f(slices))
 }
 
+/// [`with_f32`] for any number of tensors: `f` gets the values of each, in order.
+pub fn with_f32_slices<R>(tensors: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<R> {
+    let views: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+    let slices = views
+        .iter()
+        .map(|(storage, layout)| f32_slice(storage, layout))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(f(&slices))
+}
+
 /// True for an f32 tensor on the CPU: the tensors the hand-written kernels take.
 pub fn is_f32_cpu(tensor: &Tensor) -> bool {
     tensor.device().is_cpu() && tensor.dtype() == candle_core::DType::F32

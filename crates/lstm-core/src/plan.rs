@@ -1,0 +1,95 @@
+//! What a training window asks of a driver: how many steps read true frames, and which
+//! predictions count in the loss.
+
+/// The loss of one window. Either way the loss of a batch is the mean over its windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// The seed's: the sum over every step of the per-step mean squared error.
+    SumOverSteps,
+    /// Forecasting: the mean over the last `n` steps' predictions of the per-frame mean
+    /// squared error; earlier steps only read their context.
+    MeanOverLast(usize),
+}
+
+/// One batch's schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Steps `T`: a window's length minus one. Step `t` predicts frame `t + 1`.
+    pub steps: usize,
+    /// Windows in the batch, `B`.
+    pub batch: usize,
+    /// Leading steps that read a true frame; every later step reads the previous step's
+    /// prediction. `steps` for one-step-ahead prediction (the seed).
+    pub known: usize,
+    pub objective: Objective,
+}
+
+impl Plan {
+    /// The seed's one-step-ahead plan for windows of `len` frames.
+    pub fn one_step(len: usize, batch: usize) -> Plan {
+        Plan {
+            steps: len - 1,
+            batch,
+            known: len - 1,
+            objective: Objective::SumOverSteps,
+        }
+    }
+
+    /// `context` frames in, `horizon` frames forecast, each step after the context reading
+    /// the model's own previous prediction.
+    pub fn forecast(context: usize, horizon: usize, batch: usize) -> Plan {
+        Plan {
+            steps: context + horizon - 1,
+            batch,
+            known: context,
+            objective: Objective::MeanOverLast(horizon),
+        }
+    }
+
+    /// Frames per window, `T + 1`.
+    pub fn window_len(&self) -> usize {
+        self.steps + 1
+    }
+
+    /// The weight of step `t`'s per-frame mean squared error in the batch loss: the
+    /// objective's weight over the batch size.
+    pub fn weight(&self, t: usize) -> f64 {
+        let w = match self.objective {
+            Objective::SumOverSteps => 1.0,
+            Objective::MeanOverLast(n) if t + n >= self.steps => 1.0 / n as f64,
+            Objective::MeanOverLast(_) => 0.0,
+        };
+        // Kept exact for the seed: one window, weight 1.
+        if self.batch == 1 {
+            w
+        } else {
+            w / self.batch as f64
+        }
+    }
+
+    /// Checks the plan is one the drivers can run.
+    pub fn check(&self) -> Result<(), String> {
+        if self.steps == 0 || self.batch == 0 {
+            return Err(format!(
+                "{} steps of {} windows: a window needs at least two frames",
+                self.steps, self.batch
+            ));
+        }
+        if self.known == 0 || self.known > self.steps {
+            return Err(format!(
+                "{} context frames for {} steps: use 1 to {}",
+                self.known, self.steps, self.steps
+            ));
+        }
+        if let Objective::MeanOverLast(n) = self.objective {
+            if n == 0 || n > self.steps || self.known + n - 1 != self.steps {
+                return Err(format!(
+                    "a horizon of {n} after {} context frames in windows of {}",
+                    self.known,
+                    self.window_len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}

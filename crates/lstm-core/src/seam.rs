@@ -1,0 +1,206 @@
+//! The one seam between a model and the drivers (burn's `gate_product`): how a layer's gate
+//! pre-activations are made from its input and from its `h` (a matrix product, or a
+//! convolution), the transpose of each, their weight gradients, and the head. Everything
+//! else (the cell, peepholes, the loop over time and layers, backpropagation through time,
+//! the loss) is the drivers', written once.
+//!
+//! Two forms of the same seam: [`GateOps`] in candle ops (any device and dtype;
+//! differentiable by candle's autograd), [`GateKernels`] on f32 slices (the CPU fast path).
+//!
+//! Shapes, per sample: a layer's input `[C_in, S]`, its state `[C, S]`, its gate
+//! pre-activations `[4C, S]` (blocks i, f, g, o); `n` samples lie one after another. In
+//! tensor form the sample's `[C, S]` is `[C]` (linear) or `[C, H, W]` (conv).
+
+use std::fmt::Debug;
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::cell::Peepholes;
+use crate::grad::Grad;
+use crate::spec::ParamSpec;
+use crate::stack::Stack;
+
+/// A next-frame model as the harness sees it. The harness never asks which model it has.
+///
+/// Dimension legend: `L` frames in a window, `B` windows in a batch, `C` channels,
+/// `H x W` frame size.
+pub trait SequenceModel: Recurrent + Sized {
+    /// Short name of the model family: the stem of its CSV and checkpoint files.
+    const KIND: &'static str;
+
+    /// Everything that shapes the model but the frame size (layers, hidden sizes, ...).
+    /// Saved in checkpoints.
+    type Config: Clone + Debug + PartialEq + Serialize + DeserializeOwned;
+
+    /// The parameters over frames `[C, H, W]`, in the drivers' layout order: the order
+    /// they are initialised, optimised and saved in. A frame the configuration cannot
+    /// take is an error that says why.
+    fn parameter_specs(config: &Self::Config, frame: [usize; 3]) -> Result<Vec<ParamSpec>>;
+
+    /// Builds the model over frames `[C, H, W]` from tensors named as in
+    /// [`SequenceModel::parameter_specs`].
+    fn load(config: &Self::Config, frame: [usize; 3], vb: VarBuilder) -> Result<Self>;
+}
+
+/// A model as the drivers see it.
+pub trait Recurrent: GateOps + GateKernels {
+    fn stack(&self) -> &Stack;
+
+    /// The parameter tensors, in the layout order [`Stack::params_per_layer`] describes.
+    fn parameters(&self) -> Vec<&Tensor>;
+}
+
+/// The seam in candle ops.
+pub trait GateOps {
+    /// The input half of layer `k`'s pre-activations for `n` samples at once (time folded
+    /// into the batch where the inputs are known), with whatever biases the model adds
+    /// there: `[n, C_in, ...] -> [n, 4C, ...]`.
+    fn input_preact(&self, k: usize, x: &Tensor) -> Result<Tensor>;
+
+    /// `preact` `[B, 4C, ...]` plus the recurrent half of one step (`h` `[B, C, ...]`;
+    /// `None` where `h = 0`) and any bias not added yet.
+    fn add_recurrent(&self, k: usize, preact: &Tensor, h: Option<&Tensor>) -> Result<Tensor>;
+
+    /// The gradient reaching the input from `d_preact`: `[n, 4C, ...] -> [n, C_in, ...]`.
+    fn input_backward(&self, k: usize, d_preact: &Tensor) -> Result<Tensor>;
+
+    /// The gradient reaching `h` through the recurrent half: `[B, 4C, ...] -> [B, C, ...]`.
+    fn recurrent_backward(&self, k: usize, d_preact: &Tensor) -> Result<Tensor>;
+
+    /// `[dW_ih, dW_hh, db_ih, db_hh]` of layer `k`, summed over samples: `inputs`
+    /// `[n, C_in, ...]` with `d_preact` `[n, 4C, ...]`; `recurrent` pairs the `h` each later
+    /// step read with that step's `d_preact` (`None` for a one-step window: `h_0 = 0`).
+    fn gate_grads(
+        &self,
+        k: usize,
+        inputs: &Tensor,
+        d_preact: &Tensor,
+        recurrent: Option<(&Tensor, &Tensor)>,
+    ) -> Result<[Tensor; 4]>;
+
+    /// Layer `k`'s peephole weights, if the model has them.
+    fn peepholes(&self, k: usize) -> Option<Peepholes<'_>>;
+
+    /// The head's affine map: `[n, C_top, ...] -> [n, C_m, ...]` (none: unused).
+    fn head_forward(&self, h: &Tensor) -> Result<Tensor>;
+
+    /// Its transpose: `[n, C_m, ...] -> [n, C_top, ...]`.
+    fn head_backward(&self, dy: &Tensor) -> Result<Tensor>;
+
+    /// `[d_weight, d_bias]` of the head, summed over the `n` samples of `h` and `dy`.
+    fn head_grads(&self, h: &Tensor, dy: &Tensor) -> Result<[Tensor; 2]>;
+}
+
+/// One layer's weights, as the slice kernels read them.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerSlices<'a> {
+    pub w_ih: &'a [f32],
+    pub w_hh: &'a [f32],
+    pub b_ih: &'a [f32],
+    pub b_hh: &'a [f32],
+    /// `[w_ci, w_cf, w_co]`, each `[C, S]`.
+    pub peepholes: Option<[&'a [f32]; 3]>,
+}
+
+/// The head's weights.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadSlices<'a> {
+    pub weight: &'a [f32],
+    pub bias: &'a [f32],
+}
+
+/// Every weight of a stack, in its layout.
+#[derive(Debug, Clone)]
+pub struct StackSlices<'a> {
+    pub layers: Vec<LayerSlices<'a>>,
+    pub head: Option<HeadSlices<'a>>,
+}
+
+impl<'a> StackSlices<'a> {
+    /// Reads `params` (one slice per parameter tensor, in the layout order of
+    /// [`Stack::params_per_layer`]).
+    pub fn new(stack: &Stack, params: &[&'a [f32]]) -> StackSlices<'a> {
+        assert_eq!(params.len(), stack.param_count(), "parameter count");
+        let per = stack.params_per_layer();
+        let layers = (0..stack.layers())
+            .map(|k| {
+                let p = &params[k * per..(k + 1) * per];
+                LayerSlices {
+                    w_ih: p[0],
+                    w_hh: p[1],
+                    b_ih: p[2],
+                    b_hh: p[3],
+                    peepholes: stack.peephole.then(|| [p[4], p[5], p[6]]),
+                }
+            })
+            .collect();
+        let head = stack.head.has_affine().then(|| {
+            let at = stack.layers() * per;
+            HeadSlices {
+                weight: params[at],
+                bias: params[at + 1],
+            }
+        });
+        StackSlices { layers, head }
+    }
+}
+
+/// What a layer's weight gradients are made of, after backpropagation through time.
+#[derive(Debug, Clone, Copy)]
+pub struct GateIo<'a> {
+    /// `[T*B, C_in, S]`: the layer's input at every step (time-major).
+    pub inputs: &'a [f32],
+    /// `[T*B, C, S]`: the layer's `h` after every step.
+    pub hs: &'a [f32],
+    /// `[T*B, 4C, S]`: dLoss/d(pre-activations) at every step.
+    pub d_preact: &'a [f32],
+    pub steps: usize,
+    pub batch: usize,
+}
+
+/// The seam on f32 slices. Every buffer is row-major; `n` samples one after another.
+pub trait GateKernels: Sync {
+    /// `out` `[n, 4C, S]` = the input half of layer `k`'s pre-activations (and the biases
+    /// the model adds there) for `n` samples `x` `[n, C_in, S]`.
+    fn input_preact(&self, k: usize, w: &LayerSlices, x: &[f32], n: usize, out: &mut [f32]);
+
+    /// `preact` `[B, 4C, S]` += the recurrent half of one step (`h` `[B, C, S]`, `None`
+    /// where `h = 0`) and any bias not added yet.
+    fn add_recurrent(
+        &self,
+        k: usize,
+        w: &LayerSlices,
+        h: Option<&[f32]>,
+        batch: usize,
+        preact: &mut [f32],
+    );
+
+    /// `dx` `[n, C_in, S]` = the gradient reaching the input from `d_preact` `[n, 4C, S]`
+    /// (overwritten).
+    fn input_backward(&self, k: usize, w: &LayerSlices, d_preact: &[f32], n: usize, dx: &mut [f32]);
+
+    /// `dh` `[B, C, S]` += the gradient reaching `h` through one step's recurrent half.
+    fn recurrent_backward(
+        &self,
+        k: usize,
+        w: &LayerSlices,
+        d_preact: &[f32],
+        batch: usize,
+        dh: &mut [f32],
+    );
+
+    /// `[dW_ih, dW_hh, db_ih, db_hh]` of layer `k`. Step `t >= 1`'s recurrent half read
+    /// `h` of step `t - 1`; step 0's read `h_0 = 0`.
+    fn gate_grads<'a>(&self, k: usize, io: &GateIo<'a>) -> [Grad<'a>; 4];
+
+    /// `y` `[n, C_m, S]` = the head's affine map of `h` `[n, C_top, S]` (overwritten).
+    fn head_forward(&self, w: &HeadSlices, h: &[f32], n: usize, y: &mut [f32]);
+
+    /// `dh` `[n, C_top, S]` = its transpose applied to `dy` `[n, C_m, S]` (overwritten).
+    fn head_backward(&self, w: &HeadSlices, dy: &[f32], n: usize, dh: &mut [f32]);
+
+    /// `[d_weight, d_bias]` of the head over the `n` samples.
+    fn head_grads<'a>(&self, h: &'a [f32], dy: &'a [f32], n: usize) -> [Grad<'a>; 2];
+}

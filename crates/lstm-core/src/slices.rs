@@ -1,0 +1,648 @@
+//! The BPTT driver on f32 slices: the CPU fast path of every model. One forward and one
+//! backward through time and layers, written once; a model supplies only its
+//! [`GateKernels`].
+//!
+//! Layout (row-major, time-major): a batch of `B` windows of `L = T + 1` frames is
+//! `[L, B, C_m, S]` in model space. Per layer `k`, every step's gates are kept as
+//! `[T, B, 4C, S]` and its `c`, `tanh(c)` and `h` as `[T, B, C, S]`; the predictions as
+//! `[T, B, C_m, S]`.
+//!
+//! Order of work. Steps whose inputs are known (true frames) run layer by layer: each
+//! layer's input half for all of them at once (folded into one call over `T*B` samples),
+//! then the recurrent steps. Steps that read the previous prediction (forecasting) run
+//! one at a time through every layer and the head. The backward walks the same schedule in
+//! reverse; weight gradients are formed at the end, from what the backward kept.
+
+use std::borrow::Cow;
+
+use crate::cell::slices::{
+    cell_backward, cell_backward_peephole, cell_forward, cell_forward_peephole, sigmoid,
+};
+use crate::grad::Grad;
+use crate::plan::Plan;
+use crate::seam::{GateIo, GateKernels, StackSlices};
+use crate::stack::{Head, Stack};
+
+/// What the forward of one layer keeps, and its backward fills.
+struct Layer {
+    /// Hidden channels `C` times positions `S`: one sample's state.
+    state: usize,
+    /// `[T*B, 4C*S]`: pre-activations, then (in place) the gates after their nonlinearities.
+    gates: Vec<f32>,
+    /// `[T*B, C*S]` each: `c`, `tanh(c)`, `h` after every step.
+    cells: Vec<f32>,
+    tanh_c: Vec<f32>,
+    hs: Vec<f32>,
+    /// `[T*B, 4C*S]`: dLoss/d(pre-activations).
+    d_preact: Vec<f32>,
+    /// `[T*B, C*S]`: the gradient reaching `h` from above (the head, or the next layer).
+    d_above: Vec<f32>,
+    /// The gradients of `w_ci, w_cf, w_co`, `[C*S]` each, when the model has peepholes.
+    d_peep: Option<[Vec<f32>; 3]>,
+}
+
+/// A batch's forward and backward through time: the loss, and what the parameters'
+/// gradients are made of ([`Bptt::grads`]).
+pub struct Bptt {
+    pub loss: f64,
+    plan: Plan,
+    stack: Stack,
+    /// `[L, B, C_m*S]`: the windows in model space.
+    frames: Vec<f32>,
+    /// `[T*B, C_m*S]`: the first layer's inputs when some steps read a prediction (else the
+    /// first `T` frames of `frames` are the inputs).
+    fed: Option<Vec<f32>>,
+    layers: Vec<Layer>,
+    /// `[T*B, C_m*S]`: the predictions.
+    preds: Vec<f32>,
+    /// `[T*B, C_m*S]`: dLoss/d(the head's affine output); empty without a head.
+    d_y: Vec<f32>,
+}
+
+/// Runs the forward and backward of `plan` on `frames` (`[L, B, C_m, S]`, model space) with
+/// the model's kernels and weights. Panics on sizes that do not fit: callers check the
+/// plan and the stack first ([`Plan::check`], [`Stack::check`]).
+pub fn bptt<M: GateKernels + ?Sized>(
+    model: &M,
+    stack: &Stack,
+    weights: &StackSlices,
+    frames: Vec<f32>,
+    plan: &Plan,
+) -> Bptt {
+    let mut run = forward(model, stack, weights, frames, plan);
+    run.loss = run.loss_and_output_grads();
+    run.backward(model, weights);
+    run
+}
+
+/// The forward alone: predictions `[T, B, C_m, S]` in model space, with what a backward
+/// would need (the loss is not taken: [`Bptt::loss`] is 0).
+pub fn forward<M: GateKernels + ?Sized>(
+    model: &M,
+    stack: &Stack,
+    weights: &StackSlices,
+    frames: Vec<f32>,
+    plan: &Plan,
+) -> Bptt {
+    let (steps, batch, known) = (plan.steps, plan.batch, plan.known);
+    let frame = stack.model_channels() * stack.positions();
+    assert_eq!(
+        frames.len(),
+        (steps + 1) * batch * frame,
+        "frames are not [L, B, C_m, S]"
+    );
+    let samples = steps * batch;
+    let fed = (known < steps).then(|| {
+        let mut inputs = vec![0f32; samples * frame];
+        inputs[..known * batch * frame].copy_from_slice(&frames[..known * batch * frame]);
+        inputs
+    });
+    let layers = stack
+        .hidden
+        .iter()
+        .map(|&c| {
+            let state = c * stack.positions();
+            Layer {
+                state,
+                gates: vec![0f32; samples * 4 * state],
+                cells: vec![0f32; samples * state],
+                tanh_c: vec![0f32; samples * state],
+                hs: vec![0f32; samples * state],
+                d_preact: Vec::new(),
+                d_above: Vec::new(),
+                d_peep: None,
+            }
+        })
+        .collect();
+    let mut run = Bptt {
+        loss: 0.0,
+        plan: *plan,
+        stack: stack.clone(),
+        frames,
+        fed,
+        layers,
+        preds: vec![0f32; samples * frame],
+        d_y: Vec::new(),
+    };
+    // Known inputs: layer by layer, each layer's input half folded over the steps.
+    for k in 0..stack.layers() {
+        run.layer_forward(model, weights, k, 0, known);
+    }
+    run.head_forward(model, weights, 0, known);
+    // Each later step reads the prediction before it.
+    for t in known..steps {
+        let (from, to) = ((t - 1) * batch * frame, t * batch * frame);
+        let fed = run.fed.as_mut().expect("forecast steps have fed inputs");
+        fed[to..to + batch * frame].copy_from_slice(&run.preds[from..to]);
+        for k in 0..stack.layers() {
+            run.layer_forward(model, weights, k, t, t + 1);
+        }
+        run.head_forward(model, weights, t, t + 1);
+    }
+    run
+}
+
+impl Bptt {
+    /// `[T*B, C_m*S]`: the first layer's input at every step.
+    fn inputs(&self) -> &[f32] {
+        match &self.fed {
+            Some(fed) => fed,
+            None => &self.frames[..self.preds.len()],
+        }
+    }
+
+    fn frame_len(&self) -> usize {
+        self.stack.model_channels() * self.stack.positions()
+    }
+
+    /// The predictions `[T, B, C_m, S]` in model space.
+    pub fn predictions(&self) -> &[f32] {
+        &self.preds
+    }
+
+    /// Layer `k`'s steps `t0 .. t1`.
+    fn layer_forward<M: GateKernels + ?Sized>(
+        &mut self,
+        model: &M,
+        weights: &StackSlices,
+        k: usize,
+        t0: usize,
+        t1: usize,
+    ) {
+        let batch = self.plan.batch;
+        let w = &weights.layers[k];
+        let in_len = self.stack.input_channels(k) * self.stack.positions();
+        let (below, rest) = self.layers.split_at_mut(k);
+        let layer = &mut rest[0];
+        let input: &[f32] = match below.last() {
+            Some(prev) => &prev.hs,
+            None => match &self.fed {
+                Some(fed) => fed,
+                None => &self.frames,
+            },
+        };
+        let (state, gates_len) = (layer.state, 4 * layer.state);
+        let range = |t: usize, len: usize| t * batch * len..(t + 1) * batch * len;
+        model.input_preact(
+            k,
+            w,
+            &input[t0 * batch * in_len..t1 * batch * in_len],
+            (t1 - t0) * batch,
+            &mut layer.gates[t0 * batch * gates_len..t1 * batch * gates_len],
+        );
+        for t in t0..t1 {
+            let (done, now) = layer.hs.split_at_mut(t * batch * state);
+            let h_prev = (t > 0).then(|| &done[(t - 1) * batch * state..]);
+            let gates = &mut layer.gates[range(t, gates_len)];
+            model.add_recurrent(k, w, h_prev, batch, gates);
+            let (c_done, c_now) = layer.cells.split_at_mut(t * batch * state);
+            let c_prev = (t > 0).then(|| &c_done[(t - 1) * batch * state..]);
+            cells_forward(
+                gates,
+                c_prev,
+                w.peepholes,
+                &mut c_now[..batch * state],
+                &mut layer.tanh_c[range(t, state)],
+                &mut now[..batch * state],
+                state,
+            );
+        }
+    }
+
+    /// The head over steps `t0 .. t1`: predictions from the top layer's `h`.
+    fn head_forward<M: GateKernels + ?Sized>(
+        &mut self,
+        model: &M,
+        weights: &StackSlices,
+        t0: usize,
+        t1: usize,
+    ) {
+        let frame = self.frame_len();
+        let batch = self.plan.batch;
+        let top = self.layers.last().expect("a stack has layers");
+        let (lo, hi) = (t0 * batch, t1 * batch);
+        let h = &top.hs[lo * top.state..hi * top.state];
+        let preds = &mut self.preds[lo * frame..hi * frame];
+        match (self.stack.head, &weights.head) {
+            (Head::None, _) => preds.copy_from_slice(h),
+            (head, Some(w)) => {
+                model.head_forward(w, h, hi - lo, preds);
+                match head {
+                    Head::AffineSigmoid => preds.iter_mut().for_each(|p| *p = sigmoid(*p)),
+                    Head::Residual => {
+                        let inputs = match &self.fed {
+                            Some(fed) => fed,
+                            None => &self.frames,
+                        };
+                        for (p, x) in preds.iter_mut().zip(&inputs[lo * frame..hi * frame]) {
+                            *p += x;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            (_, None) => panic!("a head without weights"),
+        }
+    }
+
+    /// The batch loss (see [`Plan::weight`]) and its gradient with respect to each
+    /// prediction, kept for the backward. Per step: the sum over the frame's `P` values of
+    /// the squared error, over `P`; `dL/dpred = 2 (pred - frame) w / P`.
+    fn loss_and_output_grads(&mut self) -> f64 {
+        let frame = self.frame_len();
+        let batch = self.plan.batch;
+        let mut d_preds = vec![0f32; self.preds.len()];
+        let mut loss = 0f64;
+        for t in 0..self.plan.steps {
+            let weight = self.plan.weight(t);
+            if weight == 0.0 {
+                continue;
+            }
+            let scale = (2.0 / frame as f32) * weight as f32;
+            for b in 0..batch {
+                let at = (t * batch + b) * frame;
+                let target = &self.frames[at + batch * frame..][..frame];
+                let mut step_sum = 0f64;
+                for ((p, y), d) in self.preds[at..at + frame]
+                    .iter()
+                    .zip(target)
+                    .zip(&mut d_preds[at..at + frame])
+                {
+                    let diff = p - y;
+                    step_sum += (diff * diff) as f64;
+                    *d = scale * diff;
+                }
+                loss += step_sum / frame as f64 * weight;
+            }
+        }
+        // Where there is no head, the prediction is the top layer's h.
+        let top = self.layers.last_mut().expect("a stack has layers");
+        if self.stack.head.is_none() {
+            top.d_above = d_preds;
+        } else {
+            top.d_above = vec![0f32; self.preds.len() / frame * top.state];
+            self.d_y = d_preds;
+        }
+        loss
+    }
+
+    /// Backpropagation through time, the forward's schedule in reverse.
+    fn backward<M: GateKernels + ?Sized>(&mut self, model: &M, weights: &StackSlices) {
+        let (steps, batch, known) = (self.plan.steps, self.plan.batch, self.plan.known);
+        let frame = self.frame_len();
+        let samples = steps * batch;
+        let top = self.stack.layers() - 1;
+        for (k, layer) in self.layers.iter_mut().enumerate() {
+            layer.d_preact = vec![0f32; samples * 4 * layer.state];
+            if k < top {
+                layer.d_above = vec![0f32; samples * layer.state];
+            }
+            if self.stack.peephole {
+                layer.d_peep = Some(std::array::from_fn(|_| vec![0f32; layer.state]));
+            }
+        }
+        // The gradient reaching each fed input (a prediction read again).
+        let mut d_fed = self.fed.as_ref().map(|_| vec![0f32; samples * frame]);
+        let mut dh_next: Vec<Vec<f32>> = self
+            .layers
+            .iter()
+            .map(|l| vec![0f32; batch * l.state])
+            .collect();
+        let mut dc_next = dh_next.clone();
+        for t in (known..steps).rev() {
+            self.head_backward(model, weights, d_fed.as_deref_mut(), t, t + 1);
+            for k in (0..=top).rev() {
+                self.layer_backward(
+                    model,
+                    weights,
+                    k,
+                    t,
+                    t + 1,
+                    (&mut dh_next[k], &mut dc_next[k]),
+                    d_fed.as_deref_mut(),
+                );
+            }
+            // Step t read the prediction of step t - 1.
+            let d_fed = d_fed.as_ref().expect("forecast steps have fed inputs");
+            let (from, to) = (t * batch * frame, (t - 1) * batch * frame);
+            let d = self.d_of_predictions();
+            for (a, b) in d[to..to + batch * frame]
+                .iter_mut()
+                .zip(&d_fed[from..from + batch * frame])
+            {
+                *a += b;
+            }
+        }
+        self.head_backward(model, weights, d_fed.as_deref_mut(), 0, known);
+        for k in (0..=top).rev() {
+            self.layer_backward(
+                model,
+                weights,
+                k,
+                0,
+                known,
+                (&mut dh_next[k], &mut dc_next[k]),
+                d_fed.as_deref_mut(),
+            );
+        }
+    }
+
+    /// dLoss/d(predictions): the head's output gradient, or without a head the top layer's.
+    fn d_of_predictions(&mut self) -> &mut [f32] {
+        if self.stack.head.is_none() {
+            &mut self.layers.last_mut().expect("a stack has layers").d_above
+        } else {
+            &mut self.d_y
+        }
+    }
+
+    /// The head's backward over steps `t0 .. t1`: from dLoss/d(predictions) (held in
+    /// `d_y`) to the affine output's gradient (in place) and the top layer's `d_above`.
+    fn head_backward<M: GateKernels + ?Sized>(
+        &mut self,
+        model: &M,
+        weights: &StackSlices,
+        d_fed: Option<&mut [f32]>,
+        t0: usize,
+        t1: usize,
+    ) {
+        let frame = self.frame_len();
+        let batch = self.plan.batch;
+        let (lo, hi) = (t0 * batch, t1 * batch);
+        let head = self.stack.head;
+        if head.is_none() {
+            return;
+        }
+        let d_y = &mut self.d_y[lo * frame..hi * frame];
+        if let (Head::Residual, Some(d_fed)) = (head, d_fed) {
+            // pred = x + A(h): the input gets the prediction's gradient as it is.
+            for (a, b) in d_fed[lo * frame..hi * frame].iter_mut().zip(d_y.iter()) {
+                *a += b;
+            }
+        }
+        if head == Head::AffineSigmoid {
+            for (d, p) in d_y.iter_mut().zip(&self.preds[lo * frame..hi * frame]) {
+                *d *= p * (1.0 - p);
+            }
+        }
+        let w = weights.head.as_ref().expect("a head has weights");
+        let top = self.layers.last_mut().expect("a stack has layers");
+        model.head_backward(
+            w,
+            d_y,
+            hi - lo,
+            &mut top.d_above[lo * top.state..hi * top.state],
+        );
+    }
+
+    /// Layer `k`'s steps `t1 - 1` down to `t0`; then the gradient reaching its input over
+    /// those steps (the layer below's `d_above`, or the fed inputs' for the first layer).
+    #[allow(clippy::too_many_arguments)]
+    fn layer_backward<M: GateKernels + ?Sized>(
+        &mut self,
+        model: &M,
+        weights: &StackSlices,
+        k: usize,
+        t0: usize,
+        t1: usize,
+        (dh_next, dc_next): (&mut [f32], &mut [f32]),
+        d_fed: Option<&mut [f32]>,
+    ) {
+        let batch = self.plan.batch;
+        let w = &weights.layers[k];
+        let (below, rest) = self.layers.split_at_mut(k);
+        let layer = &mut rest[0];
+        let state = layer.state;
+        let g = 4 * state;
+        for t in (t0..t1).rev() {
+            let (lo, hi) = (t * batch, (t + 1) * batch);
+            let c_prev = (t > 0).then(|| &layer.cells[(lo - batch) * state..lo * state]);
+            cells_backward(
+                StepCache {
+                    gates: &layer.gates[lo * g..hi * g],
+                    tanh_c: &layer.tanh_c[lo * state..hi * state],
+                    cells: &layer.cells[lo * state..hi * state],
+                    c_prev,
+                },
+                w.peepholes,
+                &layer.d_above[lo * state..hi * state],
+                (dh_next, dc_next),
+                &mut layer.d_preact[lo * g..hi * g],
+                layer.d_peep.as_mut(),
+                state,
+            );
+            if t > 0 {
+                // dL/dh of step t - 1 through step t's recurrent half.
+                let d = &layer.d_preact[t * batch * g..(t + 1) * batch * g];
+                model.recurrent_backward(k, w, d, batch, dh_next);
+            }
+        }
+        let (lo, hi) = (t0 * batch, t1 * batch);
+        let d_preact = &layer.d_preact[lo * g..hi * g];
+        if let Some(prev) = below.last_mut() {
+            let dx = &mut prev.d_above[lo * prev.state..hi * prev.state];
+            model.input_backward(k, w, d_preact, hi - lo, dx);
+        } else if let Some(d_fed) = d_fed {
+            let in_len = self.stack.input_channels(0) * self.stack.positions();
+            let mut dx = vec![0f32; (hi - lo) * in_len];
+            model.input_backward(0, w, d_preact, hi - lo, &mut dx);
+            for (a, b) in d_fed[lo * in_len..hi * in_len].iter_mut().zip(&dx) {
+                *a += b;
+            }
+        }
+    }
+
+    /// Every parameter's gradient, in the layout order of [`Stack::params_per_layer`]:
+    /// borrowed from what the backward kept, or formed by the model's kernels.
+    pub fn grads<'a, M: GateKernels + ?Sized>(&'a self, model: &M) -> Vec<Grad<'a>> {
+        let mut grads = Vec::with_capacity(self.stack.param_count());
+        for (k, layer) in self.layers.iter().enumerate() {
+            let inputs = match k {
+                0 => self.inputs(),
+                _ => &self.layers[k - 1].hs,
+            };
+            let io = GateIo {
+                inputs,
+                hs: &layer.hs,
+                d_preact: &layer.d_preact,
+                steps: self.plan.steps,
+                batch: self.plan.batch,
+            };
+            grads.extend(model.gate_grads(k, &io));
+            if let Some(d_peep) = &layer.d_peep {
+                grads.extend(d_peep.iter().map(|g| Grad::Values(Cow::Borrowed(&g[..]))));
+            }
+        }
+        if self.stack.head.has_affine() {
+            let top = self.layers.last().expect("a stack has layers");
+            grads.extend(model.head_grads(&top.hs, &self.d_y, self.plan.steps * self.plan.batch));
+        }
+        grads
+    }
+}
+
+/// One step's cells for every sample of a batch: `gates` `[B, 4n]` (pre-activations in,
+/// gates out), the states `[B, n]`; `c_prev` `None` where it is zero. Compiled with AVX2
+/// where the CPU has it (the cell's loops give the same bits at any vector width).
+fn cells_forward(
+    gates: &mut [f32],
+    c_prev: Option<&[f32]>,
+    peepholes: Option<[&[f32]; 3]>,
+    cells: &mut [f32],
+    tanh_c: &mut [f32],
+    hs: &mut [f32],
+    n: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { cells_forward_avx2(gates, c_prev, peepholes, cells, tanh_c, hs, n) };
+    }
+    cells_forward_impl(gates, c_prev, peepholes, cells, tanh_c, hs, n)
+}
+
+/// [`cells_forward`] compiled with AVX2.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn cells_forward_avx2(
+    gates: &mut [f32],
+    c_prev: Option<&[f32]>,
+    peepholes: Option<[&[f32]; 3]>,
+    cells: &mut [f32],
+    tanh_c: &mut [f32],
+    hs: &mut [f32],
+    n: usize,
+) {
+    cells_forward_impl(gates, c_prev, peepholes, cells, tanh_c, hs, n)
+}
+
+#[inline(always)]
+fn cells_forward_impl(
+    gates: &mut [f32],
+    c_prev: Option<&[f32]>,
+    peepholes: Option<[&[f32]; 3]>,
+    cells: &mut [f32],
+    tanh_c: &mut [f32],
+    hs: &mut [f32],
+    n: usize,
+) {
+    let zeros;
+    let c_prev = match c_prev {
+        Some(c) => c,
+        None => {
+            zeros = vec![0f32; hs.len()];
+            &zeros
+        }
+    };
+    for ((((g, cp), c), tc), h) in gates
+        .chunks_exact_mut(4 * n)
+        .zip(c_prev.chunks_exact(n))
+        .zip(cells.chunks_exact_mut(n))
+        .zip(tanh_c.chunks_exact_mut(n))
+        .zip(hs.chunks_exact_mut(n))
+    {
+        match peepholes {
+            Some(w) => cell_forward_peephole(g, cp, w, c, tc, h),
+            None => cell_forward(g, cp, c, tc, h),
+        }
+    }
+}
+
+/// What one step's forward kept, for a batch: `gates` `[B, 4n]`, the rest `[B, n]`;
+/// `c_prev` `None` where it is zero.
+struct StepCache<'a> {
+    gates: &'a [f32],
+    tanh_c: &'a [f32],
+    cells: &'a [f32],
+    c_prev: Option<&'a [f32]>,
+}
+
+/// One step's cell backward for every sample of a batch (see
+/// [`crate::cell::slices::cell_backward`]), compiled with AVX2 where the CPU has it.
+fn cells_backward(
+    cache: StepCache,
+    peepholes: Option<[&[f32]; 3]>,
+    d_above: &[f32],
+    next: (&mut [f32], &mut [f32]),
+    d_preact: &mut [f32],
+    d_peep: Option<&mut [Vec<f32>; 3]>,
+    n: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe {
+            cells_backward_avx2(cache, peepholes, d_above, next, d_preact, d_peep, n)
+        };
+    }
+    cells_backward_impl(cache, peepholes, d_above, next, d_preact, d_peep, n)
+}
+
+/// [`cells_backward`] compiled with AVX2.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn cells_backward_avx2(
+    cache: StepCache,
+    peepholes: Option<[&[f32]; 3]>,
+    d_above: &[f32],
+    next: (&mut [f32], &mut [f32]),
+    d_preact: &mut [f32],
+    d_peep: Option<&mut [Vec<f32>; 3]>,
+    n: usize,
+) {
+    cells_backward_impl(cache, peepholes, d_above, next, d_preact, d_peep, n)
+}
+
+#[inline(always)]
+fn cells_backward_impl(
+    cache: StepCache,
+    peepholes: Option<[&[f32]; 3]>,
+    d_above: &[f32],
+    (dh_next, dc_next): (&mut [f32], &mut [f32]),
+    d_preact: &mut [f32],
+    mut d_peep: Option<&mut [Vec<f32>; 3]>,
+    n: usize,
+) {
+    let zeros;
+    let c_prev = match cache.c_prev {
+        Some(c) => c,
+        None => {
+            zeros = vec![0f32; cache.cells.len()];
+            &zeros
+        }
+    };
+    let batch = cache.cells.len() / n.max(1);
+    for b in 0..batch {
+        let one = b * n..(b + 1) * n;
+        let four = 4 * b * n..4 * (b + 1) * n;
+        match (peepholes, d_peep.as_deref_mut()) {
+            (Some(w), Some(d_peep)) => cell_backward_peephole(
+                &cache.gates[four.clone()],
+                &cache.tanh_c[one.clone()],
+                &cache.cells[one.clone()],
+                &c_prev[one.clone()],
+                w,
+                &d_above[one.clone()],
+                &mut dh_next[one.clone()],
+                &mut dc_next[one.clone()],
+                &mut d_preact[four],
+                d_peep,
+            ),
+            _ => cell_backward(
+                &cache.gates[four.clone()],
+                &cache.tanh_c[one.clone()],
+                &c_prev[one.clone()],
+                &d_above[one.clone()],
+                &mut dh_next[one.clone()],
+                &mut dc_next[one],
+                &mut d_preact[four],
+            ),
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The shape of a stacked LSTM as both drivers see it, whatever makes its gates.
+//!
+//! A frame `[C, H, W]` enters the model in *model space* `[C_m, S]`: `C_m` channels of `S`
+//! positions each. The conv model works on planes, `S = H/P * W/P` with `C_m = C*P*P` after
+//! `P x P` space-to-depth patches ([`to_model_space`]); the linear model on vectors,
+//! `S = 1` and `C_m = C*H*W` (a flattened frame, the same memory). Every state of layer `k`
+//! is `[B, C_k, S]` per step; its gates `[B, 4C_k, S]` (blocks i, f, g, o).
+
+use serde::{Deserialize, Serialize};
+
+/// What follows the last layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Head {
+    /// The prediction is the last layer's `h` (which must have the frame's channels): the
+    /// seed's ConvLSTM.
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// An affine map of `h` to the frame's channels (a 1x1 convolution, or the linear
+    /// model's output layer).
+    #[serde(rename = "conv1x1")]
+    Affine,
+    /// The affine map, then a sigmoid: predictions in (0, 1), as frames are.
+    #[serde(rename = "conv1x1-sigmoid")]
+    AffineSigmoid,
+    /// The step's input frame plus the affine map of `h`: an untrained model (small output)
+    /// starts near copying the last frame.
+    #[serde(rename = "residual")]
+    Residual,
+}
+
+impl Head {
+    pub fn is_none(&self) -> bool {
+        *self == Head::None
+    }
+
+    /// Whether the head has parameters (`head.weight`, `head.bias`).
+    pub fn has_affine(&self) -> bool {
+        *self != Head::None
+    }
+
+    /// The name `--head` takes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Head::None => "none",
+            Head::Affine => "conv1x1",
+            Head::AffineSigmoid => "conv1x1-sigmoid",
+            Head::Residual => "residual",
+        }
+    }
+}
+
+/// A stacked LSTM's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stack {
+    /// Channels, height and width of a frame as it is stored.
+    pub frame: [usize; 3],
+    /// Side of the space-to-depth patches (1: none). Conv models only.
+    pub patch: usize,
+    /// True for the linear model: a frame is one vector (`S = 1`).
+    pub flat: bool,
+    /// Hidden channels (units) of each layer, first to last.
+    pub hidden: Vec<usize>,
+    /// Shi et al.'s peephole weights in every layer.
+    pub peephole: bool,
+    pub head: Head,
+}
+
+impl Stack {
+    /// Values in a frame, `C*H*W`.
+    pub fn frame_len(&self) -> usize {
+        self.frame.iter().product()
+    }
+
+    /// `C_m`: the channels of a frame in model space.
+    pub fn model_channels(&self) -> usize {
+        if self.flat {
+            self.frame_len()
+        } else {
+            self.frame[0] * self.patch * self.patch
+        }
+    }
+
+    /// `S`: positions per channel in model space.
+    pub fn positions(&self) -> usize {
+        self.spatial_dims().iter().product()
+    }
+
+    /// The spatial dims of a state tensor: `[]` for the linear model, `[H/P, W/P]` else.
+    pub fn spatial_dims(&self) -> Vec<usize> {
+        if self.flat {
+            vec![]
+        } else {
+            vec![self.frame[1] / self.patch, self.frame[2] / self.patch]
+        }
+    }
+
+    pub fn layers(&self) -> usize {
+        self.hidden.len()
+    }
+
+    /// Channels of layer `k`'s input.
+    pub fn input_channels(&self, k: usize) -> usize {
+        if k == 0 {
+            self.model_channels()
+        } else {
+            self.hidden[k - 1]
+        }
+    }
+
+    /// Channels of the prediction before the head: the last layer's.
+    pub fn top_channels(&self) -> usize {
+        *self.hidden.last().expect("a stack has at least one layer")
+    }
+
+    /// Parameters per layer in the fixed layout both drivers read: `weight_ih`,
+    /// `weight_hh`, `bias_ih`, `bias_hh`, then with peepholes `weight_ci`, `weight_cf`,
+    /// `weight_co`; after all layers, the head's weight and bias if it has them.
+    pub fn params_per_layer(&self) -> usize {
+        if self.peephole {
+            7
+        } else {
+            4
+        }
+    }
+
+    /// Number of parameter tensors.
+    pub fn param_count(&self) -> usize {
+        self.layers() * self.params_per_layer() + if self.head.has_affine() { 2 } else { 0 }
+    }
+
+    /// Checks that the shape is one the drivers can run, naming what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let [c, h, w] = self.frame;
+        if c == 0 || h == 0 || w == 0 {
+            return Err(format!("a frame of {c}x{h}x{w} values"));
+        }
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
+            return Err(format!(
+                "hidden sizes {:?}: every layer needs at least one channel",
+                self.hidden
+            ));
+        }
+        if self.patch == 0 || h % self.patch != 0 || w % self.patch != 0 {
+            return Err(format!(
+                "patch {}: the frame's {h}x{w} must divide into patches of that side",
+                self.patch
+            ));
+        }
+        if self.flat && self.patch != 1 {
+            return Err("patches apply to the conv model only".into());
+        }
+        if self.head.is_none() && self.top_channels() != self.model_channels() {
+            return Err(format!(
+                "head none: the prediction is the last layer's h, so that layer needs the \
+                 frame's {} channels{}, not {}; add a head (conv1x1) or change the last size",
+                self.model_channels(),
+                if self.patch > 1 {
+                    format!(" ({c} x {}x{} patches)", self.patch, self.patch)
+                } else {
+                    String::new()
+                },
+                self.top_channels()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Frames `[n, C, H, W]` (flattened, row-major) to model space `[n, C*P*P, H/P, W/P]`:
+/// space-to-depth, channel `c*P*P + py*P + px` holding pixel `(y*P + py, x*P + px)` of
+/// channel `c` (PyTorch's `pixel_unshuffle`). For `P = 1` a copy.
+pub fn to_model_space(frames: &[f32], [c, h, w]: [usize; 3], p: usize) -> Vec<f32> {
+    let mut out = vec![0f32; frames.len()];
+    permute_patches(frames, &mut out, [c, h, w], p, true);
+    out
+}
+
+/// The inverse of [`to_model_space`].
+pub fn from_model_space(values: &[f32], [c, h, w]: [usize; 3], p: usize) -> Vec<f32> {
+    let mut out = vec![0f32; values.len()];
+    permute_patches(values, &mut out, [c, h, w], p, false);
+    out
+}
+
+fn permute_patches(src: &[f32], dst: &mut [f32], [c, h, w]: [usize; 3], p: usize, fwd: bool) {
+    let frame = c * h * w;
+    assert_eq!(src.len() % frame.max(1), 0, "not a whole number of frames");
+    let (hp, wp) = (h / p, w / p);
+    for (s, d) in src.chunks_exact(frame).zip(dst.chunks_exact_mut(frame)) {
+        for ch in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    let plain = (ch * h + y) * w + x;
+                    let patched = ((ch * p * p + (y % p) * p + x % p) * hp + y / p) * wp + x / p;
+                    if fwd {
+                        d[patched] = s[plain];
+                    } else {
+                        d[plain] = s[patched];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Serialises a list of sizes as a single number when it has one entry (the seed's
+/// configurations keep their old form, `"hidden": 4225`), as a list otherwise; reads both.
+pub mod one_or_many {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(usize),
+        Many(Vec<usize>),
+    }
+
+    pub fn serialize<S: Serializer>(values: &[usize], s: S) -> Result<S::Ok, S::Error> {
+        match values {
+            [one] => OneOrMany::One(*one).serialize(s),
+            many => OneOrMany::Many(many.to_vec()).serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        })
+    }
+}
+
+/// [`one_or_many`] for an optional list.
+pub mod one_or_many_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(values: &Option<Vec<usize>>, s: S) -> Result<S::Ok, S::Error> {
+        match values {
+            Some(v) => super::one_or_many::serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<usize>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::one_or_many")] Vec<usize>);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patches_follow_pixel_unshuffle_and_invert() {
+        // 2 channels of 4x6, patches of 2: channel 1's pixel (3, 5) is patch (1, 2) at
+        // offset (1, 1), so model channel 1*4 + 1*2 + 1 = 7, position (1, 2).
+        let (c, h, w, p) = (2, 4, 6, 2);
+        let frames: Vec<f32> = (0..2 * c * h * w).map(|v| v as f32).collect();
+        let patched = to_model_space(&frames, [c, h, w], p);
+        let at = |ch: usize, y: usize, x: usize| (ch * h + y) * w + x;
+        assert_eq!(patched[(7 * 2 + 1) * 3 + 2], frames[at(1, 3, 5)]);
+        // The second frame is permuted on its own.
+        let frame = c * h * w;
+        assert_eq!(
+            patched[frame + (7 * 2 + 1) * 3 + 2],
+            frames[frame + at(1, 3, 5)]
+        );
+        assert_eq!(from_model_space(&patched, [c, h, w], p), frames);
+        assert_eq!(to_model_space(&frames, [c, h, w], 1), frames);
+    }
+
+    #[test]
+    fn head_none_needs_the_frames_channels() {
+        let mut stack = Stack {
+            frame: [1, 8, 8],
+            patch: 2,
+            flat: false,
+            hidden: vec![3, 2],
+            peephole: false,
+            head: Head::None,
+        };
+        let err = stack.check().unwrap_err();
+        assert!(err.contains("4 channels") && err.contains("not 2"), "{err}");
+        stack.hidden = vec![3, 4];
+        stack.patch = 3;
+        assert!(stack.check().unwrap_err().contains("patch 3"));
+        stack.patch = 2;
+        stack.head = Head::Affine;
+        assert!(stack.check().is_ok());
+        assert_eq!((stack.model_channels(), stack.positions()), (4, 16));
+    }
+}

@@ -1,0 +1,414 @@
+//! The driver in candle ops: any device (CPU, CUDA) and dtype (f32, f64). Its forward is the
+//! model's forward for library users and for prediction, and candle's autograd can
+//! differentiate it; its backward ([`bptt`]) is backpropagation through time written out
+//! with the same seam, so that a weight's gradient is one product over all steps rather
+//! than one per step, and it is tested against autograd.
+//!
+//! Shapes: a batch of windows is `[L, B, C, H, W]` (time-major), predictions
+//! `[T, B, C, H, W]`. Inside, a step's tensors are `[B, C, ...]` in model space and a run of
+//! `n` steps folds time into the batch, `[n*B, C, ...]`.
+
+use candle_core::{DType, Result, Tensor};
+
+use crate::cell::{lstm_step_backward, lstm_step_forward, StepCache};
+use crate::plan::{Objective, Plan};
+use crate::seam::{GateOps, Recurrent};
+use crate::stack::{Head, Stack};
+
+/// Frames `[n, C, H, W]` to model space `[n, C_m, ...]`: flattened for the linear model,
+/// cut into patches (PyTorch's `pixel_unshuffle`) for the conv model.
+pub fn to_model_space(stack: &Stack, frames: &Tensor) -> Result<Tensor> {
+    let n = frames.dim(0)?;
+    let [c, h, w] = stack.frame;
+    if stack.flat {
+        return frames.reshape((n, c * h * w));
+    }
+    let p = stack.patch;
+    if p == 1 {
+        return Ok(frames.clone());
+    }
+    frames
+        .reshape(vec![n, c, h / p, p, w / p, p])? // [n, C, H', P, W', P]
+        .permute(vec![0, 1, 3, 5, 2, 4])? // [n, C, P, P, H', W']
+        .reshape((n, c * p * p, h / p, w / p)) // [n, C*P*P, H', W']
+}
+
+/// The inverse of [`to_model_space`]: `[n, C_m, ...] -> [n, C, H, W]`.
+pub fn from_model_space(stack: &Stack, x: &Tensor) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    let [c, h, w] = stack.frame;
+    if stack.flat || stack.patch == 1 {
+        return x.reshape((n, c, h, w));
+    }
+    let p = stack.patch;
+    x.reshape(vec![n, c, p, p, h / p, w / p])? // [n, C, P, P, H', W']
+        .permute(vec![0, 1, 4, 2, 5, 3])? // [n, C, H', P, W', P]
+        .reshape((n, c, h, w))
+}
+
+/// One-step-ahead predictions: `inputs` `[T, B, C, H, W]` (step `t` reads frame `t`; `h`
+/// and `c` start at zero) to `[T, B, C, H, W]` (the prediction of frame `t + 1`).
+/// Differentiable by candle's autograd.
+pub fn forward<M: Recurrent + ?Sized>(model: &M, inputs: &Tensor) -> Result<Tensor> {
+    let (steps, batch) = (inputs.dim(0)?, inputs.dim(1)?);
+    let run = Run::forward(model, inputs, steps, batch, steps)?;
+    run.predictions(model.stack(), steps, batch)
+}
+
+/// Predictions of `plan` over `windows` `[L, B, C, H, W]`: steps before `plan.known` read
+/// the true frame, later ones the previous prediction. Returns `[T, B, C, H, W]`.
+pub fn forward_plan<M: Recurrent + ?Sized>(
+    model: &M,
+    windows: &Tensor,
+    plan: &Plan,
+) -> Result<Tensor> {
+    let inputs = windows.narrow(0, 0, plan.known)?;
+    let run = Run::forward(model, &inputs, plan.steps, plan.batch, plan.known)?;
+    run.predictions(model.stack(), plan.steps, plan.batch)
+}
+
+/// The batch loss of `plan` (see [`Plan::weight`]) from `predictions` `[T, B, C, H, W]`
+/// and `windows` `[L, B, C, H, W]`, as a scalar tensor that autograd can differentiate.
+/// For the seed's plan this is the sum over steps of the per-step mean squared error.
+pub fn loss(predictions: &Tensor, windows: &Tensor, plan: &Plan) -> Result<Tensor> {
+    let (steps, batch) = (plan.steps, plan.batch);
+    let targets = windows.narrow(0, 1, steps)?; // [T, B, C, H, W]
+    let per_frame = (predictions - targets)?
+        .sqr()?
+        .reshape((steps * batch, ()))?
+        .mean(1)?; // [T*B]
+    match plan.objective {
+        Objective::SumOverSteps if batch == 1 => per_frame.sum_all(),
+        Objective::SumOverSteps => per_frame.sum_all()?.affine(1.0 / batch as f64, 0.0),
+        Objective::MeanOverLast(n) => per_frame
+            .narrow(0, (steps - n) * batch, n * batch)?
+            .sum_all()?
+            .affine(1.0 / (n * batch) as f64, 0.0),
+    }
+}
+
+/// One step's forward of one layer: what its backward reads.
+struct StepRun {
+    cache: StepCache,
+    h: Tensor,
+}
+
+/// A forward, kept for the backward.
+struct Run {
+    /// Per layer: the inputs it read, in runs of steps (`[n*B, C_in, ...]` each), and
+    /// every step's cache.
+    inputs: Vec<Vec<Tensor>>,
+    steps: Vec<Vec<StepRun>>,
+    /// The predictions in model space, in runs of steps.
+    preds: Vec<Tensor>,
+    /// Per layer, `h_0 = c_0 = 0`, `[B, C, ...]`.
+    zeros: Vec<Tensor>,
+}
+
+impl Run {
+    /// `inputs` `[known, B, C, H, W]`: the true frames read by the first `known` steps.
+    fn forward<M: Recurrent + ?Sized>(
+        model: &M,
+        inputs: &Tensor,
+        steps: usize,
+        batch: usize,
+        known: usize,
+    ) -> Result<Run> {
+        let stack = model.stack();
+        let (dtype, device) = (inputs.dtype(), inputs.device());
+        let (_, _, c, h, w) = inputs.dims5()?;
+        let x0 = to_model_space(stack, &inputs.reshape((known * batch, c, h, w))?)?;
+        let zeros = stack
+            .hidden
+            .iter()
+            .map(|&c| {
+                let mut shape = vec![batch, c];
+                shape.extend(stack.spatial_dims());
+                Tensor::zeros(shape, dtype, device)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut run = Run {
+            inputs: vec![Vec::new(); stack.layers()],
+            steps: (0..stack.layers()).map(|_| Vec::new()).collect(),
+            preds: Vec::new(),
+            zeros,
+        };
+        // Known inputs: layer by layer; each layer's input half folded over the steps.
+        let mut input = x0.clone();
+        for k in 0..stack.layers() {
+            run.inputs[k].push(input.clone());
+            let px = GateOps::input_preact(model, k, &input)?; // [known*B, 4C, ...]
+            for t in 0..known {
+                run.step(model, k, &px.narrow(0, t * batch, batch)?)?;
+            }
+            let hs: Vec<&Tensor> = run.steps[k].iter().map(|s| &s.h).collect();
+            input = Tensor::cat(&hs, 0)?; // [known*B, C, ...]
+        }
+        run.preds.push(head(model, stack, &input, &x0)?);
+        // Each later step reads the prediction before it.
+        for _ in known..steps {
+            let last = run.preds.last().expect("the known steps' predictions");
+            let fed = last.narrow(0, last.dim(0)? - batch, batch)?; // [B, C_m, ...]
+            let mut input = fed.clone();
+            for k in 0..stack.layers() {
+                run.inputs[k].push(input.clone());
+                let px = GateOps::input_preact(model, k, &input)?; // [B, 4C, ...]
+                run.step(model, k, &px)?;
+                input = run.steps[k].last().expect("a step").h.clone();
+            }
+            run.preds.push(head(model, stack, &input, &fed)?);
+        }
+        Ok(run)
+    }
+
+    /// Layer `k`'s next step from the input half of its pre-activations `px` `[B, 4C, ...]`.
+    fn step<M: Recurrent + ?Sized>(&mut self, model: &M, k: usize, px: &Tensor) -> Result<()> {
+        let done = &self.steps[k];
+        let (h_prev, c_prev) = match done.last() {
+            Some(s) => (Some(&s.h), &s.cache.c),
+            None => (None, &self.zeros[k]),
+        };
+        let preact = GateOps::add_recurrent(model, k, px, h_prev)?; // [B, 4C, ...]
+        let (h, cache) = lstm_step_forward(&preact, c_prev, GateOps::peepholes(model, k))?;
+        self.steps[k].push(StepRun { cache, h });
+        Ok(())
+    }
+
+    /// `[T, B, C, H, W]`.
+    fn predictions(&self, stack: &Stack, steps: usize, batch: usize) -> Result<Tensor> {
+        let preds = Tensor::cat(&self.preds, 0)?; // [T*B, C_m, ...]
+        let [c, h, w] = stack.frame;
+        from_model_space(stack, &preds)?.reshape((steps, batch, c, h, w))
+    }
+}
+
+/// The head: predictions `[n, C_m, ...]` from the top layer's `h` `[n, C_top, ...]` and the
+/// steps' inputs `x` `[n, C_m, ...]` (read by the residual head only).
+fn head<M: Recurrent + ?Sized>(model: &M, stack: &Stack, h: &Tensor, x: &Tensor) -> Result<Tensor> {
+    match stack.head {
+        Head::None => Ok(h.clone()),
+        Head::Affine => GateOps::head_forward(model, h),
+        Head::AffineSigmoid => candle_nn::ops::sigmoid(&GateOps::head_forward(model, h)?),
+        Head::Residual => x + GateOps::head_forward(model, h)?,
+    }
+}
+
+/// The loss of `plan` over `windows` `[L, B, C, H, W]` and the gradient of every
+/// parameter (in the layout order of [`Stack::params_per_layer`]), by backpropagation
+/// through time written out. Reads the loss back from the device once.
+pub fn bptt<M: Recurrent + ?Sized>(
+    model: &M,
+    windows: &Tensor,
+    plan: &Plan,
+) -> Result<(f64, Vec<Tensor>)> {
+    let stack = model.stack();
+    let (steps, batch, known) = (plan.steps, plan.batch, plan.known);
+    let inputs = windows.narrow(0, 0, known)?;
+    let run = Run::forward(model, &inputs, steps, batch, known)?;
+
+    // Loss and dLoss/d(prediction), in model space.
+    let [c, h, w] = stack.frame;
+    let frame = (c * h * w) as f64;
+    let targets = windows
+        .narrow(0, 1, steps)?
+        .reshape((steps * batch, c, h, w))?;
+    let targets = to_model_space(stack, &targets)?; // [T*B, C_m, ...]
+    let preds = Tensor::cat(&run.preds, 0)?; // [T*B, C_m, ...]
+    let diff = (&preds - &targets)?;
+    let weights: Vec<f64> = (0..steps * batch).map(|s| plan.weight(s / batch)).collect();
+    let weights = Tensor::new(weights.as_slice(), preds.device())?.to_dtype(preds.dtype())?;
+    let per_frame = diff.sqr()?.flatten_from(1)?.sum(1)?; // [T*B]
+    let loss = (per_frame * &weights)?
+        .sum_all()?
+        .affine(1.0 / frame, 0.0)?;
+    let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let mut shape = vec![steps * batch];
+    shape.extend(std::iter::repeat_n(1, preds.rank() - 1));
+    let d_preds = diff.broadcast_mul(&weights.reshape(shape)?.affine(2.0 / frame, 0.0)?)?;
+
+    let mut back = Backward::new(model, &run)?;
+    // Steps that read the previous prediction, last first.
+    let mut d_fed: Option<Tensor> = None;
+    for t in (known..steps).rev() {
+        let mut d_pred = d_preds.narrow(0, t * batch, batch)?;
+        if let Some(d) = d_fed.take() {
+            d_pred = (d_pred + d)?;
+        }
+        let segment = 1 + t - known;
+        let (d_top, d_x) = back.head(model, &run, segment, &d_pred)?;
+        let mut d_above = d_top;
+        for k in (0..stack.layers()).rev() {
+            let d_preact = back.layer_step(model, &run, k, t, &d_above)?;
+            d_above = GateOps::input_backward(model, k, &d_preact)?;
+        }
+        d_fed = Some(match d_x {
+            Some(d_x) => (d_above + d_x)?,
+            None => d_above,
+        });
+    }
+    // Steps with known inputs, layer by layer.
+    let mut d_pred = d_preds.narrow(0, 0, known * batch)?;
+    if let Some(d) = d_fed {
+        let last = d_pred.narrow(0, (known - 1) * batch, batch)?;
+        let head = d_pred.narrow(0, 0, (known - 1) * batch)?;
+        d_pred = Tensor::cat(&[head, (last + d)?], 0)?;
+    }
+    let (mut d_above, _) = back.head(model, &run, 0, &d_pred)?;
+    for k in (0..stack.layers()).rev() {
+        for t in (0..known).rev() {
+            back.layer_step(model, &run, k, t, &d_above.narrow(0, t * batch, batch)?)?;
+        }
+        if k > 0 {
+            let d_preact = back.d_preact[k][..known]
+                .iter()
+                .map(|d| d.clone().expect("every known step went backward"))
+                .collect::<Vec<_>>();
+            d_above = GateOps::input_backward(model, k, &Tensor::cat(&d_preact, 0)?)?;
+        }
+    }
+    Ok((loss, back.grads(model, &run, steps, batch)?))
+}
+
+/// What the backward accumulates.
+struct Backward {
+    /// Per layer, the gradient reaching `h` and `c` from the step after the current one.
+    dh_next: Vec<Tensor>,
+    dc_next: Vec<Tensor>,
+    /// Per layer and step, dLoss/d(pre-activations) `[B, 4C, ...]`.
+    d_preact: Vec<Vec<Option<Tensor>>>,
+    /// Per layer, the peephole gradients summed so far.
+    d_peep: Vec<Option<[Tensor; 3]>>,
+    /// Per run of steps, the gradient at the head's affine output.
+    d_y: Vec<Option<Tensor>>,
+}
+
+impl Backward {
+    fn new<M: Recurrent + ?Sized>(model: &M, run: &Run) -> Result<Backward> {
+        let layers = run.steps.len();
+        Ok(Backward {
+            dh_next: run.zeros.clone(),
+            dc_next: run.zeros.clone(),
+            d_preact: run.steps.iter().map(|s| vec![None; s.len()]).collect(),
+            d_peep: (0..layers)
+                .map(|k| match GateOps::peepholes(model, k) {
+                    Some(p) => Ok(Some([
+                        p.ci.zeros_like()?,
+                        p.cf.zeros_like()?,
+                        p.co.zeros_like()?,
+                    ])),
+                    None => Ok(None),
+                })
+                .collect::<Result<Vec<_>>>()?,
+            d_y: vec![None; run.preds.len()],
+        })
+    }
+
+    /// The head's backward for run `segment` of predictions: returns the gradient reaching
+    /// the top layer's `h` and, for the residual head, the one reaching the input.
+    fn head<M: Recurrent + ?Sized>(
+        &mut self,
+        model: &M,
+        run: &Run,
+        segment: usize,
+        d_pred: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let head = model.stack().head;
+        let d_y = match head {
+            Head::None => return Ok((d_pred.clone(), None)),
+            Head::AffineSigmoid => {
+                let p = &run.preds[segment];
+                (d_pred * (p * p.affine(-1.0, 1.0)?)?)?
+            }
+            Head::Affine | Head::Residual => d_pred.clone(),
+        };
+        let d_top = GateOps::head_backward(model, &d_y)?;
+        self.d_y[segment] = Some(d_y);
+        let d_x = (head == Head::Residual).then(|| d_pred.clone());
+        Ok((d_top, d_x))
+    }
+
+    /// Layer `k`'s step `t`, given the gradient reaching its `h` from above; returns and
+    /// keeps dLoss/d(pre-activations).
+    fn layer_step<M: Recurrent + ?Sized>(
+        &mut self,
+        model: &M,
+        run: &Run,
+        k: usize,
+        t: usize,
+        d_above: &Tensor,
+    ) -> Result<Tensor> {
+        let steps = &run.steps[k];
+        let c_prev = match t {
+            0 => &run.zeros[k],
+            _ => &steps[t - 1].cache.c,
+        };
+        let dh = (d_above + &self.dh_next[k])?;
+        let grads = lstm_step_backward(
+            &steps[t].cache,
+            c_prev,
+            GateOps::peepholes(model, k),
+            &dh,
+            &self.dc_next[k],
+        )?;
+        if t > 0 {
+            self.dh_next[k] = GateOps::recurrent_backward(model, k, &grads.d_preact)?;
+        }
+        self.dc_next[k] = grads.dc_prev;
+        if let (Some(sum), Some(step)) = (&mut self.d_peep[k], grads.d_peepholes) {
+            for (s, g) in sum.iter_mut().zip(step) {
+                *s = (&*s + g)?;
+            }
+        }
+        self.d_preact[k][t] = Some(grads.d_preact.clone());
+        Ok(grads.d_preact)
+    }
+
+    fn grads<M: Recurrent + ?Sized>(
+        self,
+        model: &M,
+        run: &Run,
+        steps: usize,
+        batch: usize,
+    ) -> Result<Vec<Tensor>> {
+        let stack = model.stack();
+        let mut grads = Vec::with_capacity(stack.param_count());
+        for k in 0..stack.layers() {
+            let inputs = Tensor::cat(&run.inputs[k], 0)?; // [T*B, C_in, ...]
+            let d_preact = self.d_preact[k]
+                .iter()
+                .map(|d| d.clone().expect("every step went backward"))
+                .collect::<Vec<_>>();
+            let d_preact = Tensor::cat(&d_preact, 0)?; // [T*B, 4C, ...]
+            let hs: Vec<&Tensor> = run.steps[k].iter().map(|s| &s.h).collect();
+            let recurrent = if steps > 1 {
+                let n = (steps - 1) * batch;
+                let hs_prev = Tensor::cat(&hs[..steps - 1], 0)?; // [(T-1)*B, C, ...]
+                Some((hs_prev, d_preact.narrow(0, batch, n)?))
+            } else {
+                None
+            };
+            let recurrent = recurrent.as_ref().map(|(h, d)| (h, d));
+            grads.extend(GateOps::gate_grads(
+                model, k, &inputs, &d_preact, recurrent,
+            )?);
+            if let Some(d_peep) = &self.d_peep[k] {
+                grads.extend(d_peep.iter().cloned());
+            }
+        }
+        if stack.head.has_affine() {
+            let top = stack.layers() - 1;
+            let hs: Vec<&Tensor> = run.steps[top].iter().map(|s| &s.h).collect();
+            let d_y: Vec<Tensor> = self
+                .d_y
+                .into_iter()
+                .map(|d| d.expect("every run of steps went through the head"))
+                .collect();
+            grads.extend(GateOps::head_grads(
+                model,
+                &Tensor::cat(&hs, 0)?,
+                &Tensor::cat(&d_y, 0)?,
+            )?);
+        }
+        Ok(grads)
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Trains both seed models with the default flags (as the README made results/reference/)
+# and checks that every CSV column but the timing ones is the same, digit for digit, as in
+# results/reference/. Usage: bash scripts/check-reference.sh [conv|linear|both] [BINARY]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+which=${1:-both}
+bin=${2:-./target/release/bench-cli}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+# epoch,train_loss,test_loss,(seconds),(frames_per_second),test_mse,...: drop columns 4 and 5.
+strip() { cut -d, -f1-3,6- "$1"; }
+status=0
+for model in conv linear; do
+    [[ $which == both || $which == "$model" ]] || continue
+    "$bin" --model "$model" --out "$out" --quiet --checkpoint-every 0 >/dev/null
+    if diff <(strip "results/reference/$model.csv") <(strip "$out/$model.csv"); then
+        echo "$model: the same as results/reference/$model.csv"
+    else
+        echo "$model: DIFFERS from results/reference/$model.csv" >&2
+        status=1
+    fi
+done
+exit $status
