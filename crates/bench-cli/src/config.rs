@@ -6,7 +6,7 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use frames::{ColorMode, Dataset, LoadOptions, Size, WindowSpec};
 use harness::adam::{AdamConfig, AdamForm};
-use harness::TrainConfig;
+use harness::{SequenceModel, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{AdamKind, ColorKind, DataArgs, DeviceKind, HeadKind, ModelKind, TrainArgs};
@@ -183,6 +183,66 @@ fn flag_names(message: &str) -> String {
         .replace("add a head (conv1x1)", "add --head conv1x1")
         .replace("patch ", "--patch ")
 }
+
+/// The model to train: the one the flags describe or, with `--init-from` a file a run
+/// wrote, the one recorded in it: it must take these frames, and typed model flags that
+/// differ from it are refused, naming both. A file without a record (PyTorch's) takes the
+/// flags' model.
+pub fn model_config<M: SequenceModel>(
+    args: &TrainArgs,
+    matches: &ArgMatches,
+    frame: [usize; 3],
+    from_flags: M::Config,
+) -> Result<M::Config> {
+    let Some(path) = &args.init_from else {
+        return Ok(from_flags);
+    };
+    let Some((kind, recorded)) = harness::resume::recorded_model(path)? else {
+        return Ok(from_flags);
+    };
+    if kind != M::KIND {
+        bail!(
+            "--init-from {}: it holds a {kind} model, not a {} model",
+            path.display(),
+            M::KIND
+        );
+    }
+    let recorded: M::Config = serde_json::from_value(recorded).with_context(|| {
+        format!(
+            "--init-from {}: unreadable model configuration",
+            path.display()
+        )
+    })?;
+    if let Err(e) = M::parameter_specs(&recorded, frame) {
+        bail!("--init-from {}: {e}", path.display());
+    }
+    let typed: Vec<String> = MODEL_FLAGS
+        .iter()
+        .filter(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !typed.is_empty() && recorded != from_flags {
+        bail!(
+            "--init-from {}: it holds the model {}, but {} ask for {}; leave them out to \
+             train the file's model",
+            path.display(),
+            serde_json::to_string(&recorded)?,
+            typed.join(" "),
+            serde_json::to_string(&from_flags)?
+        );
+    }
+    Ok(recorded)
+}
+
+/// The flags (clap ids) that shape a model.
+const MODEL_FLAGS: [&str; 6] = [
+    "hidden",
+    "hidden_channels",
+    "kernel",
+    "peephole",
+    "head",
+    "patch",
+];
 
 /// The settings a run was started with, kept in its training checkpoint so that
 /// `--resume` needs no more than `--model` (and `--out`).

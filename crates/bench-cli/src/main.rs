@@ -135,11 +135,13 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
     ];
     let summary = match model {
         ModelKind::Linear => {
-            let model_config = config::linear_config(args, frame)?;
+            let flags = config::linear_config(args, frame)?;
+            let model_config = config::model_config::<LinearLstm>(args, matches, frame, flags)?;
             harness::train::<LinearLstm>(&model_config, &data, &config, &device)?
         }
         ModelKind::Conv => {
-            let model_config = config::conv_config(args, frame)?;
+            let flags = config::conv_config(args, frame)?;
+            let model_config = config::model_config::<ConvLstm>(args, matches, frame, flags)?;
             harness::train::<ConvLstm>(&model_config, &data, &config, &device)?
         }
     };

@@ -253,9 +253,7 @@ fn checkpoint_of_the_other_model() {
         s(&conv.path().join("x")),
     ]);
     assert!(
-        err.contains("conv.safetensors")
-            && err.contains("`lstm.weight_ih_l0`")
-            && err.contains("convlstm.weight_ih_l0"),
+        err.contains("conv.safetensors") && err.contains("holds a conv model, not a linear model"),
         "{err}"
     );
     let png = conv.path().join("p.png");
@@ -277,45 +275,74 @@ fn checkpoint_of_the_other_model() {
     assert!(!png.exists());
 }
 
+/// The tensors of `path` in a file without bench-cli's record of the model, as PyTorch
+/// would write them.
+fn without_record(path: &Path) -> PathBuf {
+    let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
+    let bare = path.with_extension("bare.safetensors");
+    candle_core::safetensors::save(&tensors, &bare).unwrap();
+    bare
+}
+
 #[test]
 fn checkpoint_of_another_size_names_the_tensor_and_both_shapes() {
     let linear = trained("linear", "9");
     let weights = linear.path().join("linear.safetensors");
-    let err = fails(&[
-        "--model",
-        "linear",
-        "--size",
-        "11",
-        "--hidden",
-        "6",
-        "--init-from",
-        s(&weights),
-        "--out",
-        s(&linear.path().join("x")),
-    ]);
+    let args = |file: &Path, size: &'static str| {
+        vec![
+            "--model".to_string(),
+            "linear".into(),
+            "--size".into(),
+            size.into(),
+            "--hidden".into(),
+            "6".into(),
+            "--init-from".into(),
+            s(file).into(),
+            "--out".into(),
+            s(&linear.path().join("x")).into(),
+        ]
+    };
+    let run = |args: Vec<String>| fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // A file without a record: the first tensor that does not fit, and both shapes.
+    let err = run(args(&without_record(&weights), "11"));
     assert!(
         err.contains("`lstm.weight_ih_l0`")
             && err.contains("[24, 81]")
             && err.contains("[24, 121]"),
         "{err}"
     );
+    // A file with its record: the frames the model takes, and these.
+    let err = run(args(&weights, "11"));
+    assert!(err.contains("1x9x9") && err.contains("1x11x11"), "{err}");
+
     let conv = trained("conv", "9");
-    let err = fails(&[
-        "--model",
-        "conv",
-        "--kernel",
-        "3",
-        "--size",
-        "9",
-        "--init-from",
-        s(&conv.path().join("conv.safetensors")),
-        "--out",
-        s(&conv.path().join("x")),
-    ]);
+    let weights = conv.path().join("conv.safetensors");
+    let args = |file: &Path| {
+        [
+            "--model",
+            "conv",
+            "--kernel",
+            "3",
+            "--size",
+            "9",
+            "--init-from",
+            s(file),
+            "--out",
+            s(&conv.path().join("x")),
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let err = run(args(&without_record(&weights)));
     assert!(
         err.contains("`convlstm.weight_ih_l0`")
             && err.contains("[4, 1, 5, 5]")
             && err.contains("[4, 1, 3, 3]"),
+        "{err}"
+    );
+    let err = run(args(&weights));
+    assert!(
+        err.contains(r#""kernel":5"#) && err.contains(r#""kernel":3"#) && err.contains("--kernel"),
         "{err}"
     );
 }

@@ -145,6 +145,7 @@ fn linear_model_trains_end_to_end_on_small_frames() {
         s(out.path()),
         "--force",
     ]);
+    // The file records its model: other typed sizes are refused, naming both.
     let err = fails(&[
         "--model",
         "linear",
@@ -156,9 +157,12 @@ fn linear_model_trains_end_to_end_on_small_frames() {
         "1",
         "--init-from",
         s(&checkpoint),
+        "--out",
+        s(out.path()),
+        "--force",
     ]);
     assert!(
-        err.contains("lstm.weight_ih_l0") && err.contains("[64, 81]") && err.contains("[32, 81]"),
+        err.contains(r#""hidden":16"#) && err.contains(r#""hidden":8"#) && err.contains("--hidden"),
         "{err}"
     );
     let err = fails(&[
@@ -168,10 +172,204 @@ fn linear_model_trains_end_to_end_on_small_frames() {
         "1",
         "--init-from",
         s(&checkpoint),
+        "--out",
+        s(out.path()),
     ]);
     assert!(
-        err.contains("convlstm.weight_ih_l0") && err.contains("missing"),
+        err.contains("holds a linear model, not a conv model"),
         "{err}"
+    );
+}
+
+/// Shi et al.'s ConvLSTM through the binary: two layers with their own kernels,
+/// peepholes, a sigmoid head, 5x5 patches and batches of two. The weights carry PyTorch's
+/// names and the configuration; `predict` and `--init-from` rebuild the model from them
+/// without the flags, and `--resume` continues with the run's own.
+#[test]
+fn general_convlstm_trains_predicts_and_restarts_from_its_files() {
+    let out = tempfile::tempdir().unwrap();
+    let flags = [
+        "--model",
+        "conv",
+        "--seq-len",
+        "6",
+        "--hidden-channels",
+        "4,3",
+        "--kernel",
+        "5,3",
+        "--peephole",
+        "--head",
+        "conv1x1-sigmoid",
+        "--patch",
+        "5",
+        "--batch-size",
+        "2",
+        "--epochs",
+        "2",
+        "--out",
+        s(out.path()),
+    ];
+    let run = ok(&flags);
+    assert!(run.stdout.contains("batches of 2"), "{}", run.stdout);
+    let rows = read_rows(&out.path().join("conv.csv"));
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.train_loss.is_finite() && r.test_loss > 0.0),
+        "{rows:?}"
+    );
+
+    // Tensor names and shapes: 65x65 frames in 5x5 patches are 25 channels of 13x13.
+    let weights = out.path().join("conv.safetensors");
+    let file = harness::params::Checkpoint::read(&weights).unwrap();
+    let shape = |name: &str| file.tensors[name].dims().to_vec();
+    assert_eq!(shape("convlstm.weight_ih_l0"), [16, 25, 5, 5]);
+    assert_eq!(shape("convlstm.weight_hh_l1"), [12, 3, 3, 3]);
+    assert_eq!(shape("convlstm.weight_co_l1"), [3, 13, 13]);
+    assert_eq!(shape("head.weight"), [25, 3, 1, 1]);
+    assert_eq!(file.names.len(), 2 * 7 + 2);
+    let about: serde_json::Value = serde_json::from_str(&file.metadata["bench_cli"]).unwrap();
+    assert_eq!(
+        about["model_config"],
+        serde_json::json!({"channels": 1, "kernel": [5, 3], "hidden_channels": [4, 3],
+            "peephole": true, "head": "conv1x1-sigmoid", "patch": 5})
+    );
+
+    // predict needs no model flags.
+    let png = out.path().join("p.png");
+    ok(&[
+        "predict",
+        "--model",
+        "conv",
+        "--checkpoint",
+        s(&weights),
+        "--seq-len",
+        "6",
+        "-o",
+        s(&png),
+    ]);
+    assert!(png.exists());
+
+    // --init-from rebuilds the file's model from its record, flags or none.
+    let again = tempfile::tempdir().unwrap();
+    let run = ok(&[
+        "--model",
+        "conv",
+        "--epochs",
+        "1",
+        "--seq-len",
+        "6",
+        "--init-from",
+        s(&weights),
+        "--out",
+        s(again.path()),
+    ]);
+    assert!(
+        run.stdout.contains(r#""hidden_channels":[4,3]"#),
+        "{}",
+        run.stdout
+    );
+    let err = fails(&[
+        "--model",
+        "conv",
+        "--epochs",
+        "1",
+        "--hidden-channels",
+        "8",
+        "--head",
+        "conv1x1",
+        "--init-from",
+        s(&weights),
+        "--out",
+        s(again.path()),
+        "--force",
+    ]);
+    assert!(err.contains("[4,3]") && err.contains("[8]"), "{err}");
+
+    // --resume takes the run's settings; a typed one that changes the model is refused.
+    ok(&[
+        "--model",
+        "conv",
+        "--out",
+        s(out.path()),
+        "--resume",
+        "--epochs",
+        "3",
+    ]);
+    assert_eq!(read_rows(&out.path().join("conv.csv")).len(), 3);
+    let err = fails(&[
+        "--model",
+        "conv",
+        "--out",
+        s(out.path()),
+        "--resume",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "3",
+    ]);
+    assert!(err.contains("batch_size (2 there, 3 here)"), "{err}");
+}
+
+/// Flags that do not fit the model, or shapes the model cannot take, are refused by name.
+#[test]
+fn general_model_flags_are_checked() {
+    let out = tempfile::tempdir().unwrap();
+    let o = s(out.path());
+    for (args, want) in [
+        (
+            vec!["--model", "linear", "--peephole"],
+            "--peephole applies to --model conv only",
+        ),
+        (
+            vec!["--model", "linear", "--patch", "5"],
+            "--patch applies to --model conv only",
+        ),
+        (
+            vec!["--model", "conv", "--hidden", "8"],
+            "--hidden applies to --model linear only",
+        ),
+        (
+            vec!["--model", "conv", "--kernel", "4"],
+            "--kernel 4: 4 is even",
+        ),
+        (
+            vec!["--model", "conv", "--hidden-channels", "4,0"],
+            "--hidden-channels 4,0",
+        ),
+        (
+            vec![
+                "--model",
+                "conv",
+                "--hidden-channels",
+                "4,4",
+                "--kernel",
+                "5,3,3",
+            ],
+            "one per layer (2 layers)",
+        ),
+        (
+            vec!["--model", "conv", "--hidden-channels", "8"],
+            "--head none",
+        ),
+        (
+            vec!["--model", "conv", "--patch", "4", "--head", "conv1x1"],
+            "--patch 4",
+        ),
+        (
+            vec!["--model", "conv", "--batch-size", "0"],
+            "--batch-size 0",
+        ),
+        (vec!["--model", "linear", "--hidden", "8,0"], "--hidden 8,0"),
+    ] {
+        let mut args = args;
+        args.extend(["--out", o]);
+        let err = fails(&args);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert!(
+        std::fs::read_dir(out.path()).unwrap().next().is_none(),
+        "nothing written"
     );
 }
 

@@ -320,6 +320,45 @@ pub fn assert_matches_fixture<M: SequenceModel>(
     }
 }
 
+/// Two training steps of model `M` (seeded weights, Adam) on `batches` in a thread pool of
+/// `threads`: the weights after them, each tensor's bits. For tests of determinism.
+pub fn weights_after_steps<M: SequenceModel>(
+    config: &M::Config,
+    batches: &[Tensor],
+    plan: &Plan,
+    threads: usize,
+) -> Vec<Vec<u32>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let (_, _, c, h, w) = batches[0].dims5().unwrap();
+        let (_, vars, model) =
+            generic_point::<M>(config, [c, h, w], 1, DType::F32, &Device::Cpu).unwrap();
+        let mut adam = crate::adam::Adam::new(Default::default(), &vars).unwrap();
+        for batch in batches {
+            let step = crate::model::train_step(&model, batch, plan, &vars, &mut adam).unwrap();
+            assert!(
+                matches!(
+                    step,
+                    crate::Step::Updated {
+                        not_finite: None,
+                        ..
+                    }
+                ),
+                "{step:?}"
+            );
+        }
+        vars.iter()
+            .map(|v| {
+                let values: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+                values.iter().map(|x| x.to_bits()).collect()
+            })
+            .collect()
+    })
+}
+
 /// Prints every check and panics, naming the tensor, if one differs by more than
 /// `rel * max(|reference|, floor)`, or if a reference is all zeros (with no floor). For
 /// tests.

@@ -16,13 +16,16 @@
 pub mod adam;
 mod error;
 pub mod fault;
+pub mod files;
 #[cfg(feature = "testing")]
 pub mod gradcheck;
+pub mod keys;
 pub mod metrics;
 pub mod model;
 pub mod params;
 pub mod predict;
 pub mod resume;
+pub mod rows;
 pub mod train;
 
 pub use error::{Error, Result};

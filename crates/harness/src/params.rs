@@ -1,8 +1,6 @@
 //! Parameters: seeded initialisation, checkpoints in safetensors, atomic files.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -11,6 +9,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{io_err, Error, Result};
+pub use crate::files::{remove_stale_temporaries, write_atomic, write_bytes_atomic, F32View};
 use crate::model::{ParamInit, ParamSpec};
 
 /// Draws every parameter in `specs` order from one ChaCha8 stream seeded with `seed`.
@@ -80,7 +79,7 @@ pub fn load_parameters(
 ) -> Result<Vec<Var>> {
     let checkpoint = Checkpoint::read(path)?;
     let mut tensors = checkpoint.tensors;
-    tensors.retain(|name, _| !name.starts_with(crate::resume::ADAM_PREFIX));
+    tensors.retain(|name, _| !name.starts_with(crate::keys::ADAM_PREFIX));
     take_parameters(path, &mut tensors, specs, dtype, device)
 }
 
@@ -177,121 +176,4 @@ pub fn save_parameters(
         safetensors::serialize_to_file(tensors, Some(metadata), tmp)
             .map_err(|e| std::io::Error::other(e.to_string()))
     })
-}
-
-/// Writes a file atomically: `write` fills a file in a fresh temporary folder beside `path`
-/// (so on the same file system), which is then fsynced and renamed over `path`. A crash at
-/// any instant leaves the old file or the new one, never half of one, and at worst a
-/// leftover `.<name>.*.tmp` folder that [`remove_stale_temporaries`] clears.
-///
-/// A folder rather than a file, because some writers (safetensors') make their own
-/// temporary beside the path they are given and rename it: inside our folder, those too are
-/// recognisable as ours.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp_dir = tempfile::Builder::new()
-        .prefix(&temporary_prefix(&name))
-        .suffix(TEMPORARY_SUFFIX)
-        .tempdir_in(dir)
-        .map_err(io_err(dir))?;
-    let tmp = tmp_dir.path().join(&name);
-    // Created here first, so it gets the usual mode of a new file (0666 less the umask),
-    // which a writer's own owner-only temporary would not.
-    let mode = File::create(&tmp)
-        .and_then(|f| f.metadata())
-        .map_err(io_err(path))?
-        .permissions();
-    write(&tmp).map_err(io_err(path))?;
-    std::fs::set_permissions(&tmp, mode).map_err(io_err(path))?;
-    File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(path))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    // Make the rename itself durable.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-const TEMPORARY_SUFFIX: &str = ".tmp";
-
-fn temporary_prefix(name: &str) -> String {
-    format!(".{name}.")
-}
-
-/// Removes what [`write_atomic`] left behind when a process was killed mid-write: the
-/// temporary folders for the files `names` in `dir`. Returns how many it removed.
-pub fn remove_stale_temporaries(dir: &Path, names: &[&str]) -> Result<usize> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(io_err(dir)(e)),
-    };
-    let mut removed = 0;
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir))?;
-        let file_name = entry.file_name();
-        let file_name = file_name.to_string_lossy();
-        let ours = names.iter().any(|name| {
-            file_name.starts_with(&temporary_prefix(name)) && file_name.ends_with(TEMPORARY_SUFFIX)
-        });
-        if ours && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            std::fs::remove_dir_all(entry.path()).map_err(io_err(entry.path()))?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
-/// [`write_atomic`] for bytes already in memory.
-pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic(path, |tmp| File::create(tmp)?.write_all(bytes))
-}
-
-/// An f32 tensor's values borrowed for writing as safetensors, without a copy (candle's
-/// own `View` copies the whole tensor first: 643 MB for the linear model's `W_hh`).
-pub struct F32View<'a> {
-    pub shape: Vec<usize>,
-    pub values: &'a [f32],
-    /// Announced to [`crate::fault`] as each tensor is written, for the crash tests.
-    pub fault_point: Option<&'static str>,
-}
-
-impl safetensors::View for F32View<'_> {
-    fn dtype(&self) -> safetensors::Dtype {
-        safetensors::Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        if let Some(point) = self.fault_point {
-            crate::fault::reached(point);
-        }
-        f32_bytes(self.values)
-    }
-    fn data_len(&self) -> usize {
-        std::mem::size_of_val(self.values)
-    }
-}
-
-/// The little-endian bytes of `values` that safetensors stores: borrowed where that is the
-/// machine's own order.
-fn f32_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
-    #[cfg(target_endian = "little")]
-    {
-        std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
-    }
-    #[cfg(not(target_endian = "little"))]
-    {
-        std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
-    }
 }

@@ -6,9 +6,9 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
+use crate::keys::CHECKPOINT_METADATA_KEY;
 use crate::model::SequenceModel;
 use crate::params::{load_parameters, var_builder, Checkpoint};
-use crate::train::CHECKPOINT_METADATA_KEY;
 use lstm_core::{tensors, Plan, Recurrent};
 
 /// Loads model `M` over frames `[C, H, W]` from a checkpoint written by [`crate::train`],

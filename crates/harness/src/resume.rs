@@ -17,23 +17,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig};
 use crate::error::{io_err, Error, Result};
+use crate::files::{write_atomic, F32View};
+pub use crate::keys::{moment_names, ADAM_PREFIX, CHECKPOINT_METADATA_KEY};
 use crate::model::ParamSpec;
-use crate::params::{write_atomic, F32View};
-use crate::train::{EpochRow, CHECKPOINT_METADATA_KEY};
+use crate::rows::EpochRow;
 
 /// The version of the layout below; a reader refuses any other.
 pub const FORMAT: u32 = 1;
-
-/// Prefix of Adam's tensors in a training checkpoint; no model parameter starts with it.
-pub const ADAM_PREFIX: &str = "adam.";
-
-/// Names of the first and second moment of parameter `name`.
-pub fn moment_names(name: &str) -> (String, String) {
-    (
-        format!("{ADAM_PREFIX}exp_avg.{name}"),
-        format!("{ADAM_PREFIX}exp_avg_sq.{name}"),
-    )
-}
 
 /// What identifies the frames a run trains on: their shape, the split, the windows, and a
 /// hash of every value, so a resume on other data is refused rather than silently mixed.
@@ -88,6 +78,9 @@ pub struct TrainingState {
     pub adam: AdamConfig,
     pub seed: u64,
     pub shuffle: bool,
+    /// Windows per update.
+    #[serde(default = "one")]
+    pub batch_size: usize,
     /// Epochs the run was asked for; a resume may ask for more.
     pub epochs: usize,
     /// Epochs finished, each with its row in `rows`.
@@ -207,6 +200,30 @@ pub fn peek(path: &Path) -> Result<TrainingState> {
     let mut file = std::fs::File::open(path).map_err(io_err(path))?;
     let header = read_header(&mut file, path)?;
     state_of(&header, path)
+}
+
+/// The model kind and configuration a weights file or training checkpoint written by a run
+/// records in its metadata (read from its header alone), or `None` for a file without them
+/// (one saved from PyTorch, say).
+pub fn recorded_model(path: &Path) -> Result<Option<(String, serde_json::Value)>> {
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let header = read_header(&mut file, path)?;
+    let Some(about) = header
+        .metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(CHECKPOINT_METADATA_KEY))
+    else {
+        return Ok(None);
+    };
+    let about: serde_json::Value = serde_json::from_str(about).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("unreadable metadata: {e}"),
+    })?;
+    Ok(match (about["model"].as_str(), about.get("model_config")) {
+        (Some(kind), Some(config)) => Some((kind.to_string(), config.clone())),
+        _ => None,
+    })
 }
 
 /// A safetensors header, checked: offsets in order and matching the shapes (safetensors'
@@ -370,4 +387,8 @@ pub fn differences(there: &serde_json::Value, here: &serde_json::Value) -> Vec<S
     let mut out = Vec::new();
     walk("", there, here, &mut out);
     out
+}
+
+fn one() -> usize {
+    1
 }

@@ -1,6 +1,7 @@
-//! The training loop, read top to bottom like nanoGPT's `train.py`: configuration, data,
-//! model, optimizer (fresh, or restored from a training checkpoint), then per epoch: train,
-//! evaluate, checkpoint, append one CSV row; at the end, the weights file and a summary.
+//! The training loop, read top to bottom like nanoGPT's `train.py`: outputs, data, model
+//! and optimizer (fresh, or restored from a training checkpoint), report, then per epoch:
+//! train, evaluate, checkpoint, one CSV row; at the end, the weights file and a summary.
+//! [`train`] is that list; each phase is a function below it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::adam::{Adam, AdamConfig};
 use crate::error::{io_err, Error, Result};
 use crate::metrics::FrameMetrics;
-use crate::model::{predict, train_step, window_loss, SequenceModel, Step};
+use crate::model::{predict, train_step, window_loss, ParamSpec, SequenceModel, Step};
 use crate::params::{
     init_parameters, load_parameters, remove_stale_temporaries, save_parameters, take_parameters,
     var_builder,
@@ -26,9 +27,8 @@ use crate::params::{
 use crate::resume::{self, DataFingerprint, TrainingState};
 use lstm_core::{cpu, Plan};
 
-/// The safetensors metadata key under which a checkpoint keeps, as JSON, the model kind,
-/// both configurations and the number of epochs done.
-pub const CHECKPOINT_METADATA_KEY: &str = "bench_cli";
+pub use crate::keys::CHECKPOINT_METADATA_KEY;
+pub use crate::rows::{read_csv, write_csv, EpochRow};
 
 /// How to train; every default is the seed's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,29 +92,6 @@ impl Default for TrainConfig {
     }
 }
 
-/// One CSV row: what one epoch did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRow {
-    /// From 1.
-    pub epoch: usize,
-    /// Mean over the epoch's windows of the window loss each update minimised, taken
-    /// before that update.
-    pub train_loss: f64,
-    /// Mean window loss over the test windows after the epoch's last update.
-    pub test_loss: f64,
-    /// Wall time of the epoch's training (updates only, not the test pass).
-    pub seconds: f64,
-    /// Training steps (one frame in, one predicted) per second of `seconds`.
-    pub frames_per_second: f64,
-    /// One-step-ahead predictions of the test frames after the epoch, clipped to [0, 1],
-    /// against the true frames: MSE and MAE per pixel, PSNR (dB), SSIM; each the mean over
-    /// all predicted frames.
-    pub test_mse: f64,
-    pub test_mae: f64,
-    pub test_psnr: f64,
-    pub test_ssim: f64,
-}
-
 /// What a run leaves behind.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
@@ -163,6 +140,19 @@ struct Progress {
     rows: Vec<EpochRow>,
 }
 
+impl Progress {
+    fn fresh() -> Progress {
+        Progress {
+            epochs_done: 0,
+            windows_done: 0,
+            loss_sum: 0.0,
+            seconds: 0.0,
+            rng_word_pos: 0,
+            rows: Vec::new(),
+        }
+    }
+}
+
 /// Trains model `M` on `data` and writes its CSV, training checkpoint and weights into
 /// `config.out_dir`; with `config.resume`, continues the run found there.
 pub fn train<M: SequenceModel>(
@@ -171,17 +161,105 @@ pub fn train<M: SequenceModel>(
     config: &TrainConfig,
     device: &Device,
 ) -> Result<RunSummary> {
-    let dtype = DType::F32;
-
     // Outputs: fail on another run's results before any work; the folder itself is made
     // once the inputs have all loaded, so a bad input leaves nothing behind.
     let paths = OutputPaths::new(&config.out_dir, M::KIND);
-    let names: Vec<String> = paths
-        .all()
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let restored = claim_outputs(&paths, config, M::KIND)?;
+
+    // Data.
+    let windows = Windows::new(data, device)?;
+
+    // Model and optimizer: fresh, or as the checkpoint left them.
+    let specs = M::parameter_specs(model_config, windows.frame)?;
+    let about_model = json(&(M::KIND, model_config))?;
+    let resumed = restored.is_some();
+    let (vars, adam, progress) = match restored {
+        None => fresh(&specs, config, device)?,
+        Some(loaded) => restore(
+            loaded,
+            &specs,
+            &about_model,
+            &windows.fingerprint,
+            config,
+            device,
+        )?,
+    };
+    let model = M::load(
+        model_config,
+        windows.frame,
+        var_builder(&specs, &vars, DType::F32, device),
+    )?;
+    std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
+
+    // Report: what runs, on what, and the baseline every figure is read against.
+    let report = Report::new(config, windows.train.len(), &progress);
+    report.header::<M>(
+        model_config,
+        &specs,
+        data,
+        &windows,
+        config,
+        device,
+        resumed,
+    );
+    if config.resume && !resumed {
+        report.say(&format!(
+            "no training checkpoint {} yet: starting the run from the beginning",
+            paths.resume.display()
+        ));
+    }
+    if resumed {
+        report.say(&format!(
+            "resuming from {}: {} epoch(s) and {} window(s) done, Adam step {}",
+            paths.resume.display(),
+            progress.epochs_done,
+            progress.windows_done,
+            adam.step
+        ));
+        // The checkpoint's rows are the truth: rows a killed run wrote after it go.
+        write_csv(&paths.csv, &progress.rows)?;
+    }
+    let copy_last = copy_last_frame(&windows.test)?;
+    report.say(&format!(
+        "copy-last-frame baseline on the test frames: mse {:.6}  mae {:.6}  psnr {:.2}  ssim {:.4}",
+        copy_last.mse, copy_last.mae, copy_last.psnr, copy_last.ssim
+    ));
+
+    // Epochs: train, evaluate, checkpoint, row.
+    let mut run = Run {
+        config,
+        kind: M::KIND,
+        about_model,
+        paths,
+        windows,
+        specs,
+        vars,
+        adam,
+        model,
+        // Window order: the seed's, or shuffled by a generator of its own (stream 1),
+        // apart from the initialisation's.
+        rng: window_order(config.seed, progress.rng_word_pos),
+        checkpoint_epoch: (progress.epochs_done > 0 || progress.windows_done > 0)
+            .then_some(progress.epochs_done),
+        progress,
+        report,
+        device: device.clone(),
+    };
+    for epoch in run.progress.epochs_done + 1..=config.epochs {
+        if let Some(stopped) = run.epoch(epoch)? {
+            return Ok(stopped);
+        }
+    }
+    run.finish(model_config, copy_last)
+}
+
+/// Refuses to touch another run's results (unless asked to replace them) and reads the
+/// training checkpoint a resume continues from; clears what a run killed mid-write left.
+fn claim_outputs(
+    paths: &OutputPaths,
+    config: &TrainConfig,
+    kind: &str,
+) -> Result<Option<resume::Loaded>> {
     let existing = paths.all().into_iter().find(|p| p.exists());
     let restored = if config.resume && paths.resume.exists() {
         Some(resume::load(&paths.resume)?)
@@ -189,7 +267,7 @@ pub fn train<M: SequenceModel>(
         match existing {
             // A run killed before its first checkpoint left nothing: --resume starts it
             // over, so that "run again with --resume" works after a crash at any moment.
-            None => {}
+            None => None,
             Some(found) if config.resume => {
                 return Err(Error::Config(format!(
                     "--resume: {} is here but no training checkpoint {} to resume from; pass \
@@ -200,413 +278,326 @@ pub fn train<M: SequenceModel>(
             }
             Some(found) if !config.overwrite => {
                 return Err(Error::Config(format!(
-                    "{}: the results of an earlier {} run are here ({}); pass --resume to \
+                    "{}: the results of an earlier {kind} run are here ({}); pass --resume to \
                      continue that run, --force to replace it, or choose another --out",
                     config.out_dir.display(),
-                    M::KIND,
                     found.display()
                 )))
             }
-            Some(_) => {}
+            Some(_) => None,
         }
-        None
     };
-    let resumed = restored.is_some();
     // What a run killed mid-write left behind; ours alone, by name.
-    remove_stale_temporaries(&config.out_dir, &names)?;
-
-    // Data.
-    let to_device = |ws: Vec<Tensor>| -> Result<Vec<Tensor>> {
-        ws.into_iter()
-            .map(|w| Ok(w.to_dtype(dtype)?.to_device(device)?))
-            .collect()
-    };
-    let train_windows = to_device(data.train_windows()?)?;
-    let test_windows = to_device(data.test_windows()?)?;
-    let steps_per_epoch: usize = train_windows
+    let names: Vec<String> = paths
+        .all()
         .iter()
-        .map(|w| w.dim(0).unwrap_or(1) - 1)
-        .sum();
-    let fingerprint = DataFingerprint::of(data)?;
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    remove_stale_temporaries(&config.out_dir, &names)?;
+    Ok(restored)
+}
 
-    // Model and optimizer: fresh, or as the checkpoint left them.
-    let size = data.frames.size();
-    let frame = [
-        data.frames.channels(),
-        size.height as usize,
-        size.width as usize,
-    ];
-    let specs = M::parameter_specs(model_config, frame)?;
-    let model_config_json =
-        serde_json::to_value(model_config).map_err(|e| Error::Config(e.to_string()))?;
-    let (vars, mut adam, progress) = match restored {
-        None => {
-            let vars: Vec<Var> = match &config.init_from {
-                Some(path) => load_parameters(path, &specs, dtype, device)?,
-                None => init_parameters(&specs, config.seed, dtype, device)?,
-            };
-            let adam = Adam::new(config.adam, &vars)?;
-            let progress = Progress {
-                epochs_done: 0,
-                windows_done: 0,
-                loss_sum: 0.0,
-                seconds: 0.0,
-                rng_word_pos: 0,
-                rows: Vec::new(),
-            };
-            (vars, adam, progress)
-        }
-        Some(mut loaded) => {
-            let state = &loaded.state;
-            let identity = |model: &str, model_config, data, adam, seed, shuffle| {
-                serde_json::json!({"model": model, "model_config": model_config,
-                    "data": data, "adam": adam, "seed": seed, "shuffle": shuffle})
-            };
-            let there = identity(
-                &state.model,
-                &state.model_config,
-                &state.data,
-                &state.adam,
-                state.seed,
-                state.shuffle,
-            );
-            let here = identity(
-                M::KIND,
-                &model_config_json,
-                &fingerprint,
-                &config.adam,
-                config.seed,
-                config.shuffle,
-            );
-            let differences = resume::differences(&there, &here);
-            if !differences.is_empty() {
-                return Err(Error::Checkpoint {
-                    path: loaded.path.clone(),
-                    message: format!(
-                        "cannot resume: this run differs from the checkpoint's in {}; resume \
-                         with the settings it was started with",
-                        differences.join(", ")
-                    ),
-                });
-            }
-            if config.epochs < state.epochs_done {
-                return Err(Error::Config(format!(
-                    "--epochs {}: the run to resume has already done {} epochs",
-                    config.epochs, state.epochs_done
-                )));
-            }
-            let bad = |message: String| Error::Checkpoint {
-                path: loaded.path.clone(),
-                message,
-            };
-            let rng_word_pos = state
-                .rng_word_pos
-                .parse()
-                .map_err(|_| bad(format!("bad rng_word_pos `{}`", state.rng_word_pos)))?;
-            let mut take = |name: &str, spec: &crate::ParamSpec| {
-                let (shape, values) = loaded
-                    .tensors
-                    .remove(name)
-                    .ok_or_else(|| bad(format!("tensor `{name}` is missing")))?;
-                if shape != spec.shape {
-                    return Err(bad(format!(
-                        "tensor `{name}` has shape {shape:?} but the model needs {:?}",
-                        spec.shape
-                    )));
-                }
-                Ok(values)
-            };
-            let mut moments = Vec::with_capacity(specs.len());
-            let mut weights = HashMap::new();
-            for spec in &specs {
-                let (m_name, v_name) = resume::moment_names(&spec.name);
-                moments.push((take(&m_name, spec)?, take(&v_name, spec)?));
-                let values = take(&spec.name, spec)?;
-                weights.insert(spec.name.clone(), cpu::tensor_from(values, &spec.shape)?);
-            }
-            if let Some(extra) = loaded.tensors.keys().next() {
-                return Err(bad(format!("unexpected tensor `{extra}`")));
-            }
-            let vars = take_parameters(&loaded.path, &mut weights, &specs, dtype, device)?;
-            let mut adam = Adam::new(config.adam, &vars)?;
-            adam.restore(state.adam_step, moments)?;
-            let progress = Progress {
-                epochs_done: state.epochs_done,
-                windows_done: state.windows_done,
-                loss_sum: state.partial_loss_sum,
-                seconds: state.partial_seconds,
-                rng_word_pos,
-                rows: state.rows.clone(),
-            };
-            (vars, adam, progress)
-        }
-    };
-    let model = M::load(
-        model_config,
-        frame,
-        var_builder(&specs, &vars, dtype, device),
-    )?;
-    std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
-    let n_params: usize = specs.iter().map(|s| s.numel()).sum();
+/// The windows a run trains and tests on, on its device, and what identifies them.
+struct Windows {
+    /// Each `[L, C, H, W]`.
+    train: Vec<Tensor>,
+    test: Vec<Tensor>,
+    /// Steps (one frame in, one predicted) in an epoch.
+    steps_per_epoch: usize,
+    /// `[C, H, W]`.
+    frame: [usize; 3],
+    fingerprint: DataFingerprint,
+}
 
-    // On a terminal: a bar over all windows of the run, with the loss and ETA, above
-    // which the per-epoch lines scroll. Elsewhere (a pipe, a log file, CI) or with
-    // --quiet: the plain lines only.
-    let windows_per_epoch = train_windows.len();
-    let bar = if config.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::with_draw_target(
-            Some((config.epochs * windows_per_epoch) as u64),
-            ProgressDrawTarget::stderr(),
-        )
+impl Windows {
+    fn new(data: &Dataset, device: &Device) -> Result<Windows> {
+        let to_device = |ws: Vec<Tensor>| -> Result<Vec<Tensor>> {
+            ws.into_iter()
+                .map(|w| Ok(w.to_dtype(DType::F32)?.to_device(device)?))
+                .collect()
+        };
+        let train = to_device(data.train_windows()?)?;
+        let test = to_device(data.test_windows()?)?;
+        let steps_per_epoch = train.iter().map(|w| w.dim(0).unwrap_or(1) - 1).sum();
+        let size = data.frames.size();
+        Ok(Windows {
+            train,
+            test,
+            steps_per_epoch,
+            frame: [
+                data.frames.channels(),
+                size.height as usize,
+                size.width as usize,
+            ],
+            fingerprint: DataFingerprint::of(data)?,
+        })
+    }
+}
+
+/// A fresh start: seeded weights (or `--init-from`'s), zero moments.
+fn fresh(
+    specs: &[ParamSpec],
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<(Vec<Var>, Adam, Progress)> {
+    let vars: Vec<Var> = match &config.init_from {
+        Some(path) => load_parameters(path, specs, DType::F32, device)?,
+        None => init_parameters(specs, config.seed, DType::F32, device)?,
     };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} windows  epoch {prefix}  loss {msg}  eta {eta}",
-        )
-        .expect("a valid progress template"),
+    let adam = Adam::new(config.adam, &vars)?;
+    Ok((vars, adam, Progress::fresh()))
+}
+
+/// What must match between a checkpoint and the run that resumes it.
+fn identity(
+    about_model: &serde_json::Value,
+    data: &DataFingerprint,
+    adam: &AdamConfig,
+    seed: u64,
+    shuffle: bool,
+    batch_size: usize,
+) -> serde_json::Value {
+    serde_json::json!({"model": about_model[0], "model_config": about_model[1], "data": data,
+        "adam": adam, "seed": seed, "shuffle": shuffle, "batch_size": batch_size})
+}
+
+/// The weights, Adam's state and the counters a training checkpoint holds, checked against
+/// the run that resumes it: any setting that would change the run is refused by name.
+fn restore(
+    mut loaded: resume::Loaded,
+    specs: &[ParamSpec],
+    about_model: &serde_json::Value,
+    fingerprint: &DataFingerprint,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<(Vec<Var>, Adam, Progress)> {
+    let state = &loaded.state;
+    let there = identity(
+        &serde_json::json!([state.model, state.model_config]),
+        &state.data,
+        &state.adam,
+        state.seed,
+        state.shuffle,
+        state.batch_size,
     );
-    bar.set_position((progress.epochs_done * windows_per_epoch + progress.windows_done) as u64);
-    bar.reset_eta();
-    let say = |line: &str| {
-        if bar.is_hidden() {
-            println!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
-
-    say(&format!(
-        "model {} {:?}: {} parameters ({:.1} MB f32), device {:?}",
-        M::KIND,
-        model_config,
-        n_params,
-        n_params as f64 * 4.0 / 1e6,
-        device
-    ));
-    say(&format!(
-        "data {}: {} frames {}, train {} frames -> {} windows of {} (stride {}), test {} frames -> {} windows",
-        data.frames.paths.first().and_then(|p| p.parent()).map(|p| p.display().to_string()).unwrap_or_default(),
-        data.frames.len(),
-        data.frames.size(),
-        data.split.train,
-        train_windows.len(),
-        data.windows.len,
-        data.windows.stride,
-        data.split.test,
-        test_windows.len(),
-    ));
-    say(&format!(
-        "train: {} epochs, Adam ({:?} form) lr {} betas ({}, {}) eps {}, seed {}{}, {} thread(s){}",
-        config.epochs,
-        config.adam.form,
-        config.adam.lr,
-        config.adam.beta1,
-        config.adam.beta2,
-        config.adam.eps,
+    let here = identity(
+        about_model,
+        fingerprint,
+        &config.adam,
         config.seed,
-        if config.shuffle {
-            ", shuffled windows"
-        } else {
-            ""
-        },
-        rayon::current_num_threads(),
-        match &config.init_from {
-            Some(p) if !resumed => format!(", weights from {}", p.display()),
-            _ => String::new(),
-        }
-    ));
-    if config.resume && !resumed {
-        say(&format!(
-            "no training checkpoint {} yet: starting the run from the beginning",
-            paths.resume.display()
-        ));
+        config.shuffle,
+        config.batch_size,
+    );
+    let differences = resume::differences(&there, &here);
+    if !differences.is_empty() {
+        return Err(Error::Checkpoint {
+            path: loaded.path.clone(),
+            message: format!(
+                "cannot resume: this run differs from the checkpoint's in {}; resume with the \
+                 settings it was started with",
+                differences.join(", ")
+            ),
+        });
     }
-    if resumed {
-        say(&format!(
-            "resuming from {}: {} epoch(s) and {} window(s) done, Adam step {}",
-            paths.resume.display(),
-            progress.epochs_done,
-            progress.windows_done,
-            adam.step
-        ));
-        // The checkpoint's rows are the truth: rows a killed run wrote after it go.
-        write_csv(&paths.csv, &progress.rows)?;
+    if config.epochs < state.epochs_done {
+        return Err(Error::Config(format!(
+            "--epochs {}: the run to resume has already done {} epochs",
+            config.epochs, state.epochs_done
+        )));
     }
-
-    // The trivial baseline every figure is read against: repeat the last frame.
-    let mut baseline = Vec::new();
-    for window in &test_windows {
-        let steps = window.dim(0)? - 1;
-        baseline.extend(per_frame_metrics(
-            &window.narrow(0, 0, steps)?,
-            &window.narrow(0, 1, steps)?,
-        )?);
-    }
-    let copy_last = FrameMetrics::mean(&baseline);
-    say(&format!(
-        "copy-last-frame baseline on the test frames: mse {:.6}  mae {:.6}  psnr {:.2}  ssim {:.4}",
-        copy_last.mse, copy_last.mae, copy_last.psnr, copy_last.ssim
-    ));
-
-    // Window order: the seed's, or shuffled by a generator of its own (stream 1), apart
-    // from the initialisation's.
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
-    rng.set_stream(1);
-    rng.set_word_pos(progress.rng_word_pos);
-
-    let stop_requested = || {
-        config
-            .stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::SeqCst))
+    let bad = |message: String| Error::Checkpoint {
+        path: loaded.path.clone(),
+        message,
     };
-    let mut checkpoint_epoch =
-        (progress.epochs_done > 0 || progress.windows_done > 0).then_some(progress.epochs_done);
-    let mut progress = progress;
-    // The checkpoint of the run as it stands.
-    let state_of = |progress: &Progress, adam_step: u64| TrainingState {
-        format: resume::FORMAT,
-        model: M::KIND.to_string(),
-        model_config: model_config_json.clone(),
-        data: fingerprint.clone(),
-        adam: config.adam,
-        seed: config.seed,
-        shuffle: config.shuffle,
-        epochs: config.epochs,
-        epochs_done: progress.epochs_done,
-        windows_done: progress.windows_done,
-        partial_loss_sum: progress.loss_sum,
-        partial_seconds: progress.seconds,
-        adam_step,
-        rng_word_pos: progress.rng_word_pos.to_string(),
-        rows: progress.rows.clone(),
-        launch: config.launch.clone(),
-    };
-    let checkpoint_hint = |epoch: Option<usize>| match epoch {
-        Some(e) => format!(
-            "the training checkpoint {} (epoch {e}) is kept",
-            paths.resume.display()
-        ),
-        None => "no training checkpoint had been written yet".to_string(),
-    };
-    for epoch in progress.epochs_done + 1..=config.epochs {
-        // Where this epoch's order is drawn from: a checkpoint taken in the middle of the
-        // epoch records it, to draw the same order again on resume.
-        progress.rng_word_pos = rng.get_word_pos();
-        let mut order: Vec<usize> = (0..windows_per_epoch).collect();
-        if config.shuffle {
-            order.shuffle(&mut rng);
-        }
-        // Train: one update per window.
-        let start = Instant::now();
-        bar.set_prefix(format!("{epoch}/{}", config.epochs));
-        while progress.windows_done < windows_per_epoch {
-            let k = progress.windows_done;
-            let batch_size = config.batch_size.min(windows_per_epoch - k);
-            let members: Vec<&Tensor> = order[k..k + batch_size]
-                .iter()
-                .map(|&w| &train_windows[w])
-                .collect();
-            let batch = Tensor::stack(&members, 1)?; // [L, B, C, H, W]
-            let plan = Plan::one_step(batch.dim(0)?, batch_size);
-            let loss = match train_step(&model, &batch, &plan, &vars, &mut adam)? {
-                Step::LossNotFinite(loss) => {
-                    // Stopped before the update: what is on disk is what the last good
-                    // epochs left.
-                    return Err(Error::Numerical(format!(
-                        "epoch {epoch}, window {}: the training loss is {loss}; stopping. {}; \
-                         a lower --lr may help",
-                        k + 1,
-                        checkpoint_hint(checkpoint_epoch)
-                    )));
-                }
-                Step::Updated {
-                    not_finite: Some(bad),
-                    ..
-                } => {
-                    return Err(Error::Numerical(format!(
-                        "epoch {epoch}, window {}: the gradient of `{}` (or the update it gave) \
-                         is not finite; stopping. {}; a lower --lr may help",
-                        k + 1,
-                        specs[bad].name,
-                        checkpoint_hint(checkpoint_epoch)
-                    )));
-                }
-                Step::Updated { loss, .. } => loss,
-            };
-            // Summed per window, so the row's mean is over windows whatever the batches.
-            progress.loss_sum += loss * batch_size as f64;
-            progress.windows_done += batch_size;
-            bar.set_message(format!("{loss:.4}"));
-            bar.inc(batch_size as u64);
-            if stop_requested() && progress.windows_done < windows_per_epoch {
-                // Mid-epoch: save where we are; the epoch finishes on resume.
-                device.synchronize()?;
-                progress.seconds += start.elapsed().as_secs_f64();
-                resume::save(
-                    &paths.resume,
-                    &specs,
-                    &vars,
-                    &adam,
-                    &state_of(&progress, adam.step),
-                )?;
-                bar.finish_and_clear();
-                say(&format!(
-                    "stopped in epoch {epoch} after window {} of {windows_per_epoch}; \
-                     wrote the training checkpoint {}",
-                    progress.windows_done,
-                    paths.resume.display()
-                ));
-                return Ok(RunSummary {
-                    rows: progress.rows,
-                    paths,
-                    stopped_at: Some((epoch - 1, progress.windows_done)),
-                });
-            }
-        }
-        // Sync point: on a GPU the clock must not stop before the kernels do.
-        device.synchronize()?;
-        let seconds = progress.seconds + start.elapsed().as_secs_f64();
-
-        // Evaluate: same window loss on the held-out windows, no update, and the image
-        // metrics of the same predictions.
-        let mut test_sum = 0.0;
-        let mut frame_metrics = Vec::new();
-        for window in &test_windows {
-            let predictions = predict(&model, window)?.detach(); // [L-1, C, H, W]
-            let loss = window_loss(&predictions, window)?;
-            test_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            frame_metrics.extend(per_frame_metrics(
-                &predictions,
-                &window.narrow(0, 1, predictions.dim(0)?)?,
-            )?);
-        }
-        let test_metrics = FrameMetrics::mean(&frame_metrics);
-        if !test_sum.is_finite() {
-            return Err(Error::Numerical(format!(
-                "epoch {epoch}: the test loss is {test_sum} after the epoch's updates; \
-                 stopping. {}; a lower --lr may help",
-                checkpoint_hint(checkpoint_epoch)
+    let rng_word_pos = state
+        .rng_word_pos
+        .parse()
+        .map_err(|_| bad(format!("bad rng_word_pos `{}`", state.rng_word_pos)))?;
+    let mut take = |name: &str, spec: &ParamSpec| {
+        let (shape, values) = loaded
+            .tensors
+            .remove(name)
+            .ok_or_else(|| bad(format!("tensor `{name}` is missing")))?;
+        if shape != spec.shape {
+            return Err(bad(format!(
+                "tensor `{name}` has shape {shape:?} but the model needs {:?}",
+                spec.shape
             )));
         }
+        Ok(values)
+    };
+    let mut moments = Vec::with_capacity(specs.len());
+    let mut weights = HashMap::new();
+    for spec in specs {
+        let (m_name, v_name) = resume::moment_names(&spec.name);
+        moments.push((take(&m_name, spec)?, take(&v_name, spec)?));
+        let values = take(&spec.name, spec)?;
+        weights.insert(spec.name.clone(), cpu::tensor_from(values, &spec.shape)?);
+    }
+    if let Some(extra) = loaded.tensors.keys().next() {
+        return Err(bad(format!("unexpected tensor `{extra}`")));
+    }
+    let vars = take_parameters(&loaded.path, &mut weights, specs, DType::F32, device)?;
+    let mut adam = Adam::new(config.adam, &vars)?;
+    let state = &loaded.state;
+    adam.restore(state.adam_step, moments)?;
+    let progress = Progress {
+        epochs_done: state.epochs_done,
+        windows_done: state.windows_done,
+        loss_sum: state.partial_loss_sum,
+        seconds: state.partial_seconds,
+        rng_word_pos,
+        rows: state.rows.clone(),
+    };
+    Ok((vars, adam, progress))
+}
 
+/// The window-order generator at `word_pos`: stream 1 of the seed's ChaCha8, apart from
+/// the initialisation's stream 0.
+fn window_order(seed: u64, word_pos: u128) -> rand_chacha::ChaCha8Rng {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(1);
+    rng.set_word_pos(word_pos);
+    rng
+}
+
+/// Where the run's lines go. On a terminal: a bar over all windows of the run, with the
+/// loss and ETA, above which the per-epoch lines scroll. Elsewhere (a pipe, a log file, CI)
+/// or with --quiet: the plain lines only.
+struct Report {
+    bar: ProgressBar,
+}
+
+impl Report {
+    fn new(config: &TrainConfig, windows_per_epoch: usize, progress: &Progress) -> Report {
+        let bar = if config.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(
+                Some((config.epochs * windows_per_epoch) as u64),
+                ProgressDrawTarget::stderr(),
+            )
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} windows  epoch {prefix}  loss {msg}  eta {eta}",
+            )
+            .expect("a valid progress template"),
+        );
+        bar.set_position((progress.epochs_done * windows_per_epoch + progress.windows_done) as u64);
+        bar.reset_eta();
+        Report { bar }
+    }
+
+    fn say(&self, line: &str) {
+        if self.bar.is_hidden() {
+            println!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    /// The run's first lines: model, data, training settings.
+    #[allow(clippy::too_many_arguments)]
+    fn header<M: SequenceModel>(
+        &self,
+        model_config: &M::Config,
+        specs: &[ParamSpec],
+        data: &Dataset,
+        windows: &Windows,
+        config: &TrainConfig,
+        device: &Device,
+        resumed: bool,
+    ) {
+        let n_params: usize = specs.iter().map(|s| s.numel()).sum();
+        self.say(&format!(
+            "model {} {}: {} parameters ({:.1} MB f32), device {:?}",
+            M::KIND,
+            serde_json::to_string(model_config).unwrap_or_default(),
+            n_params,
+            n_params as f64 * 4.0 / 1e6,
+            device
+        ));
+        self.say(&format!(
+            "data {}: {} frames {}, train {} frames -> {} windows of {} (stride {}), test {} frames -> {} windows",
+            data.frames.paths.first().and_then(|p| p.parent()).map(|p| p.display().to_string()).unwrap_or_default(),
+            data.frames.len(),
+            data.frames.size(),
+            data.split.train,
+            windows.train.len(),
+            data.windows.len,
+            data.windows.stride,
+            data.split.test,
+            windows.test.len(),
+        ));
+        self.say(&format!(
+            "train: {} epochs, Adam ({:?} form) lr {} betas ({}, {}) eps {}, seed {}{}{}, {} thread(s){}",
+            config.epochs,
+            config.adam.form,
+            config.adam.lr,
+            config.adam.beta1,
+            config.adam.beta2,
+            config.adam.eps,
+            config.seed,
+            if config.shuffle { ", shuffled windows" } else { "" },
+            match config.batch_size {
+                1 => String::new(),
+                b => format!(", batches of {b}"),
+            },
+            rayon::current_num_threads(),
+            match &config.init_from {
+                Some(p) if !resumed => format!(", weights from {}", p.display()),
+                _ => String::new(),
+            }
+        ));
+    }
+}
+
+/// A run between its set-up and its end.
+struct Run<'a, M> {
+    config: &'a TrainConfig,
+    kind: &'static str,
+    /// `[kind, model configuration]` as JSON, as checkpoints record them.
+    about_model: serde_json::Value,
+    paths: OutputPaths,
+    windows: Windows,
+    specs: Vec<ParamSpec>,
+    vars: Vec<Var>,
+    adam: Adam,
+    model: M,
+    progress: Progress,
+    rng: rand_chacha::ChaCha8Rng,
+    report: Report,
+    /// The last epoch whose training checkpoint is on disk, for error messages.
+    checkpoint_epoch: Option<usize>,
+    device: Device,
+}
+
+impl<M: SequenceModel> Run<'_, M> {
+    /// One epoch: train, evaluate, checkpoint, row. Returns the run's summary if it stopped
+    /// on request.
+    fn epoch(&mut self, epoch: usize) -> Result<Option<RunSummary>> {
+        let Some(seconds) = self.train_epoch(epoch)? else {
+            return Ok(Some(self.stopped(epoch - 1)));
+        };
+        let (test_loss, test_metrics) = self.evaluate(epoch)?;
+        let windows_per_epoch = self.windows.train.len();
         let row = EpochRow {
             epoch,
-            train_loss: progress.loss_sum / windows_per_epoch as f64,
-            test_loss: test_sum / test_windows.len() as f64,
+            train_loss: self.progress.loss_sum / windows_per_epoch as f64,
+            test_loss,
             seconds,
-            frames_per_second: steps_per_epoch as f64 / seconds,
+            frames_per_second: self.windows.steps_per_epoch as f64 / seconds,
             test_mse: test_metrics.mse,
             test_mae: test_metrics.mae,
             test_psnr: test_metrics.psnr,
             test_ssim: test_metrics.ssim,
         };
-        say(&format!(
+        self.report.say(&format!(
             "epoch {:>3}/{}  train_loss {:.6}  test_loss {:.6}  psnr {:.2}  ssim {:.4}  {:.3} s  {:.0} frames/s",
             row.epoch,
-            config.epochs,
+            self.config.epochs,
             row.train_loss,
             row.test_loss,
             row.test_psnr,
@@ -614,106 +605,251 @@ pub fn train<M: SequenceModel>(
             row.seconds,
             row.frames_per_second
         ));
+        let progress = &mut self.progress;
         progress.rows.push(row);
         progress.epochs_done = epoch;
         (progress.windows_done, progress.loss_sum, progress.seconds) = (0, 0.0, 0.0);
-        progress.rng_word_pos = rng.get_word_pos();
+        progress.rng_word_pos = self.rng.get_word_pos();
 
         // Checkpoint, then the row: a run killed between the two resumes from the
         // checkpoint, whose rows rewrite the CSV.
-        let stopping = stop_requested() && epoch < config.epochs;
-        let due = config.checkpoint_every > 0 && epoch % config.checkpoint_every == 0;
-        if due || stopping || epoch == config.epochs {
-            resume::save(
-                &paths.resume,
-                &specs,
-                &vars,
-                &adam,
-                &state_of(&progress, adam.step),
-            )?;
-            checkpoint_epoch = Some(epoch);
+        let stopping = self.stop_requested() && epoch < self.config.epochs;
+        let every = self.config.checkpoint_every;
+        if (every > 0 && epoch.is_multiple_of(every)) || stopping || epoch == self.config.epochs {
+            self.checkpoint()?;
+            self.checkpoint_epoch = Some(epoch);
             crate::fault::reached("checkpoint-saved");
         }
-        write_csv(&paths.csv, &progress.rows)?;
-        if stopping {
-            bar.finish_and_clear();
-            say(&format!(
-                "stopped after epoch {epoch}; wrote the training checkpoint {}",
-                paths.resume.display()
-            ));
-            return Ok(RunSummary {
-                rows: progress.rows,
-                paths,
-                stopped_at: Some((epoch, 0)),
-            });
+        write_csv(&self.paths.csv, &self.progress.rows)?;
+        Ok(stopping.then(|| self.stopped(epoch)))
+    }
+
+    /// The epoch's updates, one per batch of windows, from where the progress stands.
+    /// Returns its training seconds, or `None` if it stopped on request (with a
+    /// checkpoint) before its end.
+    fn train_epoch(&mut self, epoch: usize) -> Result<Option<f64>> {
+        let windows_per_epoch = self.windows.train.len();
+        // Where this epoch's order is drawn from: a checkpoint taken in the middle of the
+        // epoch records it, to draw the same order again on resume.
+        self.progress.rng_word_pos = self.rng.get_word_pos();
+        let mut order: Vec<usize> = (0..windows_per_epoch).collect();
+        if self.config.shuffle {
+            order.shuffle(&mut self.rng);
+        }
+        let start = Instant::now();
+        self.report
+            .bar
+            .set_prefix(format!("{epoch}/{}", self.config.epochs));
+        while self.progress.windows_done < windows_per_epoch {
+            let k = self.progress.windows_done;
+            let batch_size = self.config.batch_size.min(windows_per_epoch - k);
+            let members: Vec<&Tensor> = order[k..k + batch_size]
+                .iter()
+                .map(|&w| &self.windows.train[w])
+                .collect();
+            let batch = Tensor::stack(&members, 1)?; // [L, B, C, H, W]
+            let plan = Plan::one_step(batch.dim(0)?, batch_size);
+            let step = train_step(&self.model, &batch, &plan, &self.vars, &mut self.adam)?;
+            let loss = self.check_step(epoch, k, step)?;
+            // Summed per window, so the row's mean is over windows whatever the batches.
+            self.progress.loss_sum += loss * batch_size as f64;
+            self.progress.windows_done += batch_size;
+            self.report.bar.set_message(format!("{loss:.4}"));
+            self.report.bar.inc(batch_size as u64);
+            if self.stop_requested() && self.progress.windows_done < windows_per_epoch {
+                // Mid-epoch: save where we are; the epoch finishes on resume.
+                self.device.synchronize()?;
+                self.progress.seconds += start.elapsed().as_secs_f64();
+                self.checkpoint()?;
+                self.report.bar.finish_and_clear();
+                self.report.say(&format!(
+                    "stopped in epoch {epoch} after window {} of {windows_per_epoch}; \
+                     wrote the training checkpoint {}",
+                    self.progress.windows_done,
+                    self.paths.resume.display()
+                ));
+                return Ok(None);
+            }
+        }
+        // Sync point: on a GPU the clock must not stop before the kernels do.
+        self.device.synchronize()?;
+        Ok(Some(self.progress.seconds + start.elapsed().as_secs_f64()))
+    }
+
+    /// The loss of an update, or the error that stops the run when it was not finite.
+    fn check_step(&self, epoch: usize, window: usize, step: Step) -> Result<f64> {
+        match step {
+            // Stopped before the update: what is on disk is what the last good epochs
+            // left.
+            Step::LossNotFinite(loss) => Err(Error::Numerical(format!(
+                "epoch {epoch}, window {}: the training loss is {loss}; stopping. {}; a lower \
+                 --lr may help",
+                window + 1,
+                self.checkpoint_hint()
+            ))),
+            Step::Updated {
+                not_finite: Some(bad),
+                ..
+            } => Err(Error::Numerical(format!(
+                "epoch {epoch}, window {}: the gradient of `{}` (or the update it gave) is not \
+                 finite; stopping. {}; a lower --lr may help",
+                window + 1,
+                self.specs[bad].name,
+                self.checkpoint_hint()
+            ))),
+            Step::Updated { loss, .. } => Ok(loss),
         }
     }
 
-    bar.finish_and_clear();
-    crate::fault::reached("final");
-    let rows = progress.rows;
-    // One metadata key: safetensors keeps metadata in a hash map, whose order would make
-    // two identical runs write different headers.
-    let about = serde_json::json!({
-        "model": M::KIND,
-        "model_config": model_config,
-        "train_config": config,
-        "epochs_done": rows.len(),
-    });
-    let metadata = HashMap::from([(CHECKPOINT_METADATA_KEY.to_string(), about.to_string())]);
-    save_parameters(&paths.weights, &specs, &vars, metadata)?;
-    let summary = serde_json::json!({
-        "model": M::KIND,
-        "model_config": model_config,
-        "epochs": rows.len(),
-        "final": rows.last(),
-        "copy_last_frame": copy_last,
-    });
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::Config(e.to_string()))?;
-    crate::params::write_bytes_atomic(&paths.summary, text.as_bytes())?;
-    say(&format!(
-        "wrote {}, {}, {} and {}",
-        paths.csv.display(),
-        paths.weights.display(),
-        paths.resume.display(),
-        paths.summary.display()
-    ));
-    Ok(RunSummary {
-        rows,
-        paths,
-        stopped_at: None,
-    })
-}
-
-/// Rewrites the whole CSV atomically, so a reader never sees half a row.
-pub fn write_csv(path: &Path, rows: &[EpochRow]) -> Result<()> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        writer
-            .serialize(row)
-            .map_err(|e| Error::Config(e.to_string()))?;
+    /// The same window loss on the held-out windows, no update, and the image metrics of
+    /// the same predictions.
+    fn evaluate(&self, epoch: usize) -> Result<(f64, FrameMetrics)> {
+        let mut test_sum = 0.0;
+        let mut frame_metrics = Vec::new();
+        for window in &self.windows.test {
+            let predictions = predict(&self.model, window)?.detach(); // [L-1, C, H, W]
+            let loss = window_loss(&predictions, window)?;
+            test_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            frame_metrics.extend(per_frame_metrics(
+                &predictions,
+                &window.narrow(0, 1, predictions.dim(0)?)?,
+            )?);
+        }
+        if !test_sum.is_finite() {
+            return Err(Error::Numerical(format!(
+                "epoch {epoch}: the test loss is {test_sum} after the epoch's updates; \
+                 stopping. {}; a lower --lr may help",
+                self.checkpoint_hint()
+            )));
+        }
+        Ok((
+            test_sum / self.windows.test.len() as f64,
+            FrameMetrics::mean(&frame_metrics),
+        ))
     }
-    let bytes = writer
-        .into_inner()
-        .map_err(|e| Error::Config(e.to_string()))?;
-    crate::params::write_bytes_atomic(path, &bytes)
+
+    /// Writes the training checkpoint of the run as it stands.
+    fn checkpoint(&self) -> Result<()> {
+        let progress = &self.progress;
+        let state = TrainingState {
+            format: resume::FORMAT,
+            model: self.kind.to_string(),
+            model_config: self.about_model[1].clone(),
+            data: self.windows.fingerprint.clone(),
+            adam: self.config.adam,
+            seed: self.config.seed,
+            shuffle: self.config.shuffle,
+            batch_size: self.config.batch_size,
+            epochs: self.config.epochs,
+            epochs_done: progress.epochs_done,
+            windows_done: progress.windows_done,
+            partial_loss_sum: progress.loss_sum,
+            partial_seconds: progress.seconds,
+            adam_step: self.adam.step,
+            rng_word_pos: progress.rng_word_pos.to_string(),
+            rows: progress.rows.clone(),
+            launch: self.config.launch.clone(),
+        };
+        resume::save(
+            &self.paths.resume,
+            &self.specs,
+            &self.vars,
+            &self.adam,
+            &state,
+        )
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.config
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
+    fn checkpoint_hint(&self) -> String {
+        match self.checkpoint_epoch {
+            Some(e) => format!(
+                "the training checkpoint {} (epoch {e}) is kept",
+                self.paths.resume.display()
+            ),
+            None => "no training checkpoint had been written yet".to_string(),
+        }
+    }
+
+    /// The summary of a run stopped on request after `epochs` whole epochs.
+    fn stopped(&mut self, epochs: usize) -> RunSummary {
+        let windows = self.progress.windows_done;
+        if windows == 0 {
+            self.report.bar.finish_and_clear();
+            self.report.say(&format!(
+                "stopped after epoch {epochs}; wrote the training checkpoint {}",
+                self.paths.resume.display()
+            ));
+        }
+        RunSummary {
+            rows: self.progress.rows.clone(),
+            paths: self.paths.clone(),
+            stopped_at: Some((epochs, windows)),
+        }
+    }
+
+    /// The weights file (with the configurations in its metadata) and the summary.
+    fn finish(self, model_config: &M::Config, copy_last: FrameMetrics) -> Result<RunSummary> {
+        self.report.bar.finish_and_clear();
+        crate::fault::reached("final");
+        let rows = self.progress.rows;
+        // One metadata key: safetensors keeps metadata in a hash map, whose order would
+        // make two identical runs write different headers.
+        let about = serde_json::json!({
+            "model": self.kind,
+            "model_config": model_config,
+            "frame": self.windows.frame,
+            "train_config": self.config,
+            "epochs_done": rows.len(),
+        });
+        let metadata = HashMap::from([(CHECKPOINT_METADATA_KEY.to_string(), about.to_string())]);
+        save_parameters(&self.paths.weights, &self.specs, &self.vars, metadata)?;
+        let summary = serde_json::json!({
+            "model": self.kind,
+            "model_config": model_config,
+            "epochs": rows.len(),
+            "final": rows.last(),
+            "copy_last_frame": copy_last,
+        });
+        let text =
+            serde_json::to_string_pretty(&summary).map_err(|e| Error::Config(e.to_string()))?;
+        crate::files::write_bytes_atomic(&self.paths.summary, text.as_bytes())?;
+        let paths = self.paths;
+        self.report.say(&format!(
+            "wrote {}, {}, {} and {}",
+            paths.csv.display(),
+            paths.weights.display(),
+            paths.resume.display(),
+            paths.summary.display()
+        ));
+        Ok(RunSummary {
+            rows,
+            paths,
+            stopped_at: None,
+        })
+    }
 }
 
-/// Reads rows back from a CSV written by [`write_csv`].
-pub fn read_csv(path: &Path) -> Result<Vec<EpochRow>> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| Error::Checkpoint {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    reader
-        .deserialize()
-        .map(|r| {
-            r.map_err(|e| Error::Checkpoint {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })
-        })
-        .collect()
+/// The trivial baseline every figure is read against: repeat the last frame.
+fn copy_last_frame(test: &[Tensor]) -> Result<FrameMetrics> {
+    let mut baseline = Vec::new();
+    for window in test {
+        let steps = window.dim(0)? - 1;
+        baseline.extend(per_frame_metrics(
+            &window.narrow(0, 0, steps)?,
+            &window.narrow(0, 1, steps)?,
+        )?);
+    }
+    Ok(FrameMetrics::mean(&baseline))
+}
+
+fn json<T: Serialize>(value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::Config(e.to_string()))
 }
 
 /// Metrics of each predicted frame: `predictions` and `truth` are `[N, C, H, W]`.

@@ -55,6 +55,7 @@ fn state(adam_step: u64) -> TrainingState {
         adam: AdamConfig::default(),
         seed: 0,
         shuffle: false,
+        batch_size: 1,
         epochs: 1,
         epochs_done: 1,
         windows_done: 0,

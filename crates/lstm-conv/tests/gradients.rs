@@ -7,6 +7,7 @@
 use candle_core::{DType, Device, Module, Tensor, Var};
 use harness::gradcheck::{
     assert_agree, assert_matches_autograd, check_gradients, generic_point, random_batch,
+    weights_after_steps,
 };
 use harness::params::{init_parameters, var_builder};
 use harness::{loss_and_grads, ParamInit, Plan, SequenceModel};
@@ -477,4 +478,27 @@ fn rollout_feeds_predictions_back() {
     let third = harness::predict(&model, &fed).unwrap().get(6).unwrap();
     assert!(max_diff(&rolled.get(2).unwrap(), &third) < 1e-6);
     assert!(max_diff(&rolled.get(2).unwrap(), &one_step.get(6).unwrap()) > 1e-4);
+}
+
+/// The same seed gives the same weights, bit for bit, with 1, 2 or 3 threads.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    for (config, frame, batch) in [
+        (Config::default(), [1, 65, 65], 1),
+        (
+            conv(&[4, 3], &[5, 3], true, Head::AffineSigmoid, 4),
+            [1, 16, 16],
+            3,
+        ),
+    ] {
+        let plan = Plan::one_step(6, batch);
+        let batches: Vec<Tensor> = (0..2)
+            .map(|k| random_batch(6, batch, frame, 70 + k, DType::F32).unwrap())
+            .collect();
+        let one = weights_after_steps::<ConvLstm>(&config, &batches, &plan, 1);
+        for threads in [2, 3] {
+            let other = weights_after_steps::<ConvLstm>(&config, &batches, &plan, threads);
+            assert!(one == other, "{config:?}: {threads} threads differ from 1");
+        }
+    }
 }

@@ -32,7 +32,7 @@ pub trait SequenceModel: Recurrent + Sized {
 
     /// Everything that shapes the model but the frame size (layers, hidden sizes, ...).
     /// Saved in checkpoints.
-    type Config: Clone + Debug + PartialEq + Serialize + DeserializeOwned;
+    type Config: Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync;
 
     /// The parameters over frames `[C, H, W]`, in the drivers' layout order: the order
     /// they are initialised, optimised and saved in. A frame the configuration cannot

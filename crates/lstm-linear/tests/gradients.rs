@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Module, Tensor, Var};
 use harness::adam::{Adam, AdamConfig};
 use harness::gradcheck::{
     assert_agree, assert_matches_autograd, check_gradients, generic_point, random_batch,
+    weights_after_steps,
 };
 use harness::{loss_and_grads, train_step, window_loss, Plan, Step};
 use lstm_linear::{Config, LinearLstm};
@@ -359,6 +360,28 @@ fn fused_training_step_equals_gradients_then_update() {
                     spec.name
                 );
             }
+        }
+    }
+}
+
+/// The same seed gives the same weights, bit for bit, with 1, 2 or 3 threads: every
+/// reduction is split by the shapes alone. 2600 hidden units make `W_hh` 10400 rows, so the
+/// transposed product sums two chunks; batches of two take the matrix-product path.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    for (hidden, batch) in [(vec![2600], 1), (vec![40, 30], 2)] {
+        let config = config(1, 3, 4, &hidden);
+        let plan = Plan::one_step(4, batch);
+        let batches: Vec<Tensor> = (0..2)
+            .map(|k| random_batch(4, batch, [1, 3, 4], 60 + k, DType::F32).unwrap())
+            .collect();
+        let one = weights_after_steps::<LinearLstm>(&config, &batches, &plan, 1);
+        for threads in [2, 3] {
+            let other = weights_after_steps::<LinearLstm>(&config, &batches, &plan, threads);
+            assert!(
+                one == other,
+                "hidden {hidden:?}, batch {batch}: {threads} threads differ from 1"
+            );
         }
     }
 }
