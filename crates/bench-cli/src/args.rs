@@ -90,21 +90,44 @@ pub struct PredictArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Models to time, in order.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "conv,linear")]
-    pub models: Vec<ModelKind>,
+    /// Configurations to time, in order: the seed's two models, and Shi et al.'s ConvLSTM
+    /// at the size of issue 11 (see --help of the variants).
+    #[arg(
+        long,
+        visible_alias = "models",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "conv,linear"
+    )]
+    pub configs: Vec<BenchConfig>,
     /// Epochs of the conv model (the first is warm-up).
     #[arg(long, default_value_t = 21)]
     pub conv_epochs: usize,
     /// Epochs of the linear model (the first is warm-up).
     #[arg(long, default_value_t = 4)]
     pub linear_epochs: usize,
+    /// Batches of convlstm-32x2 (the first is warm-up).
+    #[arg(long, default_value_t = 4)]
+    pub batches: usize,
     /// Threads, as for training (default: each model's own choice).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Folder of frames.
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
+}
+
+/// What `bench-cli bench` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchConfig {
+    /// The seed's ConvLSTM: s/epoch of 5 windows of 26 frames, 65x65.
+    Conv,
+    /// The seed's fully connected LSTM: s/epoch.
+    Linear,
+    /// Shi et al.'s shape: 64x64 frames in 4x4 patches, two layers of 32 channels, 5x5
+    /// kernels, a 1x1 sigmoid head; s per batch of 16 windows of 20 frames.
+    #[value(name = "convlstm-32x2")]
+    Convlstm32x2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -248,8 +271,9 @@ pub struct TrainArgs {
     /// cpu or cuda. Default: cuda when built with the `cuda` feature and a GPU is there.
     #[arg(long, value_enum)]
     pub device: Option<DeviceKind>,
-    /// Worker threads for the CPU kernels. Default: the model's own choice (conv: 1, its
-    /// kernels are too small to share; linear: up to 2, for memory bandwidth).
+    /// Worker threads for the CPU kernels. Default: the model's own choice (the seed's conv
+    /// model: 1, its kernels are too small to share; with --hidden-channels: every core;
+    /// linear: up to 2, for memory bandwidth).
     #[arg(long)]
     pub threads: Option<usize>,
     /// No progress bar: one plain line per epoch, as when the output is not a terminal.

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::args::{BenchArgs, ModelKind};
+use crate::args::{BenchArgs, BenchConfig};
 
 /// Peak resident memory of this process in MB (Linux: `VmHWM`); `None` elsewhere.
 pub fn peak_rss_mb() -> Option<f64> {
@@ -15,25 +15,63 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Issue 11's configuration: 64x64 frames in 4x4 patches, two ConvLSTM layers of 32
+/// channels with 5x5 kernels, a 1x1 sigmoid head, batches of 16 windows of 20 frames.
+pub const CONVLSTM_32X2: [&str; 16] = [
+    "--size",
+    "64",
+    "--seq-len",
+    "20",
+    "--stride",
+    "7",
+    "--patch",
+    "4",
+    "--hidden-channels",
+    "32,32",
+    "--kernel",
+    "5",
+    "--head",
+    "conv1x1-sigmoid",
+    "--batch-size",
+    "16",
+];
+
 pub fn run(args: &BenchArgs) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find this executable to re-run it")?;
     let scratch = tempfile::tempdir().context("cannot make a scratch folder")?;
     println!(
-        "{:<7} {:>7} {:>14} {:>19} {:>9} {:>10}",
-        "model", "epochs", "s/epoch median", "min - max", "frames/s", "peak MB"
+        "{:<14} {:>7} {:>14} {:>19} {:>9} {:>10}",
+        "config", "epochs", "s/epoch median", "min - max", "frames/s", "peak MB"
     );
-    for &model in &args.models {
-        let (name, epochs) = match model {
-            ModelKind::Conv => ("conv", args.conv_epochs),
-            ModelKind::Linear => ("linear", args.linear_epochs),
+    for &config in &args.configs {
+        // Each row times what its name says; convlstm-32x2's windows are cut so that an
+        // epoch is one batch of 16 (data/ at 64x64: 126 training frames, windows of 20
+        // every 7 frames).
+        let (name, kind, epochs, flag, extra): (&str, &str, usize, &str, &[&str]) = match config {
+            BenchConfig::Conv => ("conv", "conv", args.conv_epochs, "--conv-epochs", &[]),
+            BenchConfig::Linear => (
+                "linear",
+                "linear",
+                args.linear_epochs,
+                "--linear-epochs",
+                &[],
+            ),
+            BenchConfig::Convlstm32x2 => (
+                "convlstm-32x2",
+                "conv",
+                args.batches,
+                "--batches",
+                &CONVLSTM_32X2,
+            ),
         };
         if epochs < 2 {
-            bail!("--{name}-epochs {epochs}: need at least 2 (the first is warm-up)");
+            bail!("{flag} {epochs}: need at least 2 (the first is warm-up)");
         }
         let mut cmd = Command::new(&exe);
         // One training checkpoint, at the end: the timed epochs exclude writing it either
         // way, but for the linear model it is 1.9 GB of disk traffic after each.
-        cmd.args(["--model", name, "--epochs", &epochs.to_string()])
+        cmd.args(["--model", kind, "--epochs", &epochs.to_string()])
+            .args(extra)
             .args(["--checkpoint-every", "0", "--quiet"])
             .arg("--data")
             .arg(&args.data)
@@ -43,6 +81,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             cmd.args(["--threads", &t.to_string()]);
         }
         let out = cmd.output().context("cannot run the training child")?;
+        // The next configuration of the same model writes the same file names.
+        for file in ["safetensors", "resume.safetensors", "summary.json"] {
+            std::fs::remove_file(scratch.path().join(format!("{kind}.{file}"))).ok();
+        }
         if !out.status.success() {
             bail!(
                 "{name} run failed: {}",
@@ -54,13 +96,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .lines()
             .find_map(|l| l.strip_prefix("peak memory: "))
             .and_then(|v| v.trim_end_matches(" MB").parse::<f64>().ok());
-        let rows = harness::train::read_csv(&scratch.path().join(format!("{name}.csv")))?;
+        let rows = harness::train::read_csv(&scratch.path().join(format!("{kind}.csv")))?;
+        std::fs::remove_file(scratch.path().join(format!("{kind}.csv"))).ok();
         let mut seconds: Vec<f64> = rows.iter().skip(1).map(|r| r.seconds).collect();
         seconds.sort_by(f64::total_cmp);
         let median = seconds[seconds.len() / 2];
         let steps = rows[0].frames_per_second * rows[0].seconds;
         println!(
-            "{:<7} {:>7} {:>14.4} {:>19} {:>9.0} {:>10}",
+            "{:<14} {:>7} {:>14.4} {:>19} {:>9.0} {:>10}",
             name,
             rows.len() - 1,
             median,

@@ -336,16 +336,19 @@ pub fn resume_settings(args: &mut TrainArgs, matches: &ArgMatches, launch: Launc
 }
 
 /// Sizes the thread pool every CPU kernel shares (rayon's global pool, which candle and the
-/// gemm crate use too). Must run before the first parallel operation.
-pub fn set_threads(threads: Option<usize>, model: ModelKind) -> Result<usize> {
+/// gemm crate use too). Must run before the first parallel operation, and before any other
+/// thread exists (it sets an environment variable).
+pub fn set_threads(args: &TrainArgs, model: ModelKind) -> Result<usize> {
     let available = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = match threads {
+    let threads = match args.threads {
         Some(0) => bail!("--threads 0: use at least one thread"),
         Some(n) => n,
-        // A 208-parameter model gains nothing from a second thread and, on a shared
-        // machine, a spinning second worker can stall the first; the linear model's
-        // matrix-vector products are bandwidth-bound and do gain from two.
+        // The seed's 208-parameter ConvLSTM gains nothing from a second thread and, on a
+        // shared machine, a spinning second worker can stall the first; the linear model's
+        // matrix-vector products are bandwidth-bound and do gain from two. A ConvLSTM of
+        // many channels is matrix products: every core.
         None => match model {
+            ModelKind::Conv if args.hidden_channels.is_some() => available,
             ModelKind::Conv => 1,
             ModelKind::Linear => available.min(2),
         },

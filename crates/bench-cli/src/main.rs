@@ -109,7 +109,7 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
     let mut config = config::train_config(args, model)?;
     // Threads first: the thread pool's size goes into the environment for candle, which
     // must happen before any other thread (the Ctrl-C handler's) exists.
-    config::set_threads(args.threads, model)?;
+    config::set_threads(args, model)?;
     let stop = Arc::new(AtomicBool::new(false));
     config.stop = Some(stop.clone());
     ctrlc::set_handler(move || {

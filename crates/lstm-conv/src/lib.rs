@@ -58,6 +58,7 @@
 //! ```
 
 pub mod cpu;
+mod lowered;
 
 use std::borrow::Cow;
 
@@ -426,7 +427,12 @@ impl GateOps for ConvLstm {
 /// (measured over 12 random 26-step windows).
 impl GateKernels for ConvLstm {
     fn input_preact(&self, k: usize, w: &LayerSlices, x: &[f32], _: usize, out: &mut [f32]) {
-        cpu::input_conv(x, w.w_ih, w.b_ih, out, &self.geometry(k, false));
+        let g = self.geometry(k, false);
+        if lowered::lowers(&g) {
+            lowered::forward(x, w.w_ih, Some(w.b_ih), out, &g);
+        } else {
+            cpu::input_conv(x, w.w_ih, w.b_ih, out, &g);
+        }
     }
 
     fn add_recurrent(
@@ -437,16 +443,40 @@ impl GateKernels for ConvLstm {
         _: usize,
         preact: &mut [f32],
     ) {
-        cpu::recurrent_conv(h, w.w_hh, w.b_hh, preact, &self.geometry(k, true));
+        let g = self.geometry(k, true);
+        if !lowered::lowers(&g) {
+            return cpu::recurrent_conv(h, w.w_hh, w.b_hh, preact, &g);
+        }
+        if let Some(h) = h {
+            lowered::forward(h, w.w_hh, None, preact, &g);
+        }
+        let plane = g.h * g.w;
+        for out in preact.chunks_exact_mut(g.c_out * plane) {
+            for (o, out_plane) in out.chunks_exact_mut(plane).enumerate() {
+                for v in out_plane {
+                    *v += w.b_hh[o];
+                }
+            }
+        }
     }
 
     fn input_backward(&self, k: usize, w: &LayerSlices, d: &[f32], _: usize, dx: &mut [f32]) {
         dx.fill(0.0);
-        cpu::transpose_conv(d, w.w_ih, dx, &self.geometry(k, false));
+        let g = self.geometry(k, false);
+        if lowered::lowers(&g) {
+            lowered::backward_data(d, w.w_ih, dx, &g);
+        } else {
+            cpu::transpose_conv(d, w.w_ih, dx, &g);
+        }
     }
 
     fn recurrent_backward(&self, k: usize, w: &LayerSlices, d: &[f32], _: usize, dh: &mut [f32]) {
-        cpu::transpose_conv(d, w.w_hh, dh, &self.geometry(k, true));
+        let g = self.geometry(k, true);
+        if lowered::lowers(&g) {
+            lowered::backward_data(d, w.w_hh, dh, &g);
+        } else {
+            cpu::transpose_conv(d, w.w_hh, dh, &g);
+        }
     }
 
     fn gate_grads<'a>(&self, k: usize, io: &GateIo<'a>) -> [Grad<'a>; 4] {
@@ -455,13 +485,22 @@ impl GateKernels for ConvLstm {
         let plane = gi.h * gi.w;
         let mut d_w_ih = vec![0f32; gi.c_out * gi.c_in * gi.k * gi.k];
         let mut d_w_hh = vec![0f32; gh.c_out * gh.c_in * gh.k * gh.k];
-        let x_pad = padded(io.inputs, gi.c_in, &gi);
         // Step t's recurrent convolution read h of step t - 1, for t >= 1.
         let rec = (steps - 1) * batch;
-        let h_pad = padded(&io.hs[..rec * gh.c_in * plane], gh.c_in, &gh);
-        let d_rec = &io.d_preact[batch * gh.c_out * plane..];
-        cpu::kernel_grads_all(&x_pad, io.d_preact, &mut d_w_ih, &gi);
-        cpu::kernel_grads_all(&h_pad, d_rec, &mut d_w_hh, &gh);
+        let (h_prev, d_rec) = (
+            &io.hs[..rec * gh.c_in * plane],
+            &io.d_preact[batch * gh.c_out * plane..],
+        );
+        for (g, input, d, dk) in [
+            (&gi, io.inputs, io.d_preact, &mut d_w_ih),
+            (&gh, h_prev, d_rec, &mut d_w_hh),
+        ] {
+            if lowered::lowers(g) {
+                lowered::kernel_grad(input, d, dk, g);
+            } else {
+                cpu::kernel_grads_all(&padded(input, g.c_in, g), d, dk, g);
+            }
+        }
         // Each channel's sum over samples and pixels in f64: 25 x 4225 terms at the seed's
         // size.
         let mut d_b = vec![0f64; gi.c_out];

@@ -313,7 +313,8 @@ pub mod slices {
         // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
         const ROUND: f32 = 12_582_912.0;
         let x = x.clamp(-87.0, 88.0);
-        let n = (x * LOG2E + ROUND) - ROUND;
+        let shifted = x * LOG2E + ROUND;
+        let n = shifted - ROUND;
         let r = x - n * LN2_HI - n * LN2_LO;
         let mut poly = 1.987_569_1e-4;
         poly = poly * r + 1.398_199_9e-3;
@@ -322,7 +323,10 @@ pub mod slices {
         poly = poly * r + 1.666_666_5e-1;
         poly = poly * r + 0.5;
         let e_r = poly * r * r + r + 1.0;
-        let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+        // 2^n from the integer n held in `shifted`'s low mantissa bits: integer arithmetic
+        // that vectorises, where the float-to-int cast `n as i32` (saturating) did not.
+        let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+        let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
         e_r * scale
     }
 
@@ -358,6 +362,24 @@ pub mod slices {
             assert!(worst.1 < 2e-7, "sigmoid absolute error {}", worst.1);
             assert!(worst.2 < 3e-7, "tanh absolute error {}", worst.2);
             assert_eq!(exp(-200.0), exp(-87.0));
+            // The exponent from the rounded float's bits is the cast `n as i32` of the
+            // first version, bit for bit, over the whole clamped range.
+            let mut x = -90.0f32;
+            while x < 90.0 {
+                let c = x.clamp(-87.0, 88.0);
+                let n = (c * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+                let by_cast = f32::from_bits(((n as i32 + 127) as u32) << 23);
+                let shifted = c * std::f32::consts::LOG2_E + 12_582_912.0;
+                let by_bits = f32::from_bits(
+                    shifted
+                        .to_bits()
+                        .wrapping_sub(12_582_912f32.to_bits())
+                        .wrapping_add(127)
+                        << 23,
+                );
+                assert_eq!(by_cast.to_bits(), by_bits.to_bits(), "{x}");
+                x += 0.000_37;
+            }
             assert!(sigmoid(-200.0) < 1e-37 && sigmoid(200.0) == 1.0);
             assert!(tanh(-30.0) == -1.0 && tanh(30.0) == 1.0);
         }

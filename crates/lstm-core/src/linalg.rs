@@ -4,7 +4,25 @@
 //!
 //! Layout: row-major throughout. `w` is `[rows, cols]`, `w[r * cols + c]`.
 
+use std::cell::Cell;
+
 use rayon::prelude::*;
+
+thread_local! {
+    /// Set on threads that already run one share of a parallel job ([`serial`]): their
+    /// matrix products stay on the thread instead of splitting again.
+    static SERIAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with this thread's matrix products ([`matmul`]) single-threaded: for work that
+/// is already split across threads at a coarser grain (a batch's shards). The results are
+/// the same bits either way: `gemm` splits a product's outputs, never its sums.
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL.with(|s| s.replace(true));
+    let out = f();
+    SERIAL.with(|s| s.set(before));
+    out
+}
 
 /// Rows per parallel task: large enough to amortise scheduling, small enough to balance two
 /// or more threads over the 16900 rows of the seed's `W_hh`.
@@ -258,7 +276,7 @@ pub fn matmul(
         (1, n as isize)
     };
     let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 {
+    let parallelism = if threads > 1 && !SERIAL.with(Cell::get) {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None

@@ -18,6 +18,9 @@ pub struct Plan {
     pub steps: usize,
     /// Windows in the batch, `B`.
     pub batch: usize,
+    /// Windows the loss is the mean over: `B`, or the whole batch's size when this plan
+    /// runs one shard of it.
+    pub mean_over: usize,
     /// Leading steps that read a true frame; every later step reads the previous step's
     /// prediction. `steps` for one-step-ahead prediction (the seed).
     pub known: usize,
@@ -30,6 +33,7 @@ impl Plan {
         Plan {
             steps: len - 1,
             batch,
+            mean_over: batch,
             known: len - 1,
             objective: Objective::SumOverSteps,
         }
@@ -41,6 +45,7 @@ impl Plan {
         Plan {
             steps: context + horizon - 1,
             batch,
+            mean_over: batch,
             known: context,
             objective: Objective::MeanOverLast(horizon),
         }
@@ -60,16 +65,25 @@ impl Plan {
             Objective::MeanOverLast(_) => 0.0,
         };
         // Kept exact for the seed: one window, weight 1.
-        if self.batch == 1 {
+        if self.mean_over == 1 {
             w
         } else {
-            w / self.batch as f64
+            w / self.mean_over as f64
+        }
+    }
+
+    /// The plan of `windows` of this batch run on their own, their loss still a share of
+    /// the whole batch's mean: the shards' losses and gradients add up to the batch's.
+    pub fn shard(&self, windows: usize) -> Plan {
+        Plan {
+            batch: windows,
+            ..*self
         }
     }
 
     /// Checks the plan is one the drivers can run.
     pub fn check(&self) -> Result<(), String> {
-        if self.steps == 0 || self.batch == 0 {
+        if self.steps == 0 || self.batch == 0 || self.mean_over < self.batch {
             return Err(format!(
                 "{} steps of {} windows: a window needs at least two frames",
                 self.steps, self.batch

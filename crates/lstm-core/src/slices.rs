@@ -14,10 +14,9 @@
 //! reverse; weight gradients are formed at the end, from what the backward kept.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
-use crate::cell::slices::{
-    cell_backward, cell_backward_peephole, cell_forward, cell_forward_peephole, sigmoid,
-};
+use crate::cell::slices::sigmoid;
 use crate::grad::Grad;
 use crate::plan::Plan;
 use crate::seam::{GateIo, GateKernels, StackSlices};
@@ -39,6 +38,55 @@ struct Layer {
     d_above: Vec<f32>,
     /// The gradients of `w_ci, w_cf, w_co`, `[C*S]` each, when the model has peepholes.
     d_peep: Option<[Vec<f32>; 3]>,
+}
+
+thread_local! {
+    /// Buffers of finished batches, for the next one: a batch of a large model keeps
+    /// hundreds of MB, and allocated afresh they came back from the kernel as new pages
+    /// to be zeroed and faulted in (a sixth of a batch's time).
+    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// At most this many buffers wait in the pool: a batch uses about eight per layer.
+const POOL_SIZE: usize = 64;
+
+/// A zeroed buffer of `len` values, reusing the smallest pooled one that is large enough.
+fn buffer(len: usize) -> Vec<f32> {
+    let reused = POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        best.map(|i| pool.swap_remove(i))
+    });
+    match reused {
+        Some(mut v) => {
+            v.clear();
+            v.resize(len, 0.0);
+            v
+        }
+        None => vec![0f32; len],
+    }
+}
+
+/// Returns `v` to the pool (large buffers only; the smallest is dropped when it is full).
+fn recycle(v: Vec<f32>) {
+    if v.capacity() < 1 << 16 {
+        return;
+    }
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        pool.push(v);
+        if pool.len() > POOL_SIZE {
+            let smallest = (0..pool.len())
+                .min_by_key(|&i| pool[i].capacity())
+                .expect("a full pool");
+            pool.swap_remove(smallest);
+        }
+    });
 }
 
 /// A batch's forward and backward through time: the loss, and what the parameters'
@@ -93,7 +141,7 @@ pub fn forward<M: GateKernels + ?Sized>(
     );
     let samples = steps * batch;
     let fed = (known < steps).then(|| {
-        let mut inputs = vec![0f32; samples * frame];
+        let mut inputs = buffer(samples * frame);
         inputs[..known * batch * frame].copy_from_slice(&frames[..known * batch * frame]);
         inputs
     });
@@ -104,10 +152,10 @@ pub fn forward<M: GateKernels + ?Sized>(
             let state = c * stack.positions();
             Layer {
                 state,
-                gates: vec![0f32; samples * 4 * state],
-                cells: vec![0f32; samples * state],
-                tanh_c: vec![0f32; samples * state],
-                hs: vec![0f32; samples * state],
+                gates: buffer(samples * 4 * state),
+                cells: buffer(samples * state),
+                tanh_c: buffer(samples * state),
+                hs: buffer(samples * state),
                 d_preact: Vec::new(),
                 d_above: Vec::new(),
                 d_peep: None,
@@ -121,7 +169,7 @@ pub fn forward<M: GateKernels + ?Sized>(
         frames,
         fed,
         layers,
-        preds: vec![0f32; samples * frame],
+        preds: buffer(samples * frame),
         d_y: Vec::new(),
     };
     // Known inputs: layer by layer, each layer's input half folded over the steps.
@@ -140,6 +188,30 @@ pub fn forward<M: GateKernels + ?Sized>(
         run.head_forward(model, weights, t, t + 1);
     }
     run
+}
+
+impl Drop for Bptt {
+    fn drop(&mut self) {
+        let mut all = vec![
+            std::mem::take(&mut self.frames),
+            std::mem::take(&mut self.preds),
+            std::mem::take(&mut self.d_y),
+        ];
+        all.extend(self.fed.take());
+        for layer in &mut self.layers {
+            for v in [
+                &mut layer.gates,
+                &mut layer.cells,
+                &mut layer.tanh_c,
+                &mut layer.hs,
+                &mut layer.d_preact,
+                &mut layer.d_above,
+            ] {
+                all.push(std::mem::take(v));
+            }
+        }
+        all.into_iter().for_each(recycle);
+    }
 }
 
 impl Bptt {
@@ -251,7 +323,7 @@ impl Bptt {
     fn loss_and_output_grads(&mut self) -> f64 {
         let frame = self.frame_len();
         let batch = self.plan.batch;
-        let mut d_preds = vec![0f32; self.preds.len()];
+        let mut d_preds = buffer(self.preds.len());
         let mut loss = 0f64;
         for t in 0..self.plan.steps {
             let weight = self.plan.weight(t);
@@ -280,7 +352,7 @@ impl Bptt {
         if self.stack.head.is_none() {
             top.d_above = d_preds;
         } else {
-            top.d_above = vec![0f32; self.preds.len() / frame * top.state];
+            top.d_above = buffer(self.preds.len() / frame * top.state);
             self.d_y = d_preds;
         }
         loss
@@ -293,16 +365,16 @@ impl Bptt {
         let samples = steps * batch;
         let top = self.stack.layers() - 1;
         for (k, layer) in self.layers.iter_mut().enumerate() {
-            layer.d_preact = vec![0f32; samples * 4 * layer.state];
+            layer.d_preact = buffer(samples * 4 * layer.state);
             if k < top {
-                layer.d_above = vec![0f32; samples * layer.state];
+                layer.d_above = buffer(samples * layer.state);
             }
             if self.stack.peephole {
                 layer.d_peep = Some(std::array::from_fn(|_| vec![0f32; layer.state]));
             }
         }
         // The gradient reaching each fed input (a prediction read again).
-        let mut d_fed = self.fed.as_ref().map(|_| vec![0f32; samples * frame]);
+        let mut d_fed = self.fed.as_ref().map(|_| buffer(samples * frame));
         let mut dh_next: Vec<Vec<f32>> = self
             .layers
             .iter()
@@ -482,45 +554,8 @@ impl Bptt {
 }
 
 /// One step's cells for every sample of a batch: `gates` `[B, 4n]` (pre-activations in,
-/// gates out), the states `[B, n]`; `c_prev` `None` where it is zero. Compiled with AVX2
-/// where the CPU has it (the cell's loops give the same bits at any vector width).
+/// gates out), the states `[B, n]`; `c_prev` `None` where it is zero.
 fn cells_forward(
-    gates: &mut [f32],
-    c_prev: Option<&[f32]>,
-    peepholes: Option<[&[f32]; 3]>,
-    cells: &mut [f32],
-    tanh_c: &mut [f32],
-    hs: &mut [f32],
-    n: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { cells_forward_avx2(gates, c_prev, peepholes, cells, tanh_c, hs, n) };
-    }
-    cells_forward_impl(gates, c_prev, peepholes, cells, tanh_c, hs, n)
-}
-
-/// [`cells_forward`] compiled with AVX2.
-///
-/// # Safety
-/// The CPU must have AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn cells_forward_avx2(
-    gates: &mut [f32],
-    c_prev: Option<&[f32]>,
-    peepholes: Option<[&[f32]; 3]>,
-    cells: &mut [f32],
-    tanh_c: &mut [f32],
-    hs: &mut [f32],
-    n: usize,
-) {
-    cells_forward_impl(gates, c_prev, peepholes, cells, tanh_c, hs, n)
-}
-
-#[inline(always)]
-fn cells_forward_impl(
     gates: &mut [f32],
     c_prev: Option<&[f32]>,
     peepholes: Option<[&[f32]; 3]>,
@@ -545,10 +580,59 @@ fn cells_forward_impl(
         .zip(hs.chunks_exact_mut(n))
     {
         match peepholes {
-            Some(w) => cell_forward_peephole(g, cp, w, c, tc, h),
-            None => cell_forward(g, cp, c, tc, h),
+            Some(w) => simd::forward_peephole(g, cp, w, c, tc, h),
+            None => simd::forward(g, cp, c, tc, h),
         }
     }
+}
+
+/// The cell of one sample, compiled with AVX2 where the CPU has it: the cell's loops give
+/// the same bits at any vector width. Each is its own function, never inlined: its `&mut`
+/// slices then tell the compiler they cannot overlap, which it needs to vectorise; inlined
+/// into the step loop, the loops ran one value at a time.
+mod simd {
+    use crate::cell::slices::{
+        cell_backward, cell_backward_peephole, cell_forward, cell_forward_peephole,
+    };
+
+    macro_rules! dispatch {
+        ($name:ident => $cell:ident ( $($arg:ident : $ty:ty),* )) => {
+            #[allow(clippy::too_many_arguments)]
+            #[inline(never)]
+            pub(super) fn $name($($arg: $ty),*) {
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    /// # Safety
+                    /// The CPU must have AVX2.
+                    #[allow(clippy::too_many_arguments)]
+                    #[target_feature(enable = "avx2")]
+                    #[inline(never)]
+                    unsafe fn fast($($arg: $ty),*) {
+                        $cell($($arg),*)
+                    }
+                    // SAFETY: the CPU has AVX2, checked just above.
+                    return unsafe { fast($($arg),*) };
+                }
+                $cell($($arg),*)
+            }
+        };
+    }
+
+    dispatch!(forward => cell_forward(
+        g: &mut [f32], cp: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32]
+    ));
+    dispatch!(forward_peephole => cell_forward_peephole(
+        g: &mut [f32], cp: &[f32], w: [&[f32]; 3], c: &mut [f32], tc: &mut [f32], h: &mut [f32]
+    ));
+    dispatch!(backward => cell_backward(
+        gates: &[f32], tanh_c: &[f32], c_prev: &[f32], d_above: &[f32],
+        dh_next: &mut [f32], dc_next: &mut [f32], d_preact: &mut [f32]
+    ));
+    dispatch!(backward_peephole => cell_backward_peephole(
+        gates: &[f32], tanh_c: &[f32], c: &[f32], c_prev: &[f32], w: [&[f32]; 3],
+        d_above: &[f32], dh_next: &mut [f32], dc_next: &mut [f32], d_preact: &mut [f32],
+        d_peep: &mut [Vec<f32>; 3]
+    ));
 }
 
 /// What one step's forward kept, for a batch: `gates` `[B, 4n]`, the rest `[B, n]`;
@@ -561,46 +645,8 @@ struct StepCache<'a> {
 }
 
 /// One step's cell backward for every sample of a batch (see
-/// [`crate::cell::slices::cell_backward`]), compiled with AVX2 where the CPU has it.
+/// [`crate::cell::slices::cell_backward`]).
 fn cells_backward(
-    cache: StepCache,
-    peepholes: Option<[&[f32]; 3]>,
-    d_above: &[f32],
-    next: (&mut [f32], &mut [f32]),
-    d_preact: &mut [f32],
-    d_peep: Option<&mut [Vec<f32>; 3]>,
-    n: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe {
-            cells_backward_avx2(cache, peepholes, d_above, next, d_preact, d_peep, n)
-        };
-    }
-    cells_backward_impl(cache, peepholes, d_above, next, d_preact, d_peep, n)
-}
-
-/// [`cells_backward`] compiled with AVX2.
-///
-/// # Safety
-/// The CPU must have AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn cells_backward_avx2(
-    cache: StepCache,
-    peepholes: Option<[&[f32]; 3]>,
-    d_above: &[f32],
-    next: (&mut [f32], &mut [f32]),
-    d_preact: &mut [f32],
-    d_peep: Option<&mut [Vec<f32>; 3]>,
-    n: usize,
-) {
-    cells_backward_impl(cache, peepholes, d_above, next, d_preact, d_peep, n)
-}
-
-#[inline(always)]
-fn cells_backward_impl(
     cache: StepCache,
     peepholes: Option<[&[f32]; 3]>,
     d_above: &[f32],
@@ -622,7 +668,7 @@ fn cells_backward_impl(
         let one = b * n..(b + 1) * n;
         let four = 4 * b * n..4 * (b + 1) * n;
         match (peepholes, d_peep.as_deref_mut()) {
-            (Some(w), Some(d_peep)) => cell_backward_peephole(
+            (Some(w), Some(d_peep)) => simd::backward_peephole(
                 &cache.gates[four.clone()],
                 &cache.tanh_c[one.clone()],
                 &cache.cells[one.clone()],
@@ -634,7 +680,7 @@ fn cells_backward_impl(
                 &mut d_preact[four],
                 d_peep,
             ),
-            _ => cell_backward(
+            _ => simd::backward(
                 &cache.gates[four.clone()],
                 &cache.tanh_c[one.clone()],
                 &c_prev[one.clone()],

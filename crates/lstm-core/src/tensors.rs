@@ -77,13 +77,14 @@ pub fn loss(predictions: &Tensor, windows: &Tensor, plan: &Plan) -> Result<Tenso
         .sqr()?
         .reshape((steps * batch, ()))?
         .mean(1)?; // [T*B]
+    let windows = plan.mean_over;
     match plan.objective {
-        Objective::SumOverSteps if batch == 1 => per_frame.sum_all(),
-        Objective::SumOverSteps => per_frame.sum_all()?.affine(1.0 / batch as f64, 0.0),
+        Objective::SumOverSteps if windows == 1 => per_frame.sum_all(),
+        Objective::SumOverSteps => per_frame.sum_all()?.affine(1.0 / windows as f64, 0.0),
         Objective::MeanOverLast(n) => per_frame
             .narrow(0, (steps - n) * batch, n * batch)?
             .sum_all()?
-            .affine(1.0 / (n * batch) as f64, 0.0),
+            .affine(1.0 / (n * windows) as f64, 0.0),
     }
 }
 

@@ -1,0 +1,303 @@
+//! Convolutions lowered to matrix products, for layers of many channels: the input of a
+//! chunk of samples is unrolled into columns (`im2col`), so that the convolution, its
+//! transpose and its kernel gradient are each one large product by `gemm` (the kernel
+//! library candle's CPU matmul uses), near the machine's peak, instead of direct loops that
+//! cannot keep the vector units busy over 16-pixel rows.
+//!
+//! Layout (row-major): samples `[n, C, H, W]` as everywhere in the model; a chunk of `g`
+//! samples is unrolled into `col` `[C_in*K*K, g*S]` (`S = H*W`; row `(c, ky, kx)`, column
+//! `(i, y, x)` holds input `c` of sample `i` at `(y + ky - P, x + kx - P)`, zero outside);
+//! a product's output `[C_out, g*S]` is then scattered to `[g, C_out, S]`.
+//!
+//! Samples are taken [`CHUNK`] at a time, a number fixed by this rule alone: every sum
+//! (over a kernel's taps, over samples for a weight gradient) runs in the same order
+//! whatever the number of threads, and the unrolled columns stay a few MB.
+
+use std::cell::RefCell;
+
+use lstm_core::linalg::matmul;
+
+use crate::cpu::Geometry;
+
+thread_local! {
+    /// The unrolled columns and a product's output, kept between calls: allocated afresh,
+    /// their pages were zeroed by the kernel on every call (a tenth of a batch's time).
+    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Runs `f` with this thread's two scratch buffers, each at least `lens` long (contents
+/// unspecified: every user overwrites what it reads).
+fn with_scratch<R>(lens: [usize; 2], f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let [a, b] = &mut *scratch;
+        for (v, len) in [&mut *a, &mut *b].into_iter().zip(lens) {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+        }
+        f(&mut a[..lens[0]], &mut b[..lens[1]])
+    })
+}
+
+/// Samples per lowered product.
+pub(crate) const CHUNK: usize = 16;
+
+/// Whether a convolution is better lowered to a matrix product than run directly: the
+/// direct kernels win on the seed's one-channel convolutions, the products as soon as the
+/// channels multiply up.
+pub(crate) fn lowers(g: &Geometry) -> bool {
+    g.c_in * g.c_out >= 64
+}
+
+/// `out` `[n, C_out, S]`: `bias + conv(x)` (`bias` given) or `out + conv(x)` (`None`), for
+/// `x` `[n, C_in, S]`.
+pub(crate) fn forward(
+    x: &[f32],
+    kernel: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    g: &Geometry,
+) {
+    let (s, taps) = (g.h * g.w, g.c_in * g.k * g.k);
+    let (x_len, out_len) = (g.c_in * s, g.c_out * s);
+    for (x, out) in x.chunks(CHUNK * x_len).zip(out.chunks_mut(CHUNK * out_len)) {
+        let n = x.len() / x_len;
+        with_scratch([taps * n * s, g.c_out * n * s], |col, product| {
+            forward_chunk(x, n, kernel, bias, out, g, col, product)
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_chunk(
+    x: &[f32],
+    n: usize,
+    kernel: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    g: &Geometry,
+    col: &mut [f32],
+    product: &mut [f32],
+) {
+    let (s, taps) = (g.h * g.w, g.c_in * g.k * g.k);
+    let out_len = g.c_out * s;
+    {
+        im2col(x, n, g, col);
+        matmul(
+            product,
+            kernel,
+            false,
+            col,
+            false,
+            (g.c_out, taps, n * s),
+            false,
+        );
+        for (i, out) in out.chunks_exact_mut(out_len).enumerate() {
+            for (o, plane) in out.chunks_exact_mut(s).enumerate() {
+                let row = &product[(o * n + i) * s..][..s];
+                match bias {
+                    Some(b) => {
+                        for (v, p) in plane.iter_mut().zip(row) {
+                            *v = b[o] + p;
+                        }
+                    }
+                    None => {
+                        for (v, p) in plane.iter_mut().zip(row) {
+                            *v += p;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dx` `[n, C_in, S]` += the gradient reaching the input from `d` `[n, C_out, S]`:
+/// `dcol = W^T D`, then each column added back where `im2col` took it from.
+pub(crate) fn backward_data(d: &[f32], kernel: &[f32], dx: &mut [f32], g: &Geometry) {
+    let (s, taps) = (g.h * g.w, g.c_in * g.k * g.k);
+    let (x_len, d_len) = (g.c_in * s, g.c_out * s);
+    for (d, dx) in d.chunks(CHUNK * d_len).zip(dx.chunks_mut(CHUNK * x_len)) {
+        let n = d.len() / d_len;
+        with_scratch([taps * n * s, g.c_out * n * s], |dcol, d_cols| {
+            gather(d, n, g.c_out, s, d_cols);
+            // W is [C_out, taps]: the product's A^T.
+            matmul(
+                dcol,
+                kernel,
+                true,
+                d_cols,
+                false,
+                (taps, g.c_out, n * s),
+                false,
+            );
+            col2im_add(dcol, n, g, dx);
+        });
+    }
+}
+
+/// `dk` `[C_out, C_in, K, K]` += `sum_i D_i col_i^T` over the samples of `x` `[n, C_in, S]`
+/// and `d` `[n, C_out, S]`, chunk after chunk.
+pub(crate) fn kernel_grad(x: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry) {
+    let (s, taps) = (g.h * g.w, g.c_in * g.k * g.k);
+    let (x_len, d_len) = (g.c_in * s, g.c_out * s);
+    for (x, d) in x.chunks(CHUNK * x_len).zip(d.chunks(CHUNK * d_len)) {
+        let n = x.len() / x_len;
+        with_scratch([taps * n * s, g.c_out * n * s], |col, d_cols| {
+            im2col(x, n, g, col);
+            gather(d, n, g.c_out, s, d_cols);
+            // col is [taps, n*S]: the product's B^T.
+            matmul(dk, d_cols, false, col, true, (g.c_out, n * s, taps), true);
+        });
+    }
+}
+
+/// `col` `[C_in*K*K, n*S]` from `n` samples `[n, C_in, H, W]`. Every entry is written,
+/// zeros where the kernel reaches past the frame.
+fn im2col(x: &[f32], n: usize, g: &Geometry, col: &mut [f32]) {
+    let s = g.h * g.w;
+    let (k, p) = (g.k as isize, g.p as isize);
+    debug_assert_eq!(col.len(), g.c_in * g.k * g.k * n * s);
+    for c in 0..g.c_in {
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = ((c * g.k + ky as usize) * g.k + kx as usize) * n * s;
+                // Output columns x whose input column x + kx - p lies inside the frame.
+                let x0 = ((p - kx).max(0) as usize).min(g.w);
+                let x1 = (g.w as isize + p - kx).clamp(x0 as isize, g.w as isize) as usize;
+                let shift = kx - p;
+                for i in 0..n {
+                    let plane = &x[(i * g.c_in + c) * s..][..s];
+                    for y in 0..g.h {
+                        let dst = &mut col[row + i * s + y * g.w..][..g.w];
+                        let yy = y as isize + ky - p;
+                        if yy < 0 || yy >= g.h as isize {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane[yy as usize * g.w..][..g.w];
+                        dst[..x0].fill(0.0);
+                        dst[x0..x1].copy_from_slice(
+                            &src[(x0 as isize + shift) as usize..(x1 as isize + shift) as usize],
+                        );
+                        dst[x1..].fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: `dx` `[n, C_in, H, W]` += each column entry at the input it
+/// was taken from.
+fn col2im_add(dcol: &[f32], n: usize, g: &Geometry, dx: &mut [f32]) {
+    let s = g.h * g.w;
+    let (k, p) = (g.k as isize, g.p as isize);
+    for c in 0..g.c_in {
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = ((c * g.k + ky as usize) * g.k + kx as usize) * n * s;
+                let x0 = ((p - kx).max(0) as usize).min(g.w);
+                let x1 = (g.w as isize + p - kx).clamp(x0 as isize, g.w as isize) as usize;
+                for i in 0..n {
+                    let plane = &mut dx[(i * g.c_in + c) * s..][..s];
+                    for y in 0..g.h {
+                        let yy = y as isize + ky - p;
+                        if yy < 0 || yy >= g.h as isize || x0 >= x1 {
+                            continue;
+                        }
+                        let src = &dcol[row + i * s + y * g.w..][..g.w];
+                        let shift = kx - p;
+                        let dst = &mut plane[yy as usize * g.w..][..g.w];
+                        let dst = &mut dst
+                            [(x0 as isize + shift) as usize..(x1 as isize + shift) as usize];
+                        for (a, b) in dst.iter_mut().zip(&src[x0..x1]) {
+                            *a += b;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `[n, C, S] -> [C, n*S]`.
+fn gather(d: &[f32], n: usize, c: usize, s: usize, out: &mut [f32]) {
+    for i in 0..n {
+        for o in 0..c {
+            out[(o * n + i) * s..][..s].copy_from_slice(&d[(i * c + o) * s..][..s]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{conv_transpose, kernel_grads_naive, padded};
+    use rand::{Rng, SeedableRng};
+
+    fn random(n: usize, rng: &mut impl Rng) -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-5 * scale, "{what}: {i}: {x} vs {y}");
+        }
+    }
+
+    /// The lowered convolution, its transpose and its kernel gradient against the direct
+    /// kernels, on sizes with a partial chunk, odd planes and kernels 1, 3, 5.
+    #[test]
+    fn lowered_products_equal_the_direct_convolutions() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for (c_in, c_out, h, w, k, n) in [
+            (3, 8, 5, 7, 3, 19),
+            (16, 8, 4, 4, 5, 2),
+            (2, 4, 6, 3, 1, 17),
+            (4, 12, 3, 9, 5, 33),
+        ] {
+            let g = Geometry::new(c_in, c_out, h, w, k);
+            let s = h * w;
+            let x = random(n * c_in * s, &mut rng);
+            let kernel = random(c_out * c_in * k * k, &mut rng);
+            let bias = random(c_out, &mut rng);
+            // Forward, with the bias and accumulating.
+            let mut lowered = vec![f32::NAN; n * c_out * s];
+            forward(&x, &kernel, Some(&bias), &mut lowered, &g);
+            let mut direct = vec![0f32; n * c_out * s];
+            crate::cpu::input_conv(&x, &kernel, &bias, &mut direct, &g);
+            close(&lowered, &direct, "forward");
+            // Accumulating: b + conv + conv.
+            forward(&x, &kernel, None, &mut lowered, &g);
+            let twice: Vec<f32> = direct
+                .iter()
+                .enumerate()
+                .map(|(j, v)| 2.0 * v - bias[j / s % c_out])
+                .collect();
+            close(&lowered, &twice, "accumulating forward");
+            // Data gradient against the direct transpose.
+            let d = random(n * c_out * s, &mut rng);
+            let start = random(n * c_in * s, &mut rng);
+            let mut dx = start.clone();
+            backward_data(&d, &kernel, &mut dx, &g);
+            let mut want = start.clone();
+            for (d, out) in d
+                .chunks_exact(c_out * s)
+                .zip(want.chunks_exact_mut(c_in * s))
+            {
+                conv_transpose::<false>(&padded(d, c_out, &g), &kernel, out, &g);
+            }
+            close(&dx, &want, "data gradient");
+            // Kernel gradient against the naive sum.
+            let start = random(c_out * c_in * k * k, &mut rng);
+            let mut dk = start.clone();
+            kernel_grad(&x, &d, &mut dk, &g);
+            let mut naive = start;
+            kernel_grads_naive(&padded(&x, c_in, &g), &d, &mut naive, &g);
+            close(&dk, &naive, "kernel gradient");
+        }
+    }
+}
