@@ -50,8 +50,19 @@ thread_local! {
 /// At most this many buffers wait in the pool: a batch uses about eight per layer.
 const POOL_SIZE: usize = 64;
 
-/// A zeroed buffer of `len` values, reusing the smallest pooled one that is large enough.
+/// A buffer of `len` values that its user overwrites whole (reused as it is: the previous
+/// batch's values).
 fn buffer(len: usize) -> Vec<f32> {
+    pooled(len, false)
+}
+
+/// A zeroed buffer of `len` values.
+fn zeroed(len: usize) -> Vec<f32> {
+    pooled(len, true)
+}
+
+/// The smallest pooled buffer of at least `len` values, or a new one.
+fn pooled(len: usize, zero: bool) -> Vec<f32> {
     let reused = POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let best = pool
@@ -63,8 +74,12 @@ fn buffer(len: usize) -> Vec<f32> {
         best.map(|i| pool.swap_remove(i))
     });
     match reused {
-        Some(mut v) => {
+        Some(mut v) if zero => {
             v.clear();
+            v.resize(len, 0.0);
+            v
+        }
+        Some(mut v) => {
             v.resize(len, 0.0);
             v
         }
@@ -323,7 +338,8 @@ impl Bptt {
     fn loss_and_output_grads(&mut self) -> f64 {
         let frame = self.frame_len();
         let batch = self.plan.batch;
-        let mut d_preds = buffer(self.preds.len());
+        // Steps whose predictions do not count keep a zero gradient.
+        let mut d_preds = zeroed(self.preds.len());
         let mut loss = 0f64;
         for t in 0..self.plan.steps {
             let weight = self.plan.weight(t);
@@ -374,7 +390,7 @@ impl Bptt {
             }
         }
         // The gradient reaching each fed input (a prediction read again).
-        let mut d_fed = self.fed.as_ref().map(|_| buffer(samples * frame));
+        let mut d_fed = self.fed.as_ref().map(|_| zeroed(samples * frame));
         let mut dh_next: Vec<Vec<f32>> = self
             .layers
             .iter()
