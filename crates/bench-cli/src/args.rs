@@ -28,9 +28,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show what would be trained on: frames, size, split, windows, and the copy-last-frame
-    /// baseline of the test split.
-    Frames(DataArgs),
+    /// Show what would be trained on: videos, frames, size, split, windows, and the
+    /// copy-last-frame baseline of the test split; --export writes the frames as PNGs.
+    Frames(FramesArgs),
     /// Time training epochs of each model in the seed configuration, each in its own
     /// process, and print median and min-max seconds per epoch, frames per second and
     /// peak memory. The first epoch of each run is warm-up and not counted.
@@ -41,21 +41,63 @@ pub enum Command {
     /// rollout prediction and error. GIF: truth and prediction side by side, animated.
     Predict(PredictArgs),
     /// Plot train and test loss per epoch of any number of runs (their CSVs), one line
-    /// each; --metric adds a panel for any other column, e.g. test_ssim.
+    /// each; --metric adds a panel for any other column, e.g. test_ssim. With --horizon,
+    /// forecasts' summaries (<model>.summary.json or eval --json files): a metric against
+    /// frames ahead, one line per file.
     Plot(PlotArgs),
+    /// Evaluate a trained model (its configuration from the checkpoint) on any frames,
+    /// without training: the metrics of its predictions on the test split beside copying
+    /// the last frame; with --context and --horizon, of its forecasts, per frame ahead.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// A weights file or training checkpoint written by training.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Forecast: frames read before predicting (with --horizon).
+    #[arg(long, requires = "horizon")]
+    pub context: Option<usize>,
+    /// Forecast: frames predicted, each step reading its own previous prediction.
+    #[arg(long, requires = "context")]
+    pub horizon: Option<usize>,
+    /// Also write the figures as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// cpu or cuda, as for training.
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceKind>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FramesArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Write every video as a folder of PNG frames into this folder (e.g. to look at
+    /// --data moving-mnist).
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct PlotArgs {
-    /// CSV files written by training (results/<model>.csv).
+    /// CSV files written by training (results/<model>.csv); with --horizon, summary JSON
+    /// files of forecasts.
     #[arg(required = true)]
     pub csvs: Vec<PathBuf>,
     /// Output image, .png or .svg.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// A further column to plot in a third panel.
+    /// A further column to plot in a third panel; with --horizon, the metric per frame
+    /// ahead: mse (default), ssim or bce.
     #[arg(long)]
     pub metric: Option<String>,
+    /// Plot a metric against frames ahead, from forecasts' summaries.
+    #[arg(long)]
+    pub horizon: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -192,25 +234,52 @@ pub enum ColorKind {
 /// Where the frames come from and how they are cut.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct DataArgs {
-    /// Folder of frames (png, jpg, bmp), in natural name order.
+    /// A folder of frames (png, jpg, bmp, in natural name order: one video), a folder of
+    /// such folders (one video each, the last --test-videos held out whole), or
+    /// `moving-mnist`: Moving MNIST generated in memory (--sequences, --test-sequences).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
     /// Resize every frame: N (square) or HxW, e.g. 65 or 64x80.
     #[arg(long)]
     pub size: Option<String>,
-    /// Leading frames that train; the rest are held out. Default: 5/6 of the frames, but
-    /// at least one window's worth held out (126 of the default 152).
+    /// Leading frames of a single video that train; the rest are held out. Default: 5/6 of
+    /// the frames, but at least one window's worth held out (126 of the default 152).
     #[arg(long)]
     pub train_frames: Option<usize>,
-    /// Frames per window: one input and one target per step, so L-1 steps.
-    #[arg(long, default_value_t = 26)]
-    pub seq_len: usize,
+    /// A folder of videos: how many of them, the last in name order, are held out for
+    /// testing. Default: a sixth, at least one.
+    #[arg(long)]
+    pub test_videos: Option<usize>,
+    /// Frames per window: one input and one target per step, so L-1 steps. Default: 26 (20
+    /// for Moving MNIST), or --context + --horizon.
+    #[arg(long)]
+    pub seq_len: Option<usize>,
     /// Frames between window starts. Default: seq-len - 1, neighbours share one frame.
     #[arg(long)]
     pub stride: Option<usize>,
     /// Luma (one channel) or RGB.
     #[arg(long, value_enum, default_value_t = ColorKind::Luma)]
     pub color: ColorKind,
+    /// Moving MNIST: training sequences of 20 frames, 64x64, two digits each.
+    #[arg(long, default_value_t = 2000)]
+    #[serde(default = "default_sequences")]
+    pub sequences: usize,
+    /// Moving MNIST: test sequences, made of digits the training sequences never show.
+    #[arg(long, default_value_t = 500)]
+    #[serde(default = "default_test_sequences")]
+    pub test_sequences: usize,
+    /// Moving MNIST: the seed the sequences are drawn from.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub mnist_seed: u64,
+}
+
+fn default_sequences() -> usize {
+    2000
+}
+
+fn default_test_sequences() -> usize {
+    500
 }
 
 #[derive(Debug, Clone, Args)]
@@ -235,6 +304,15 @@ pub struct TrainArgs {
     /// Adam's form.
     #[arg(long, value_enum, default_value_t = AdamKind::Chainer)]
     pub adam: AdamKind,
+    /// Forecast: read K frames, then predict --horizon frames, each step reading its own
+    /// previous prediction; windows are K + N frames and the loss is the mean over the N
+    /// predicted frames of the per-frame mean squared error. Without it: one step ahead,
+    /// the loss the sum over the steps (the seed's).
+    #[arg(long, value_name = "K", requires = "horizon")]
+    pub context: Option<usize>,
+    /// Forecast: frames predicted after --context.
+    #[arg(long, value_name = "N", requires = "context")]
+    pub horizon: Option<usize>,
     /// Windows per Adam update, the loss averaged over them (the seed: 1). The last batch
     /// of an epoch takes the windows left.
     #[arg(long, default_value_t = 1, value_name = "B")]

@@ -4,15 +4,59 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
+use frames::moving_mnist::MovingMnist;
 use frames::{ColorMode, Dataset, LoadOptions, Size, WindowSpec};
 use harness::adam::{AdamConfig, AdamForm};
+use harness::evaluate::Forecast;
 use harness::{SequenceModel, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{AdamKind, ColorKind, DataArgs, DeviceKind, HeadKind, ModelKind, TrainArgs};
 
-/// Loads and splits the frames the flags name.
-pub fn load_data(args: &DataArgs) -> Result<Dataset> {
+/// Loads and splits the frames the flags name. `seq_len` is the window length when the
+/// flags leave it to a forecast's context and horizon.
+pub fn load_data(args: &DataArgs, seq_len: Option<usize>) -> Result<Dataset> {
+    let len = match (args.seq_len, seq_len) {
+        (Some(typed), Some(needed)) if typed != needed => bail!(
+            "--seq-len {typed}: a window of --context and --horizon is {needed} frames; leave \
+             --seq-len out"
+        ),
+        (typed, needed) => typed.or(needed).unwrap_or(
+            // A whole Moving MNIST sequence; the seed's windows of 26 frames otherwise.
+            if args.data.as_os_str() == MOVING_MNIST {
+                20
+            } else {
+                26
+            },
+        ),
+    };
+    let windows = WindowSpec::new(len, args.stride)?;
+    if args.data.as_os_str() == MOVING_MNIST {
+        for (flag, typed) in [
+            ("--size", args.size.is_some()),
+            ("--train-frames", args.train_frames.is_some()),
+            ("--test-videos", args.test_videos.is_some()),
+            ("--color rgb", args.color == ColorKind::Rgb),
+        ] {
+            if typed {
+                bail!("{flag}: Moving MNIST is generated 64x64 and grey; use --sequences and --test-sequences");
+            }
+        }
+        let spec = MovingMnist {
+            seed: args.mnist_seed,
+            train: args.sequences,
+            test: args.test_sequences,
+            ..MovingMnist::default()
+        };
+        if spec.train == 0 || spec.test == 0 {
+            bail!(
+                "--sequences {} --test-sequences {}: Moving MNIST needs at least one of each",
+                spec.train,
+                spec.test
+            );
+        }
+        return Ok(Dataset::moving_mnist(&spec, windows)?);
+    }
     let size = args.size.as_deref().map(Size::parse).transpose()?;
     let options = LoadOptions {
         size,
@@ -20,8 +64,8 @@ pub fn load_data(args: &DataArgs) -> Result<Dataset> {
             ColorKind::Luma => ColorMode::Luma,
             ColorKind::Rgb => ColorMode::Rgb,
         },
+        test_videos: args.test_videos,
     };
-    let windows = WindowSpec::new(args.seq_len, args.stride)?;
     Ok(Dataset::load(
         &args.data,
         &options,
@@ -29,6 +73,23 @@ pub fn load_data(args: &DataArgs) -> Result<Dataset> {
         args.train_frames,
     )?)
 }
+
+/// `--context K --horizon N`, checked.
+pub fn forecast(context: Option<usize>, horizon: Option<usize>) -> Result<Option<Forecast>> {
+    match (context, horizon) {
+        (Some(context), Some(horizon)) => {
+            if context == 0 || horizon == 0 {
+                bail!("--context {context} --horizon {horizon}: each must be at least 1");
+            }
+            Ok(Some(Forecast { context, horizon }))
+        }
+        (None, None) => Ok(None),
+        _ => bail!("--context and --horizon go together"),
+    }
+}
+
+/// `--data moving-mnist`.
+pub const MOVING_MNIST: &str = "moving-mnist";
 
 /// The device the flags ask for.
 pub fn device(kind: Option<DeviceKind>) -> Result<Device> {
@@ -95,6 +156,7 @@ pub fn train_config(args: &TrainArgs, model: ModelKind) -> Result<TrainConfig> {
         seed: args.seed,
         shuffle: args.shuffle,
         batch_size: args.batch_size,
+        forecast: forecast(args.context, args.horizon)?,
         out_dir: args.out.clone(),
         init_from: args.init_from.clone(),
         quiet: args.quiet,
@@ -268,6 +330,10 @@ pub struct Launch {
     pub head: Option<HeadKind>,
     #[serde(default)]
     pub patch: Option<usize>,
+    #[serde(default)]
+    pub context: Option<usize>,
+    #[serde(default)]
+    pub horizon: Option<usize>,
     pub checkpoint_every: usize,
 }
 
@@ -291,6 +357,8 @@ impl Launch {
             peephole: args.peephole,
             head: args.head,
             patch: args.patch,
+            context: args.context,
+            horizon: args.horizon,
             checkpoint_every: args.checkpoint_every,
         }
     }
@@ -321,6 +389,8 @@ pub fn resume_settings(args: &mut TrainArgs, matches: &ArgMatches, launch: Launc
         peephole,
         head,
         patch,
+        context,
+        horizon,
         checkpoint_every
     );
     let data = &mut args.data;
@@ -332,7 +402,18 @@ pub fn resume_settings(args: &mut TrainArgs, matches: &ArgMatches, launch: Launc
             }
         )*};
     }
-    take_data!(data, size, train_frames, seq_len, stride, color);
+    take_data!(
+        data,
+        size,
+        train_frames,
+        test_videos,
+        seq_len,
+        stride,
+        color,
+        sequences,
+        test_sequences,
+        mnist_seed
+    );
 }
 
 /// Sizes the thread pool every CPU kernel shares (rayon's global pool, which candle and the

@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod config;
+mod eval;
 mod plot;
 mod predict;
 
@@ -18,7 +19,7 @@ use harness::SequenceModel;
 use lstm_conv::ConvLstm;
 use lstm_linear::LinearLstm;
 
-use args::{Cli, Command, DataArgs, ModelKind, TrainArgs};
+use args::{Cli, Command, FramesArgs, ModelKind, TrainArgs};
 
 // The linear model frees and reallocates 643 MB of gradients every window. glibc hands
 // such blocks back to the kernel at once, and faulting them in again (2.7M page faults in
@@ -72,11 +73,16 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
     match cli.command {
-        Some(Command::Frames(data)) => frames(&data),
+        Some(Command::Frames(args)) => frames(&args),
+        Some(Command::Eval(args)) => eval::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Predict(args)) => predict::run(&args),
         Some(Command::Plot(args)) => {
-            plot::plot(&args.csvs, &args.output, args.metric.as_deref())?;
+            if args.horizon {
+                plot::plot_horizon(&args.csvs, &args.output, args.metric.as_deref())?;
+            } else {
+                plot::plot(&args.csvs, &args.output, args.metric.as_deref())?;
+            }
             println!("wrote {}", args.output.display());
             Ok(())
         }
@@ -126,13 +132,8 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
     })
     .context("cannot install the Ctrl-C handler")?;
     let device = config::device(args.device)?;
-    let data = config::load_data(&args.data)?;
-    let size = data.frames.size();
-    let frame = [
-        data.frames.channels(),
-        size.height as usize,
-        size.width as usize,
-    ];
+    let data = config::load_data(&args.data, config.forecast.map(|f| f.context + f.horizon))?;
+    let frame = data.frame_shape();
     let summary = match model {
         ModelKind::Linear => {
             let flags = config::linear_config(args, frame)?;
@@ -167,42 +168,67 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
 }
 
 /// `bench-cli frames`: what would be trained on.
-fn frames(args: &DataArgs) -> Result<()> {
-    let data = config::load_data(args)?;
-    let name = |i: usize| {
-        data.frames.paths[i]
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let (train, test) = (data.split.train, data.split.test);
-    let total = data.frames.len();
+fn frames(args: &FramesArgs) -> Result<()> {
+    let data = config::load_data(&args.data, None)?;
     println!(
-        "{}: {} frames, {}, {} channel(s)",
-        args.data.display(),
-        total,
-        data.frames.size(),
-        data.frames.channels()
+        "{}: {} video(s), {} frames, {}, {} channel(s)",
+        data.source,
+        data.videos.len(),
+        data.frame_count(),
+        data.size(),
+        data.channels()
     );
+    let (train_windows, test_windows) = (data.train_windows()?.len(), data.test_windows()?.len());
+    match data.holdout {
+        frames::Holdout::Frames(split) => {
+            let video = &data.videos[0];
+            let name = |i: usize| {
+                video.paths[i]
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
+            println!(
+                "split: train {} frames ({} .. {}), test {} frames ({} .. {})",
+                split.train,
+                name(0),
+                name(split.train - 1),
+                split.test,
+                name(split.train),
+                name(video.len() - 1)
+            );
+        }
+        frames::Holdout::Videos { train, test } => {
+            let names = |range: std::ops::Range<usize>| {
+                let v = &data.videos[range];
+                match v {
+                    [one] => one.name.clone(),
+                    [first, .., last] => format!("{} .. {}", first.name, last.name),
+                    [] => String::new(),
+                }
+            };
+            println!(
+                "split: train {train} videos ({}), test {test} videos ({}), held out whole",
+                names(0..train),
+                names(train..train + test)
+            );
+        }
+    }
     println!(
-        "split: train {} frames ({} .. {}), test {} frames ({} .. {})",
-        train,
-        name(0),
-        name(train - 1),
-        test,
-        name(train),
-        name(total - 1)
-    );
-    println!(
-        "windows of {} frames, stride {}: train {}, test {}",
-        data.windows.len,
-        data.windows.stride,
-        data.windows.count(train),
-        data.windows.count(test)
+        "windows of {} frames, stride {}: train {train_windows}, test {test_windows}",
+        data.windows.len, data.windows.stride,
     );
     println!(
         "copy-last-frame MSE on the test windows: {:.8}",
         data.copy_last_test_mse()?
     );
+    if let Some(dir) = &args.export {
+        data.export(dir)?;
+        println!(
+            "wrote {} folders of PNG frames into {}",
+            data.videos.len(),
+            dir.display()
+        );
+    }
     Ok(())
 }

@@ -84,6 +84,88 @@ pub fn plot(csvs: &[PathBuf], out: &Path, metric: Option<&str>) -> Result<()> {
 }
 
 /// The encoded figure, rendered in memory so that a failure leaves no file behind.
+/// Forecasts' summaries (training's `<model>.summary.json` or `eval --json` files): `metric`
+/// (mse, ssim or bce) of the k-th predicted frame against k, one line per file, and copying
+/// the last frame (from the first file) dashed.
+pub fn plot_horizon(files: &[PathBuf], out: &Path, metric: Option<&str>) -> Result<()> {
+    let format = OutputFormat::of(out)?;
+    let metric = metric.unwrap_or("mse");
+    if !["mse", "ssim", "bce"].contains(&metric) {
+        bail!("--metric {metric}: per frame ahead there are mse, ssim and bce");
+    }
+    if files.is_empty() {
+        bail!("no summaries to plot into {}", out.display());
+    }
+    let labels = run_labels(files);
+    let mut runs = Vec::new();
+    let mut copy_last = None;
+    for (path, label) in files.iter().zip(labels) {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+        let (test, copy) = match (json.get("forecast"), json.get("test")) {
+            (Some(f), _) if f.get("test").is_some() => (&f["test"], &f["copy_last_frame"]),
+            (_, Some(test)) => (test, &json["copy_last_frame"]),
+            _ => bail!(
+                "{}: not a forecast's figures (a summary of a run with --context and --horizon, \
+                 or eval --context ... --json)",
+                path.display()
+            ),
+        };
+        let list = |v: &serde_json::Value| -> Result<Vec<f64>> {
+            v[metric]
+                .as_array()
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| anyhow!("{}: no per-frame `{metric}`", path.display()))?
+                .iter()
+                .map(|x| {
+                    x.as_f64()
+                        .ok_or_else(|| anyhow!("{}: `{metric}` holds {x}", path.display()))
+                })
+                .collect()
+        };
+        let values = list(test)?;
+        let ahead: Vec<f64> = (1..=values.len()).map(|k| k as f64).collect();
+        if copy_last.is_none() {
+            copy_last = Some(Run {
+                label: "copy last frame".into(),
+                epoch: ahead.clone(),
+                train_loss: list(copy)?,
+                test_loss: Vec::new(),
+                metric: Vec::new(),
+            });
+        }
+        runs.push(Run {
+            label: label.trim_end_matches(".summary").to_string(),
+            epoch: ahead,
+            train_loss: values,
+            test_loss: Vec::new(),
+            metric: Vec::new(),
+        });
+    }
+    runs.extend(copy_last);
+    let title = match metric {
+        "mse" => "MSE per frame ahead",
+        "ssim" => "SSIM per frame ahead",
+        _ => "cross-entropy per frame ahead",
+    };
+    let mut panel = Panel::new(title, metric, &runs, |run| &run.train_loss, false);
+    panel.x_label = "frames ahead";
+    let ahead = padded_range(runs.iter().flat_map(|run| run.epoch.iter().copied()), false);
+    register_font()?;
+    let bytes = render(
+        format,
+        (PANEL_WIDTH + 200, FIGURE_HEIGHT),
+        &runs,
+        &[panel],
+        &ahead,
+    )
+    .with_context(|| format!("cannot render the plot {}", out.display()))?;
+    harness::params::write_bytes_atomic(out, &bytes)
+        .with_context(|| format!("cannot write the plot {}", out.display()))
+}
+
 fn render(
     format: OutputFormat,
     (width, height): (u32, u32),
@@ -137,7 +219,7 @@ impl OutputFormat {
 
 /// Makes the bundled font the "sans-serif" family that plotters' text uses, so rendering
 /// needs no system fonts. Registers once per process, however many plots are drawn.
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let registered = *REGISTERED.get_or_init(|| {
         plotters::style::register_font(
@@ -284,6 +366,7 @@ fn run_labels(csvs: &[PathBuf]) -> Vec<String> {
 /// One chart of the figure: which column, and how its y axis is scaled.
 struct Panel<'a> {
     title: &'a str,
+    x_label: &'a str,
     y_label: &'a str,
     column: fn(&Run) -> &Vec<f64>,
     log: bool,
@@ -308,6 +391,7 @@ impl<'a> Panel<'a> {
         let log = allow_log && min > 0.0 && max / min > LOG_SPAN;
         Self {
             title,
+            x_label: "epoch",
             y_label,
             column,
             log,
@@ -394,7 +478,7 @@ where
         .clamp(2.0, 10.0);
     chart
         .configure_mesh()
-        .x_desc("epoch")
+        .x_desc(panel.x_label)
         .y_desc(panel.y_label)
         .x_labels(x_labels as usize)
         .y_labels(8)

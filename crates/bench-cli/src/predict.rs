@@ -37,13 +37,8 @@ pub fn run(args: &PredictArgs) -> Result<()> {
 
 fn draw<M: SequenceModel>(args: &PredictArgs) -> Result<()> {
     let device = crate::config::device(args.device)?;
-    let data = crate::config::load_data(&args.data)?;
-    let size = data.frames.size();
-    let frame = [
-        data.frames.channels(),
-        size.height as usize,
-        size.width as usize,
-    ];
+    let data = crate::config::load_data(&args.data, None)?;
+    let frame = data.frame_shape();
     let (model, _) = harness::predict::load_model::<M>(&args.checkpoint, frame, &device)?;
     let windows = data.test_windows()?;
     let Some(window) = windows.get(args.window) else {
@@ -57,7 +52,7 @@ fn draw<M: SequenceModel>(args: &PredictArgs) -> Result<()> {
     let len = window.dim(0)?;
 
     // Rows of frames, each frame [C, H, W] on the CPU.
-    let (rows, truth, predicted) = match args.horizon {
+    let (rows, labels, truth, predicted) = match args.horizon {
         None => {
             let steps = args.frames.clamp(1, len - 1);
             let predictions = harness::predict(&model, &window)?.detach(); // [L-1, C, H, W]
@@ -67,6 +62,7 @@ fn draw<M: SequenceModel>(args: &PredictArgs) -> Result<()> {
             let error = (&predicted.clamp(0f32, 1f32)? - &truth)?.abs()?;
             (
                 vec![inputs, truth.clone(), predicted.clone(), error],
+                ["input", "truth", "prediction", "|error| x2"].as_slice(),
                 truth,
                 predicted,
             )
@@ -84,6 +80,7 @@ fn draw<M: SequenceModel>(args: &PredictArgs) -> Result<()> {
             let error = (&predicted.clamp(0f32, 1f32)? - &truth)?.abs()?;
             (
                 vec![truth.clone(), predicted.clone(), error],
+                ["truth", "rollout", "|error| x2"].as_slice(),
                 truth,
                 predicted,
             )
@@ -96,7 +93,7 @@ fn draw<M: SequenceModel>(args: &PredictArgs) -> Result<()> {
     {
         gif(&truth, &predicted, args.scale)?
     } else {
-        grid(&rows, args.scale)?
+        grid(&rows, labels, args.scale)?
     };
     harness::params::write_bytes_atomic(&args.output, &bytes)?;
     println!("wrote {}", args.output.display());
@@ -117,9 +114,12 @@ fn frames_of(t: &Tensor, gain: f32) -> Result<(Vec<Vec<f32>>, usize, usize)> {
     Ok((frames, h, w))
 }
 
+/// Width of the column of row labels, in pixels.
+const LABELS: u32 = 120;
+
 /// A grid PNG: one row per tensor, one column per step, frames scaled up by nearest
-/// neighbour, one-pixel separators.
-fn grid(rows: &[Tensor], scale: u32) -> Result<Vec<u8>> {
+/// neighbour, one-pixel separators, each row's label on its left.
+fn grid(rows: &[Tensor], labels: &[&str], scale: u32) -> Result<Vec<u8>> {
     let last = rows.len() - 1;
     let mut all = Vec::new();
     let (mut h, mut w) = (0, 0);
@@ -132,17 +132,56 @@ fn grid(rows: &[Tensor], scale: u32) -> Result<Vec<u8>> {
     let cols = all[0].len() as u32;
     let (cell_w, cell_h) = (w as u32 * scale + 1, h as u32 * scale + 1);
     let mut img = GrayImage::from_pixel(
-        cols * cell_w + 1,
+        LABELS + cols * cell_w + 1,
         all.len() as u32 * cell_h + 1,
-        Luma([SEPARATOR]),
+        Luma([255]),
     );
     for (r, frames) in all.iter().enumerate() {
         for (c, frame) in frames.iter().enumerate() {
-            let (x0, y0) = (c as u32 * cell_w + 1, r as u32 * cell_h + 1);
+            let (x0, y0) = (LABELS + c as u32 * cell_w + 1, r as u32 * cell_h + 1);
+            // The separators around the cell.
+            for x in x0 - 1..x0 + cell_w {
+                img.put_pixel(x, y0 - 1, Luma([SEPARATOR]));
+                img.put_pixel(x, y0 + cell_h - 1, Luma([SEPARATOR]));
+            }
+            for y in y0 - 1..y0 + cell_h {
+                img.put_pixel(x0 - 1, y, Luma([SEPARATOR]));
+                img.put_pixel(x0 + cell_w - 1, y, Luma([SEPARATOR]));
+            }
             blit(&mut img, frame, w, scale, x0, y0);
         }
     }
+    label_rows(&mut img, labels, cell_h)?;
     encode_png(&img)
+}
+
+/// Writes each row's label, black on white, in the left margin (the plots' embedded font).
+fn label_rows(img: &mut GrayImage, labels: &[&str], cell_h: u32) -> Result<()> {
+    use plotters::prelude::*;
+    crate::plot::register_font()?;
+    let (width, height) = img.dimensions();
+    let mut rgb: Vec<u8> = img.pixels().flat_map(|p| [p.0[0]; 3]).collect();
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+        let size = (cell_h as f64 * 0.22).clamp(11.0, 18.0);
+        let style = TextStyle::from(("sans-serif", size).into_font())
+            .color(&BLACK)
+            .pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Left,
+                plotters::style::text_anchor::VPos::Center,
+            ));
+        for (r, label) in labels.iter().enumerate() {
+            let y = (r as u32 * cell_h + cell_h / 2) as i32;
+            root.draw_text(label, &style, (6, y))
+                .map_err(|e| anyhow::anyhow!("cannot draw the row labels: {e}"))?;
+        }
+        root.present()
+            .map_err(|e| anyhow::anyhow!("cannot draw the row labels: {e}"))?;
+    }
+    for (p, chunk) in img.pixels_mut().zip(rgb.chunks_exact(3)) {
+        p.0[0] = chunk[0];
+    }
+    Ok(())
 }
 
 fn blit(img: &mut GrayImage, frame: &[f32], width: usize, scale: u32, x0: u32, y0: u32) {

@@ -501,13 +501,32 @@ fn predict_draws_png_grids_and_gif_animations_of_the_expected_size() {
     ]);
     // 10 columns and 4 rows of 65x65 frames at scale 3, one-pixel separators.
     let grid = image::open(&png).unwrap();
-    assert_eq!((grid.width(), grid.height()), (10 * 196 + 1, 4 * 196 + 1));
+    // A 120-pixel column of row labels, then the cells.
+    assert_eq!(
+        (grid.width(), grid.height()),
+        (120 + 10 * 196 + 1, 4 * 196 + 1)
+    );
     let levels: std::collections::HashSet<u8> = grid.to_luma8().pixels().map(|p| p.0[0]).collect();
     assert!(
         levels.len() > 100,
         "a real picture has many grey levels: {}",
         levels.len()
     );
+    // Each row's label is written in the margin: dark pixels on white, in every row's band
+    // and nowhere below the last.
+    let luma = grid.to_luma8();
+    let dark_in = |y0: u32, y1: u32| {
+        (y0..y1)
+            .flat_map(|y| (0..110).map(move |x| (x, y)))
+            .filter(|&(x, y)| luma.get_pixel(x, y).0[0] < 100)
+            .count()
+    };
+    for row in 0..4 {
+        assert!(
+            dark_in(row * 196 + 60, row * 196 + 136) > 20,
+            "row {row} has no label"
+        );
+    }
 
     let rollout = dir.path().join("r.png");
     ok(&[
@@ -524,7 +543,10 @@ fn predict_draws_png_grids_and_gif_animations_of_the_expected_size() {
         s(&rollout),
     ]);
     let grid = image::open(&rollout).unwrap();
-    assert_eq!((grid.width(), grid.height()), (5 * 131 + 1, 3 * 131 + 1));
+    assert_eq!(
+        (grid.width(), grid.height()),
+        (120 + 5 * 131 + 1, 3 * 131 + 1)
+    );
 
     let gif = dir.path().join("a.gif");
     ok(&[
@@ -662,4 +684,260 @@ fn a_diverging_run_stops_naming_epoch_and_window() {
     );
     // Nothing of the failed epoch is saved as if it were good.
     assert!(!out.path().join("linear.safetensors").exists());
+}
+
+/// Forecasting through the binary: 3 frames read, 2 predicted; the CSV's cross-entropy
+/// column, the summary's figures per frame ahead; eval on the same frames gives the run's
+/// own last figures, and beside them copying the last frame; plot --horizon draws both.
+#[test]
+fn forecasts_train_evaluate_and_plot_per_frame_ahead() {
+    let out = tempfile::tempdir().unwrap();
+    let o = s(out.path());
+    let flags = [
+        "--model",
+        "conv",
+        "--context",
+        "3",
+        "--horizon",
+        "2",
+        "--stride",
+        "5",
+        "--hidden-channels",
+        "4",
+        "--head",
+        "conv1x1-sigmoid",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "2",
+        "--out",
+        o,
+    ];
+    ok(&flags);
+    let rows = read_rows(&out.path().join("conv.csv"));
+    assert_eq!(rows.len(), 2);
+    let csv = std::fs::read_to_string(out.path().join("conv.csv")).unwrap();
+    let bce: f64 = csv
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .nth(9)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Summed over 2 frames of 65x65 pixels: thousands, not a per-pixel mean.
+    assert!(bce > 100.0 && bce.is_finite(), "{bce}");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("conv.summary.json")).unwrap(),
+    )
+    .unwrap();
+    let forecast = &summary["forecast"];
+    assert_eq!(
+        (forecast["context"].as_u64(), forecast["horizon"].as_u64()),
+        (Some(3), Some(2))
+    );
+    let mse = forecast["test"]["mse"].as_array().unwrap();
+    assert_eq!(mse.len(), 2);
+    // Copying frame 2 is a worse guess of frame 4 than of frame 3.
+    let copy = forecast["copy_last_frame"]["mse"].as_array().unwrap();
+    assert!(copy[1].as_f64() > copy[0].as_f64(), "{copy:?}");
+
+    let json = out.path().join("eval.json");
+    let run = ok(&[
+        "eval",
+        "--checkpoint",
+        s(&out.path().join("conv.safetensors")),
+        "--context",
+        "3",
+        "--horizon",
+        "2",
+        "--stride",
+        "5",
+        "--json",
+        s(&json),
+    ]);
+    assert!(run.stdout.contains("copy last frame"), "{}", run.stdout);
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        eval["test"]["mse"], forecast["test"]["mse"],
+        "eval and training disagree"
+    );
+    assert_eq!(
+        eval["copy_last_frame"]["mse"],
+        forecast["copy_last_frame"]["mse"]
+    );
+
+    let png = out.path().join("horizon.png");
+    ok(&[
+        "plot",
+        "--horizon",
+        s(&out.path().join("conv.summary.json")),
+        s(&json),
+        "--metric",
+        "ssim",
+        "-o",
+        s(&png),
+    ]);
+    assert_eq!(image::open(&png).unwrap().width(), 800);
+    let err = fails(&[
+        "plot",
+        "--horizon",
+        s(&out.path().join("conv.csv")),
+        "-o",
+        s(&png),
+    ]);
+    assert!(err.contains("conv.csv"), "{err}");
+
+    // Frames the model cannot take are refused, naming the file and both shapes.
+    let err = fails(&[
+        "eval",
+        "--checkpoint",
+        s(&out.path().join("conv.safetensors")),
+        "--color",
+        "rgb",
+        "--seq-len",
+        "5",
+    ]);
+    assert!(
+        err.contains("conv.safetensors") && err.contains("1-channel") && err.contains("3-channel"),
+        "{err}"
+    );
+}
+
+/// eval on the frames a one-step run tested on gives that run's last test figures.
+#[test]
+fn eval_of_a_one_step_run_matches_its_last_row() {
+    let out = tempfile::tempdir().unwrap();
+    ok(&["--model", "conv", "--epochs", "2", "--out", s(out.path())]);
+    let json = out.path().join("e.json");
+    ok(&[
+        "eval",
+        "--checkpoint",
+        s(&out.path().join("conv.safetensors")),
+        "--json",
+        s(&json),
+    ]);
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let csv = std::fs::read_to_string(out.path().join("conv.csv")).unwrap();
+    let last: Vec<f64> = csv
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(eval["test"]["loss"].as_f64(), Some(last[2]));
+    assert_eq!(eval["test"]["mean"]["mse"].as_f64(), Some(last[5]));
+    assert_eq!(eval["test"]["mean"]["ssim"].as_f64(), Some(last[8]));
+}
+
+#[test]
+fn moving_mnist_exports_folders_of_frames_that_load_back_as_videos() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = ok(&[
+        "frames",
+        "--data",
+        "moving-mnist",
+        "--sequences",
+        "5",
+        "--test-sequences",
+        "2",
+        "--export",
+        s(dir.path()),
+    ]);
+    assert!(
+        run.stdout.contains("7 video(s), 140 frames, 64x64"),
+        "{}",
+        run.stdout
+    );
+    let mut folders: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    folders.sort();
+    assert_eq!(
+        folders,
+        [
+            "test-00000",
+            "test-00001",
+            "train-00000",
+            "train-00001",
+            "train-00002",
+            "train-00003",
+            "train-00004"
+        ]
+    );
+    let frame = image::open(dir.path().join("train-00003/019.png"))
+        .unwrap()
+        .to_luma8();
+    assert_eq!(frame.dimensions(), (64, 64));
+    // The exported folder is a folder of videos: the last sixth (one) held out.
+    let run = ok(&["frames", "--data", s(dir.path()), "--seq-len", "20"]);
+    assert!(
+        run.stdout.contains("train 6 videos") && run.stdout.contains("test 1 videos (train-00004)"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// A second run of one model into one --out while the first runs is refused, naming the
+/// first's process; another model's run is not.
+#[test]
+fn a_second_run_into_the_same_folder_is_refused_naming_the_first() {
+    let out = tempfile::tempdir().unwrap();
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_bench-cli"))
+        .args([
+            "--model",
+            "conv",
+            "--epochs",
+            "100000",
+            "--quiet",
+            "--out",
+            s(out.path()),
+        ])
+        .current_dir(repo_root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (an event, not a duration) for the first run to hold its lock and say so.
+    let lock = out.path().join(".conv.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(&lock).map_or(true, |t| t.trim().is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run took no lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let err = fails(&[
+        "--model",
+        "conv",
+        "--epochs",
+        "1",
+        "--force",
+        "--out",
+        s(out.path()),
+    ]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        err.contains(&format!("process {}", first.id())) && err.contains("another conv run"),
+        "{err}"
+    );
+    ok(&[
+        "--model",
+        "linear",
+        "--size",
+        "9",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--out",
+        s(out.path()),
+    ]);
 }

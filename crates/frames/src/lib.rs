@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use image::DynamicImage;
 
+pub mod moving_mnist;
+
 /// Everything that can go wrong turning a folder into frames and windows. Every variant
 /// that concerns a file or folder carries its path.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +40,7 @@ pub enum Error {
     },
     #[error("{path}: not a directory")]
     NotADirectory { path: PathBuf },
-    #[error("{path}: no image files (png, jpg, jpeg, bmp) in this folder")]
+    #[error("{path}: no image files (png, jpg, jpeg, bmp) in this folder, nor folders of them")]
     NoImages { path: PathBuf },
     #[error("{path}: cannot decode image: {reason}")]
     Decode { path: PathBuf, reason: String },
@@ -136,24 +138,29 @@ pub struct LoadOptions {
     pub size: Option<Size>,
     /// Luma (default) or RGB.
     pub color: ColorMode,
+    /// A folder of videos: how many (the last, in name order) are held out for testing.
+    /// `None`: a sixth, at least one.
+    pub test_videos: Option<usize>,
 }
 
-/// The frames of a folder, in natural name order.
+/// One video: the frames of a folder, in natural name order, or generated ones.
 #[derive(Debug, Clone)]
 pub struct Frames {
     /// `[T, C, H, W]`, f32 in `[0, 1]`, on the CPU.
     pub data: Tensor,
-    /// The file each frame came from, in the same order.
+    /// The file each frame came from, in the same order (empty for generated frames).
     pub paths: Vec<PathBuf>,
+    /// The folder's name, or the generated sequence's.
+    pub name: String,
 }
 
 impl Frames {
     pub fn len(&self) -> usize {
-        self.paths.len()
+        self.data.dims()[0]
     }
 
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
+        self.len() == 0
     }
 
     /// Frame size (height, width).
@@ -373,7 +380,11 @@ pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<Frames> {
         w as usize,
     );
     let data = Tensor::from_vec(values, shape, &Device::Cpu)?;
-    Ok(Frames { data, paths })
+    Ok(Frames {
+        data,
+        paths,
+        name: file_name(dir),
+    })
 }
 
 /// Window length and stride.
@@ -469,48 +480,199 @@ impl Split {
     }
 }
 
-/// A folder cut into training and test windows.
+/// Which frames are held out for testing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holdout {
+    /// One video: its last frames (the seed's split).
+    Frames(Split),
+    /// Many videos: the last `test` of them, whole; windows never cross two videos.
+    Videos { train: usize, test: usize },
+}
+
+/// Videos cut into training and test windows.
 #[derive(Debug, Clone)]
 pub struct Dataset {
-    pub frames: Frames,
-    pub split: Split,
+    /// What the frames came from, as it was named: a folder, or `moving-mnist`.
+    pub source: String,
+    /// One video for a folder of frames; one per subfolder (or generated sequence).
+    pub videos: Vec<Frames>,
+    pub holdout: Holdout,
     pub windows: WindowSpec,
 }
 
 impl Dataset {
-    /// Loads `dir` and splits it; errors name the folder and what is missing.
+    /// Loads `dir`: a folder of frames (one video, split by frames: `train_frames`, or the
+    /// default of [`Split::new`]), or a folder of folders of frames (one video each, in
+    /// natural name order, the last `options.test_videos` held out). Errors name the folder
+    /// and what is missing.
     pub fn load(
         dir: &Path,
         options: &LoadOptions,
         windows: WindowSpec,
         train_frames: Option<usize>,
     ) -> Result<Dataset> {
-        let frames = load_dir(dir, options)?;
-        let split = Split::new(frames.len(), train_frames, &windows)
-            .map_err(|e| Error::Split(format!("{}: {e}", dir.display())))?;
-        Ok(Dataset {
-            frames,
-            split,
+        let source = dir.display().to_string();
+        match list_images(dir) {
+            Err(Error::NoImages { .. }) => {
+                let folders = list_videos(dir)?;
+                if train_frames.is_some() {
+                    return Err(Error::Split(format!(
+                        "{source}: --train-frames splits the frames of one video; this is a \
+                         folder of {} videos, held out whole (--test-videos)",
+                        folders.len()
+                    )));
+                }
+                let videos = folders
+                    .iter()
+                    .map(|f| load_dir(f, options))
+                    .collect::<Result<Vec<_>>>()?;
+                Self::of_videos(source, videos, windows, options.test_videos)
+            }
+            Err(e) => Err(e),
+            Ok(_) => {
+                if options.test_videos.is_some() {
+                    return Err(Error::Split(format!(
+                        "{source}: --test-videos holds out whole videos; this is a folder of \
+                         frames, one video, split by --train-frames"
+                    )));
+                }
+                let frames = load_dir(dir, options)?;
+                let split = Split::new(frames.len(), train_frames, &windows)
+                    .map_err(|e| Error::Split(format!("{source}: {e}")))?;
+                Ok(Dataset {
+                    source,
+                    videos: vec![frames],
+                    holdout: Holdout::Frames(split),
+                    windows,
+                })
+            }
+        }
+    }
+
+    /// Several videos of one size, the last `test` (default: a sixth, at least one) held out.
+    pub fn of_videos(
+        source: String,
+        videos: Vec<Frames>,
+        windows: WindowSpec,
+        test: Option<usize>,
+    ) -> Result<Dataset> {
+        let count = videos.len();
+        let test = test.unwrap_or((count / 6).max(1));
+        if test == 0 || test >= count {
+            return Err(Error::Split(format!(
+                "{source}: {count} videos, {test} held out for testing: at least one must train \
+                 and one test"
+            )));
+        }
+        let first = &videos[0];
+        for video in &videos[1..] {
+            if video.data.dims()[1..] != first.data.dims()[1..] {
+                return Err(Error::Split(format!(
+                    "{source}: video {} is {} with {} channel(s) but {} is {} with {}; videos \
+                     must share one size (pass --size to resize them all)",
+                    video.name,
+                    video.size(),
+                    video.channels(),
+                    first.name,
+                    first.size(),
+                    first.channels()
+                )));
+            }
+        }
+        let data = Dataset {
+            source,
+            videos,
+            holdout: Holdout::Videos {
+                train: count - test,
+                test,
+            },
             windows,
-        })
+        };
+        for (part, list) in [
+            ("training", data.train_windows()?),
+            ("test", data.test_windows()?),
+        ] {
+            if list.is_empty() {
+                return Err(Error::Split(format!(
+                    "{}: the {part} videos hold no window of {} frames (--seq-len); the \
+                     shortest has {}",
+                    data.source,
+                    data.windows.len,
+                    data.videos.iter().map(Frames::len).min().unwrap_or(0)
+                )));
+            }
+        }
+        Ok(data)
+    }
+
+    /// Moving MNIST sequences generated in memory ([`moving_mnist::MovingMnist`]): the
+    /// training sequences, then the test ones, held out whole.
+    pub fn moving_mnist(spec: &moving_mnist::MovingMnist, windows: WindowSpec) -> Result<Dataset> {
+        let (mut videos, test) = spec.generate()?;
+        let count = test.len();
+        videos.extend(test);
+        Self::of_videos("moving-mnist".into(), videos, windows, Some(count))
+    }
+
+    /// `[C, H, W]` of every frame.
+    pub fn frame_shape(&self) -> [usize; 3] {
+        let dims = self.videos[0].data.dims();
+        [dims[1], dims[2], dims[3]]
+    }
+
+    /// Frame size (height, width).
+    pub fn size(&self) -> Size {
+        self.videos[0].size()
+    }
+
+    pub fn channels(&self) -> usize {
+        self.videos[0].channels()
+    }
+
+    /// Frames in all videos.
+    pub fn frame_count(&self) -> usize {
+        self.videos.iter().map(Frames::len).sum()
+    }
+
+    /// The training videos, and the frame range of each that trains.
+    fn train_parts(&self) -> Vec<(&Frames, usize, usize)> {
+        match self.holdout {
+            Holdout::Frames(split) => vec![(&self.videos[0], 0, split.train)],
+            Holdout::Videos { train, .. } => self.videos[..train]
+                .iter()
+                .map(|v| (v, 0, v.len()))
+                .collect(),
+        }
+    }
+
+    fn test_parts(&self) -> Vec<(&Frames, usize, usize)> {
+        match self.holdout {
+            Holdout::Frames(split) => vec![(&self.videos[0], split.train, split.test)],
+            Holdout::Videos { train, .. } => self.videos[train..]
+                .iter()
+                .map(|v| (v, 0, v.len()))
+                .collect(),
+        }
     }
 
     /// Training windows, in order, each `[L, C, H, W]`.
     pub fn train_windows(&self) -> Result<Vec<Tensor>> {
-        self.windows_of(0, self.split.train)
+        self.windows_of(&self.train_parts())
     }
 
     /// Test windows, in order, each `[L, C, H, W]`.
     pub fn test_windows(&self) -> Result<Vec<Tensor>> {
-        self.windows_of(self.split.train, self.split.test)
+        self.windows_of(&self.test_parts())
     }
 
-    fn windows_of(&self, offset: usize, frames: usize) -> Result<Vec<Tensor>> {
-        self.windows
-            .starts(frames)
-            .into_iter()
-            .map(|s| Ok(self.frames.data.narrow(0, offset + s, self.windows.len)?))
-            .collect()
+    fn windows_of(&self, parts: &[(&Frames, usize, usize)]) -> Result<Vec<Tensor>> {
+        let mut out = Vec::new();
+        for (video, offset, frames) in parts {
+            for s in self.windows.starts(*frames) {
+                out.push(video.data.narrow(0, offset + s, self.windows.len)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Mean squared error, over every (input, target) step of the test windows, of the
@@ -518,6 +680,70 @@ impl Dataset {
     pub fn copy_last_test_mse(&self) -> Result<f64> {
         copy_last_mse(&self.test_windows()?)
     }
+
+    /// Writes every video as a folder of PNG frames under `dir`: `<name>/000.png`, ... (8-bit
+    /// grey or RGB).
+    pub fn export(&self, dir: &Path) -> Result<()> {
+        for video in &self.videos {
+            let folder = dir.join(&video.name);
+            std::fs::create_dir_all(&folder).map_err(|error| Error::ReadDir {
+                path: folder.clone(),
+                error,
+            })?;
+            let (t, c, h, w) = video.data.dims4()?;
+            let values = video.data.flatten_all()?.to_vec1::<f32>()?;
+            let plane = h * w;
+            for k in 0..t {
+                let frame = &values[k * c * plane..(k + 1) * c * plane];
+                let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                let path = folder.join(format!("{k:03}.png"));
+                let saved = if c == 1 {
+                    image::GrayImage::from_raw(
+                        w as u32,
+                        h as u32,
+                        frame.iter().map(|&v| byte(v)).collect(),
+                    )
+                    .expect("a [H, W] frame")
+                    .save(&path)
+                } else {
+                    let rgb: Vec<u8> = (0..plane)
+                        .flat_map(|i| (0..3).map(move |ch| (ch, i)))
+                        .map(|(ch, i)| byte(frame[ch * plane + i]))
+                        .collect();
+                    image::RgbImage::from_raw(w as u32, h as u32, rgb)
+                        .expect("a [3, H, W] frame")
+                        .save(&path)
+                };
+                saved.map_err(|e| Error::Decode {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The subfolders of `dir` that hold frames, in natural name order: a folder of videos.
+pub fn list_videos(dir: &Path) -> Result<Vec<PathBuf>> {
+    let read_err = |error| Error::ReadDir {
+        path: dir.to_path_buf(),
+        error,
+    };
+    let mut folders = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_err)? {
+        let path = entry.map_err(read_err)?.path();
+        if path.is_dir() {
+            folders.push(path);
+        }
+    }
+    if folders.is_empty() {
+        return Err(Error::NoImages {
+            path: dir.to_path_buf(),
+        });
+    }
+    folders.sort_by(|a, b| natural_cmp(&file_name(a), &file_name(b)));
+    Ok(folders)
 }
 
 /// Mean over windows and steps of the per-pixel MSE between frame `t` and frame `t + 1`.

@@ -252,7 +252,10 @@ fn dataset_cuts_windows_and_copy_last_baseline_is_exact() {
     }
     let spec = WindowSpec::new(3, None).unwrap();
     let data = Dataset::load(dir.path(), &LoadOptions::default(), spec, None).unwrap();
-    assert_eq!(data.split, Split { train: 9, test: 3 });
+    assert_eq!(
+        data.holdout,
+        frames::Holdout::Frames(Split { train: 9, test: 3 })
+    );
     let train = data.train_windows().unwrap();
     assert_eq!(train.len(), 4);
     assert_eq!(train[0].dims(), &[3, 1, 2, 3]);
@@ -415,4 +418,117 @@ fn tiny_file_claiming_a_huge_frame_is_refused_from_its_header() {
             started.elapsed()
         );
     }
+}
+
+/// A folder of folders is a set of videos: windows are cut within each, never across two,
+/// and the last ones (a sixth by default, at least one) are held out whole.
+#[test]
+fn folder_of_videos_cuts_windows_within_videos_and_holds_out_whole_videos() {
+    let dir = tempfile::tempdir().unwrap();
+    // Seven videos of 5, 6, ... frames; every frame of video v has grey level 10*v + t.
+    for v in 0..7u8 {
+        let video = dir.path().join(format!("drive_{v}"));
+        std::fs::create_dir(&video).unwrap();
+        for t in 0..5 + v {
+            grey(&video, &format!("{t:03}.png"), 4, 3, 10 * v + t);
+        }
+    }
+    let windows = WindowSpec::new(3, Some(2)).unwrap();
+    let data = Dataset::load(dir.path(), &LoadOptions::default(), windows, None).unwrap();
+    assert_eq!(data.videos.len(), 7);
+    assert_eq!(data.holdout, frames::Holdout::Videos { train: 6, test: 1 });
+    assert_eq!(data.frame_count(), (5..12).sum::<usize>());
+    let first_value = |w: &candle_core::Tensor| -> Vec<u8> {
+        let v: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
+        v.chunks(12).map(|f| (f[0] * 255.0).round() as u8).collect()
+    };
+    // Video v of 5+v frames holds (5+v-3)/2+1 windows; every window's frames are
+    // consecutive frames of one video.
+    let train = data.train_windows().unwrap();
+    assert_eq!(
+        train.len(),
+        (0..6).map(|v: usize| (5 + v - 3) / 2 + 1).sum::<usize>()
+    );
+    for w in &train {
+        let levels = first_value(w);
+        assert_eq!(
+            levels[0] / 10,
+            levels[2] / 10,
+            "a window across videos: {levels:?}"
+        );
+        assert_eq!(levels[2], levels[0] + 2, "{levels:?}");
+    }
+    // The test windows are the last video's, all of them.
+    let test = data.test_windows().unwrap();
+    assert_eq!(test.len(), (11 - 3) / 2 + 1);
+    assert!(test.iter().all(|w| first_value(w)[0] / 10 == 6));
+
+    // --test-videos chooses how many; asking for all of them, or --train-frames, is refused.
+    let options = LoadOptions {
+        test_videos: Some(3),
+        ..LoadOptions::default()
+    };
+    let data = Dataset::load(dir.path(), &options, windows, None).unwrap();
+    assert_eq!(data.holdout, frames::Holdout::Videos { train: 4, test: 3 });
+    let all = LoadOptions {
+        test_videos: Some(7),
+        ..LoadOptions::default()
+    };
+    let err = Dataset::load(dir.path(), &all, windows, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("7 videos, 7 held out"), "{err}");
+    let err = Dataset::load(dir.path(), &LoadOptions::default(), windows, Some(3))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--train-frames") && err.contains("7 videos"),
+        "{err}"
+    );
+    // A folder of frames takes no --test-videos.
+    let single = tempfile::tempdir().unwrap();
+    for t in 0..8 {
+        grey(single.path(), &format!("{t}.png"), 4, 3, t);
+    }
+    let err = Dataset::load(single.path(), &options, windows, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--test-videos"), "{err}");
+}
+
+#[test]
+fn videos_of_different_sizes_or_too_short_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (v, (w, frames)) in [(4u32, 6u8), (4, 6), (5, 6)].iter().enumerate() {
+        let video = dir.path().join(format!("v{v}"));
+        std::fs::create_dir(&video).unwrap();
+        for t in 0..*frames {
+            grey(&video, &format!("{t}.png"), *w, 3, t);
+        }
+    }
+    let windows = WindowSpec::new(3, None).unwrap();
+    let err = Dataset::load(dir.path(), &LoadOptions::default(), windows, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("v2") && err.contains("v0") && err.contains("--size"),
+        "{err}"
+    );
+    // Resized to one size they load; windows longer than the test video are refused.
+    let sized = LoadOptions {
+        size: Some(Size {
+            height: 3,
+            width: 4,
+        }),
+        ..LoadOptions::default()
+    };
+    Dataset::load(dir.path(), &sized, windows, None).unwrap();
+    let long = WindowSpec::new(7, None).unwrap();
+    let err = Dataset::load(dir.path(), &sized, long, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no window of 7 frames") && err.contains("shortest has 6"),
+        "{err}"
+    );
 }

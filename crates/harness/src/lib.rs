@@ -15,11 +15,13 @@
 
 pub mod adam;
 mod error;
+pub mod evaluate;
 pub mod fault;
 pub mod files;
 #[cfg(feature = "testing")]
 pub mod gradcheck;
 pub mod keys;
+pub mod lock;
 pub mod metrics;
 pub mod model;
 pub mod params;

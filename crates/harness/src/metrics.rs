@@ -23,7 +23,15 @@ pub struct FrameMetrics {
     pub psnr: f64,
     /// Structural similarity, 1 for a perfect prediction.
     pub ssim: f64,
+    /// Binary cross-entropy summed over the frame's values (Shi et al.'s measure on Moving
+    /// MNIST, summed over a sequence's predicted frames there): `-(t ln p + (1-t) ln(1-p))`
+    /// with the prediction clipped to `[BCE_EPS, 1 - BCE_EPS]`.
+    #[serde(default)]
+    pub bce: f64,
 }
+
+/// How far predictions are kept from 0 and 1 in the cross-entropy.
+pub const BCE_EPS: f64 = 1e-7;
 
 impl FrameMetrics {
     /// Metrics of `prediction` against `truth`, both `[C, H, W]` flattened. The prediction
@@ -72,11 +80,20 @@ impl FrameMetrics {
             })
             .sum::<f64>()
             / channels as f64;
+        let bce = clipped
+            .iter()
+            .zip(&truth)
+            .map(|(&p, &t)| {
+                let p = p.clamp(BCE_EPS, 1.0 - BCE_EPS);
+                -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())
+            })
+            .sum();
         FrameMetrics {
             mse,
             mae,
             psnr: psnr(mse),
             ssim,
+            bce,
         }
     }
 
@@ -89,6 +106,7 @@ impl FrameMetrics {
             mae: sum(|m| m.mae),
             psnr: sum(|m| m.psnr),
             ssim: sum(|m| m.ssim),
+            bce: sum(|m| m.bce),
         }
     }
 }

@@ -33,36 +33,47 @@ pub struct DataFingerprint {
     pub channels: usize,
     pub height: u32,
     pub width: u32,
+    /// One video: the frames that train. Several: 0.
     pub train_frames: usize,
     pub seq_len: usize,
     pub stride: usize,
-    /// FNV-1a (64 bit) of the frames' f32 values, little-endian, in order; hex.
+    /// FNV-1a (64 bit) of the frames' f32 values, little-endian, in order (video after
+    /// video); hex.
     pub values_fnv1a: String,
+    /// Several videos: how many, and how many of them are held out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub videos: Option<[usize; 2]>,
 }
 
 impl DataFingerprint {
     pub fn of(data: &frames::Dataset) -> Result<DataFingerprint> {
-        let values = data
-            .frames
-            .data
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in values.iter().flat_map(|v| v.to_le_bytes()) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        for video in &data.videos {
+            let values = video
+                .data
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            for byte in values.iter().flat_map(|v| v.to_le_bytes()) {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
         }
-        let size = data.frames.size();
+        let size = data.size();
+        let (train_frames, videos) = match data.holdout {
+            frames::Holdout::Frames(split) => (split.train, None),
+            frames::Holdout::Videos { train, test } => (0, Some([train + test, test])),
+        };
         Ok(DataFingerprint {
-            frames: data.frames.len(),
-            channels: data.frames.channels(),
+            frames: data.frame_count(),
+            channels: data.channels(),
             height: size.height,
             width: size.width,
-            train_frames: data.split.train,
+            train_frames,
             seq_len: data.windows.len,
             stride: data.windows.stride,
             values_fnv1a: format!("{hash:016x}"),
+            videos,
         })
     }
 }
@@ -81,6 +92,9 @@ pub struct TrainingState {
     /// Windows per update.
     #[serde(default = "one")]
     pub batch_size: usize,
+    /// Forecasting's context and horizon, if the run forecasts.
+    #[serde(default)]
+    pub forecast: Option<crate::evaluate::Forecast>,
     /// Epochs the run was asked for; a resume may ask for more.
     pub epochs: usize,
     /// Epochs finished, each with its row in `rows`.

@@ -27,6 +27,10 @@ pub struct EpochRow {
     pub test_mae: f64,
     pub test_psnr: f64,
     pub test_ssim: f64,
+    /// Shi et al.'s measure: the binary cross-entropy summed over a test window's predicted
+    /// frames and their pixels (predictions clipped to [1e-7, 1 - 1e-7]), mean over windows.
+    #[serde(default)]
+    pub test_bce: f64,
 }
 
 /// Rewrites the whole CSV atomically, so a reader never sees half a row.

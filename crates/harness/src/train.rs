@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig};
 use crate::error::{io_err, Error, Result};
-use crate::metrics::FrameMetrics;
-use crate::model::{predict, train_step, window_loss, ParamSpec, SequenceModel, Step};
+use crate::evaluate::{copy_last, evaluate, Evaluation, Forecast};
+use crate::model::{train_step, ParamSpec, SequenceModel, Step};
 use crate::params::{
     init_parameters, load_parameters, remove_stale_temporaries, save_parameters, take_parameters,
     var_builder,
@@ -45,6 +45,12 @@ pub struct TrainConfig {
     /// Windows per Adam update, the loss averaged over them. The seed: 1.
     #[serde(default = "one")]
     pub batch_size: usize,
+    /// Forecasting: read `context` frames, predict `horizon`, each step after the context
+    /// reading the previous prediction; the loss is the mean over the predicted frames of
+    /// the per-frame mean squared error. `None`: the seed's one-step prediction, whose loss
+    /// is the sum over the steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<Forecast>,
     /// Folder for `<model>.csv`, `<model>.safetensors` and the training checkpoint.
     pub out_dir: PathBuf,
     /// Start from these weights instead of a seeded initialisation.
@@ -80,6 +86,7 @@ impl Default for TrainConfig {
             seed: 0,
             shuffle: false,
             batch_size: 1,
+            forecast: None,
             out_dir: PathBuf::from("results"),
             init_from: None,
             quiet: false,
@@ -164,10 +171,26 @@ pub fn train<M: SequenceModel>(
     // Outputs: fail on another run's results before any work; the folder itself is made
     // once the inputs have all loaded, so a bad input leaves nothing behind.
     let paths = OutputPaths::new(&config.out_dir, M::KIND);
+    // One run of a model per folder: locked before anything in it is read or removed.
+    let mut run_lock = match config.out_dir.is_dir() {
+        true => Some(crate::lock::lock(&config.out_dir, M::KIND)?),
+        false => None,
+    };
     let restored = claim_outputs(&paths, config, M::KIND)?;
 
     // Data.
     let windows = Windows::new(data, device)?;
+    if let Some(f) = config.forecast {
+        if f.context == 0 || f.horizon == 0 || data.windows.len != f.context + f.horizon {
+            return Err(Error::Config(format!(
+                "--context {} --horizon {}: windows of {} frames are needed, these are {}",
+                f.context,
+                f.horizon,
+                f.context + f.horizon,
+                data.windows.len
+            )));
+        }
+    }
 
     // Model and optimizer: fresh, or as the checkpoint left them.
     let specs = M::parameter_specs(model_config, windows.frame)?;
@@ -190,6 +213,10 @@ pub fn train<M: SequenceModel>(
         var_builder(&specs, &vars, DType::F32, device),
     )?;
     std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
+    let run_lock = match run_lock.take() {
+        Some(lock) => lock,
+        None => crate::lock::lock(&config.out_dir, M::KIND)?,
+    };
 
     // Report: what runs, on what, and the baseline every figure is read against.
     let report = Report::new(config, windows.train.len(), &progress);
@@ -219,10 +246,15 @@ pub fn train<M: SequenceModel>(
         // The checkpoint's rows are the truth: rows a killed run wrote after it go.
         write_csv(&paths.csv, &progress.rows)?;
     }
-    let copy_last = copy_last_frame(&windows.test)?;
+    let copy_last = copy_last(&windows.test, config.forecast)?;
+    let m = &copy_last.metrics;
     report.say(&format!(
-        "copy-last-frame baseline on the test frames: mse {:.6}  mae {:.6}  psnr {:.2}  ssim {:.4}",
-        copy_last.mse, copy_last.mae, copy_last.psnr, copy_last.ssim
+        "copy-last-frame baseline on the test frames: mse {:.6}  mae {:.6}  psnr {:.2}  ssim {:.4}{}",
+        m.mse,
+        m.mae,
+        m.psnr,
+        m.ssim,
+        bce_note(&copy_last)
     ));
 
     // Epochs: train, evaluate, checkpoint, row.
@@ -244,6 +276,8 @@ pub fn train<M: SequenceModel>(
         progress,
         report,
         device: device.clone(),
+        last_test: None,
+        _lock: run_lock,
     };
     for epoch in run.progress.epochs_done + 1..=config.epochs {
         if let Some(stopped) = run.epoch(epoch)? {
@@ -320,16 +354,11 @@ impl Windows {
         let train = to_device(data.train_windows()?)?;
         let test = to_device(data.test_windows()?)?;
         let steps_per_epoch = train.iter().map(|w| w.dim(0).unwrap_or(1) - 1).sum();
-        let size = data.frames.size();
         Ok(Windows {
             train,
             test,
             steps_per_epoch,
-            frame: [
-                data.frames.channels(),
-                size.height as usize,
-                size.width as usize,
-            ],
+            frame: data.frame_shape(),
             fingerprint: DataFingerprint::of(data)?,
         })
     }
@@ -354,12 +383,13 @@ fn identity(
     about_model: &serde_json::Value,
     data: &DataFingerprint,
     adam: &AdamConfig,
-    seed: u64,
-    shuffle: bool,
+    (seed, shuffle): (u64, bool),
     batch_size: usize,
+    forecast: Option<Forecast>,
 ) -> serde_json::Value {
     serde_json::json!({"model": about_model[0], "model_config": about_model[1], "data": data,
-        "adam": adam, "seed": seed, "shuffle": shuffle, "batch_size": batch_size})
+        "adam": adam, "seed": seed, "shuffle": shuffle, "batch_size": batch_size,
+        "forecast": forecast})
 }
 
 /// The weights, Adam's state and the counters a training checkpoint holds, checked against
@@ -377,17 +407,17 @@ fn restore(
         &serde_json::json!([state.model, state.model_config]),
         &state.data,
         &state.adam,
-        state.seed,
-        state.shuffle,
+        (state.seed, state.shuffle),
         state.batch_size,
+        state.forecast,
     );
     let here = identity(
         about_model,
         fingerprint,
         &config.adam,
-        config.seed,
-        config.shuffle,
+        (config.seed, config.shuffle),
         config.batch_size,
+        config.forecast,
     );
     let differences = resume::differences(&there, &here);
     if !differences.is_empty() {
@@ -519,18 +549,30 @@ impl Report {
             n_params as f64 * 4.0 / 1e6,
             device
         ));
-        self.say(&format!(
-            "data {}: {} frames {}, train {} frames -> {} windows of {} (stride {}), test {} frames -> {} windows",
-            data.frames.paths.first().and_then(|p| p.parent()).map(|p| p.display().to_string()).unwrap_or_default(),
-            data.frames.len(),
-            data.frames.size(),
-            data.split.train,
-            windows.train.len(),
-            data.windows.len,
-            data.windows.stride,
-            data.split.test,
-            windows.test.len(),
-        ));
+        let parts = match data.holdout {
+            frames::Holdout::Frames(split) => format!(
+                "{} frames {}, train {} frames -> {} windows of {} (stride {}), test {} frames -> {} windows",
+                data.frame_count(),
+                data.size(),
+                split.train,
+                windows.train.len(),
+                data.windows.len,
+                data.windows.stride,
+                split.test,
+                windows.test.len(),
+            ),
+            frames::Holdout::Videos { train, test } => format!(
+                "{} videos of {} frames {}, train {train} videos -> {} windows of {} (stride {}), test {test} videos -> {} windows",
+                train + test,
+                data.videos[0].len(),
+                data.size(),
+                windows.train.len(),
+                data.windows.len,
+                data.windows.stride,
+                windows.test.len(),
+            ),
+        };
+        self.say(&format!("data {}: {parts}", data.source));
         self.say(&format!(
             "train: {} epochs, Adam ({:?} form) lr {} betas ({}, {}) eps {}, seed {}{}{}, {} thread(s){}",
             config.epochs,
@@ -572,6 +614,10 @@ struct Run<'a, M> {
     /// The last epoch whose training checkpoint is on disk, for error messages.
     checkpoint_epoch: Option<usize>,
     device: Device,
+    /// The last epoch's test evaluation, for the summary.
+    last_test: Option<Evaluation>,
+    /// Held until the run ends.
+    _lock: crate::lock::RunLock,
 }
 
 impl<M: SequenceModel> Run<'_, M> {
@@ -581,7 +627,8 @@ impl<M: SequenceModel> Run<'_, M> {
         let Some(seconds) = self.train_epoch(epoch)? else {
             return Ok(Some(self.stopped(epoch - 1)));
         };
-        let (test_loss, test_metrics) = self.evaluate(epoch)?;
+        let test = self.evaluate(epoch)?;
+        let (test_loss, test_metrics) = (test.loss, test.metrics);
         let windows_per_epoch = self.windows.train.len();
         let row = EpochRow {
             epoch,
@@ -593,18 +640,21 @@ impl<M: SequenceModel> Run<'_, M> {
             test_mae: test_metrics.mae,
             test_psnr: test_metrics.psnr,
             test_ssim: test_metrics.ssim,
+            test_bce: test.bce_per_sequence,
         };
         self.report.say(&format!(
-            "epoch {:>3}/{}  train_loss {:.6}  test_loss {:.6}  psnr {:.2}  ssim {:.4}  {:.3} s  {:.0} frames/s",
+            "epoch {:>3}/{}  train_loss {:.6}  test_loss {:.6}  psnr {:.2}  ssim {:.4}{}  {:.3} s  {:.0} frames/s",
             row.epoch,
             self.config.epochs,
             row.train_loss,
             row.test_loss,
             row.test_psnr,
             row.test_ssim,
+            bce_note(&test),
             row.seconds,
             row.frames_per_second
         ));
+        self.last_test = Some(test);
         let progress = &mut self.progress;
         progress.rows.push(row);
         progress.epochs_done = epoch;
@@ -648,7 +698,10 @@ impl<M: SequenceModel> Run<'_, M> {
                 .map(|&w| &self.windows.train[w])
                 .collect();
             let batch = Tensor::stack(&members, 1)?; // [L, B, C, H, W]
-            let plan = Plan::one_step(batch.dim(0)?, batch_size);
+            let plan = match self.config.forecast {
+                Some(f) => f.plan(batch_size),
+                None => Plan::one_step(batch.dim(0)?, batch_size),
+            };
             let step = train_step(&self.model, &batch, &plan, &self.vars, &mut self.adam)?;
             let loss = self.check_step(epoch, k, step)?;
             // Summed per window, so the row's mean is over windows whatever the batches.
@@ -703,29 +756,17 @@ impl<M: SequenceModel> Run<'_, M> {
 
     /// The same window loss on the held-out windows, no update, and the image metrics of
     /// the same predictions.
-    fn evaluate(&self, epoch: usize) -> Result<(f64, FrameMetrics)> {
-        let mut test_sum = 0.0;
-        let mut frame_metrics = Vec::new();
-        for window in &self.windows.test {
-            let predictions = predict(&self.model, window)?.detach(); // [L-1, C, H, W]
-            let loss = window_loss(&predictions, window)?;
-            test_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            frame_metrics.extend(per_frame_metrics(
-                &predictions,
-                &window.narrow(0, 1, predictions.dim(0)?)?,
-            )?);
-        }
-        if !test_sum.is_finite() {
+    fn evaluate(&self, epoch: usize) -> Result<Evaluation> {
+        let test = evaluate(&self.model, &self.windows.test, self.config.forecast)?;
+        if !test.loss.is_finite() {
             return Err(Error::Numerical(format!(
-                "epoch {epoch}: the test loss is {test_sum} after the epoch's updates; \
-                 stopping. {}; a lower --lr may help",
+                "epoch {epoch}: the test loss is {} after the epoch's updates; stopping. {}; a \
+                 lower --lr may help",
+                test.loss,
                 self.checkpoint_hint()
             )));
         }
-        Ok((
-            test_sum / self.windows.test.len() as f64,
-            FrameMetrics::mean(&frame_metrics),
-        ))
+        Ok(test)
     }
 
     /// Writes the training checkpoint of the run as it stands.
@@ -740,6 +781,7 @@ impl<M: SequenceModel> Run<'_, M> {
             seed: self.config.seed,
             shuffle: self.config.shuffle,
             batch_size: self.config.batch_size,
+            forecast: self.config.forecast,
             epochs: self.config.epochs,
             epochs_done: progress.epochs_done,
             windows_done: progress.windows_done,
@@ -794,7 +836,7 @@ impl<M: SequenceModel> Run<'_, M> {
     }
 
     /// The weights file (with the configurations in its metadata) and the summary.
-    fn finish(self, model_config: &M::Config, copy_last: FrameMetrics) -> Result<RunSummary> {
+    fn finish(mut self, model_config: &M::Config, copy_last: Evaluation) -> Result<RunSummary> {
         self.report.bar.finish_and_clear();
         crate::fault::reached("final");
         let rows = self.progress.rows;
@@ -809,13 +851,26 @@ impl<M: SequenceModel> Run<'_, M> {
         });
         let metadata = HashMap::from([(CHECKPOINT_METADATA_KEY.to_string(), about.to_string())]);
         save_parameters(&self.paths.weights, &self.specs, &self.vars, metadata)?;
-        let summary = serde_json::json!({
+        let mut summary = serde_json::json!({
             "model": self.kind,
             "model_config": model_config,
             "epochs": rows.len(),
             "final": rows.last(),
-            "copy_last_frame": copy_last,
+            "copy_last_frame": copy_last.metrics,
         });
+        if let Some(f) = self.config.forecast {
+            // A resumed run that had nothing left to train has no evaluation yet.
+            let test = match self.last_test.take() {
+                Some(test) => test,
+                None => evaluate(&self.model, &self.windows.test, Some(f))?,
+            };
+            summary["forecast"] = serde_json::json!({
+                "context": f.context,
+                "horizon": f.horizon,
+                "test": horizon_json(&test),
+                "copy_last_frame": horizon_json(&copy_last),
+            });
+        }
         let text =
             serde_json::to_string_pretty(&summary).map_err(|e| Error::Config(e.to_string()))?;
         crate::files::write_bytes_atomic(&self.paths.summary, text.as_bytes())?;
@@ -835,40 +890,28 @@ impl<M: SequenceModel> Run<'_, M> {
     }
 }
 
-/// The trivial baseline every figure is read against: repeat the last frame.
-fn copy_last_frame(test: &[Tensor]) -> Result<FrameMetrics> {
-    let mut baseline = Vec::new();
-    for window in test {
-        let steps = window.dim(0)? - 1;
-        baseline.extend(per_frame_metrics(
-            &window.narrow(0, 0, steps)?,
-            &window.narrow(0, 1, steps)?,
-        )?);
+/// `  bce <per sequence>` where the cross-entropy is the figure to read (forecasts).
+fn bce_note(test: &Evaluation) -> String {
+    match test.per_horizon.is_empty() {
+        true => String::new(),
+        false => format!("  bce {:.1}", test.bce_per_sequence),
     }
-    Ok(FrameMetrics::mean(&baseline))
+}
+
+/// Per frame ahead: MSE, SSIM and cross-entropy, as lists.
+fn horizon_json(test: &Evaluation) -> serde_json::Value {
+    let list = |f: fn(&crate::metrics::FrameMetrics) -> f64| -> Vec<f64> {
+        test.per_horizon.iter().map(f).collect()
+    };
+    serde_json::json!({
+        "mse": list(|m| m.mse),
+        "ssim": list(|m| m.ssim),
+        "bce": list(|m| m.bce),
+        "bce_per_sequence": test.bce_per_sequence,
+        "mean": test.metrics,
+    })
 }
 
 fn json<T: Serialize>(value: &T) -> Result<serde_json::Value> {
     serde_json::to_value(value).map_err(|e| Error::Config(e.to_string()))
-}
-
-/// Metrics of each predicted frame: `predictions` and `truth` are `[N, C, H, W]`.
-fn per_frame_metrics(predictions: &Tensor, truth: &Tensor) -> Result<Vec<FrameMetrics>> {
-    let (n, c, h, w) = truth.dims4()?;
-    let flat = |t: &Tensor| -> Result<Vec<f32>> {
-        Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
-    };
-    let (p, t) = (flat(predictions)?, flat(truth)?);
-    let frame = c * h * w;
-    Ok((0..n)
-        .map(|k| {
-            FrameMetrics::of(
-                &p[k * frame..(k + 1) * frame],
-                &t[k * frame..(k + 1) * frame],
-                c,
-                h,
-                w,
-            )
-        })
-        .collect())
 }

@@ -88,13 +88,13 @@ pub fn read_rows(path: &Path) -> Vec<Row> {
         lines.next(),
         Some(
             "epoch,train_loss,test_loss,seconds,frames_per_second,\
-             test_mse,test_mae,test_psnr,test_ssim"
+             test_mse,test_mae,test_psnr,test_ssim,test_bce"
         )
     );
     lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            assert_eq!(f.len(), 9, "{l}");
+            assert_eq!(f.len(), 10, "{l}");
             Row {
                 epoch: f[0].parse().unwrap(),
                 train_loss: f[1].parse().unwrap(),

@@ -1,0 +1,121 @@
+//! `bench-cli eval`: a trained model on any frames, beside copying the last frame.
+
+use anyhow::{bail, Context, Result};
+use candle_core::DType;
+use harness::evaluate::{copy_last, evaluate, Evaluation, Forecast};
+use harness::SequenceModel;
+use lstm_conv::ConvLstm;
+use lstm_linear::LinearLstm;
+
+use crate::args::EvalArgs;
+use crate::config;
+
+pub fn run(args: &EvalArgs) -> Result<()> {
+    let Some((kind, _)) = harness::resume::recorded_model(&args.checkpoint)? else {
+        bail!(
+            "--checkpoint {}: no record of the model it holds (a file saved by PyTorch?); \
+             eval takes files written by training",
+            args.checkpoint.display()
+        );
+    };
+    let forecast = config::forecast(args.context, args.horizon)?;
+    let data = config::load_data(&args.data, forecast.map(|f| f.context + f.horizon))?;
+    let device = config::device(args.device)?;
+    match kind.as_str() {
+        "conv" => eval::<ConvLstm>(args, &data, forecast, &device),
+        "linear" => eval::<LinearLstm>(args, &data, forecast, &device),
+        other => bail!(
+            "--checkpoint {}: a model of kind `{other}`, which this bench-cli does not know",
+            args.checkpoint.display()
+        ),
+    }
+}
+
+fn eval<M: SequenceModel>(
+    args: &EvalArgs,
+    data: &frames::Dataset,
+    forecast: Option<Forecast>,
+    device: &candle_core::Device,
+) -> Result<()> {
+    let (model, config) =
+        harness::predict::load_model::<M>(&args.checkpoint, data.frame_shape(), device)?;
+    let windows = data
+        .test_windows()?
+        .into_iter()
+        .map(|w| Ok(w.to_dtype(DType::F32)?.to_device(device)?))
+        .collect::<Result<Vec<_>>>()?;
+    let test = evaluate(&model, &windows, forecast)?;
+    let copy = copy_last(&windows, forecast)?;
+    println!(
+        "model {} {} from {}",
+        M::KIND,
+        serde_json::to_string(&config)?,
+        args.checkpoint.display()
+    );
+    println!(
+        "data {}: {} test window(s) of {} frames, {}",
+        data.source,
+        windows.len(),
+        data.windows.len,
+        match forecast {
+            Some(f) => format!("{} frames read, {} forecast", f.context, f.horizon),
+            None => "one step ahead".into(),
+        }
+    );
+    println!(
+        "{:<16} {:>10} {:>10} {:>8} {:>8} {:>12}",
+        "", "mse", "mae", "psnr", "ssim", "bce/window"
+    );
+    for (name, e) in [(M::KIND, &test), ("copy last frame", &copy)] {
+        let m = &e.metrics;
+        println!(
+            "{:<16} {:>10.6} {:>10.6} {:>8.2} {:>8.4} {:>12.1}",
+            name, m.mse, m.mae, m.psnr, m.ssim, e.bce_per_sequence
+        );
+    }
+    if !test.per_horizon.is_empty() {
+        println!("frames ahead: mse (model / copy last), ssim (model / copy last)");
+        for (k, (a, b)) in test.per_horizon.iter().zip(&copy.per_horizon).enumerate() {
+            println!(
+                "{:>3}  {:.6} / {:.6}   {:.4} / {:.4}",
+                k + 1,
+                a.mse,
+                b.mse,
+                a.ssim,
+                b.ssim
+            );
+        }
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "model": M::KIND,
+            "model_config": config,
+            "checkpoint": args.checkpoint,
+            "data": data.source,
+            "windows": windows.len(),
+            "forecast": forecast,
+            "test": summary(&test),
+            "copy_last_frame": summary(&copy),
+        });
+        let text = serde_json::to_string_pretty(&json)?;
+        harness::files::write_bytes_atomic(path, text.as_bytes())
+            .with_context(|| format!("--json {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// An evaluation as the summaries and `plot --horizon` read it.
+fn summary(e: &Evaluation) -> serde_json::Value {
+    let list = |f: fn(&harness::metrics::FrameMetrics) -> f64| -> Vec<f64> {
+        e.per_horizon.iter().map(f).collect()
+    };
+    serde_json::json!({
+        "loss": e.loss,
+        "mean": e.metrics,
+        "bce_per_sequence": e.bce_per_sequence,
+        "mse": list(|m| m.mse),
+        "ssim": list(|m| m.ssim),
+        "bce": list(|m| m.bce),
+    })
+}

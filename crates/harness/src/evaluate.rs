@@ -1,0 +1,205 @@
+//! How a model does on held-out windows, and how copying the last frame does on the same
+//! frames: the loss the model trains on, the image metrics of its predictions, the paper's
+//! cross-entropy, and for forecasts each of those per frame ahead.
+
+use candle_core::{DType, Tensor};
+use lstm_core::{tensors, Objective, Plan, Recurrent};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::metrics::FrameMetrics;
+use crate::model::{predict, window_loss};
+
+/// Test windows evaluated at once.
+const BATCH: usize = 16;
+
+/// Forecasting: `context` frames in, `horizon` predicted. `None`: one step ahead (the seed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forecast {
+    pub context: usize,
+    pub horizon: usize,
+}
+
+impl Forecast {
+    /// The plan of `batch` windows.
+    pub fn plan(&self, batch: usize) -> Plan {
+        Plan::forecast(self.context, self.horizon, batch)
+    }
+}
+
+/// An evaluation over a set of windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// The window loss the model trains on, mean over windows.
+    pub loss: f64,
+    /// The metrics of every predicted frame, mean over frames (`bce` per frame).
+    pub metrics: FrameMetrics,
+    /// Shi et al.'s measure: the cross-entropy summed over a window's predicted frames and
+    /// their pixels, mean over windows.
+    pub bce_per_sequence: f64,
+    /// Forecasts: the metrics of the `k`-th predicted frame (`k` from 1), mean over windows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_horizon: Vec<FrameMetrics>,
+}
+
+/// Evaluates `model` on `windows` (each `[L, C, H, W]`): one step ahead, or forecasting.
+/// One-step windows go one at a time through [`predict`] and [`window_loss`], as the seed's
+/// runs were evaluated; forecasts [`BATCH`] at a time through the candle-ops rollout.
+pub fn evaluate<M: Recurrent>(
+    model: &M,
+    windows: &[Tensor],
+    forecast: Option<Forecast>,
+) -> Result<Evaluation> {
+    let Some(f) = forecast else {
+        let mut loss_sum = 0.0;
+        let mut frames = Vec::new();
+        let mut per_window = Vec::new();
+        for window in windows {
+            let predictions = predict(model, window)?.detach(); // [L-1, C, H, W]
+            loss_sum += window_loss(&predictions, window)?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
+            let truth = window.narrow(0, 1, predictions.dim(0)?)?;
+            let metrics = per_frame_metrics(&predictions, &truth)?;
+            per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
+            frames.extend(metrics);
+        }
+        return Ok(Evaluation {
+            loss: loss_sum / windows.len().max(1) as f64,
+            metrics: FrameMetrics::mean(&frames),
+            bce_per_sequence: mean(&per_window),
+            per_horizon: Vec::new(),
+        });
+    };
+    let mut losses = Vec::new();
+    let mut per_window = Vec::new();
+    let mut by_horizon: Vec<Vec<FrameMetrics>> = vec![Vec::new(); f.horizon];
+    for chunk in windows.chunks(BATCH) {
+        let members: Vec<&Tensor> = chunk.iter().collect();
+        let batch = Tensor::stack(&members, 1)?; // [L, B, C, H, W]
+        let plan = f.plan(chunk.len());
+        check_len(&batch, &plan)?;
+        let predictions = tensors::forward_plan(model, &batch, &plan)?.detach(); // [T, B, ...]
+        let ahead = predictions.narrow(0, f.context - 1, f.horizon)?; // [N, B, C, H, W]
+        for (b, window) in chunk.iter().enumerate() {
+            let predicted = ahead.narrow(1, b, 1)?.squeeze(1)?; // [N, C, H, W]
+            let truth = window.narrow(0, f.context, f.horizon)?;
+            let metrics = per_frame_metrics(&predicted, &truth)?;
+            losses.push(metrics_loss(&predicted, &truth)?);
+            per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
+            for (k, m) in metrics.into_iter().enumerate() {
+                by_horizon[k].push(m);
+            }
+        }
+    }
+    Ok(summarise(losses, per_window, by_horizon))
+}
+
+/// Copying the last frame, on the same windows and frames as [`evaluate`]: one step ahead,
+/// each frame from the one before; forecasting, every predicted frame from the last frame
+/// of the context.
+pub fn copy_last(windows: &[Tensor], forecast: Option<Forecast>) -> Result<Evaluation> {
+    let Some(f) = forecast else {
+        let mut loss_sum = 0.0;
+        let mut frames = Vec::new();
+        let mut per_window = Vec::new();
+        for window in windows {
+            let steps = window.dim(0)? - 1;
+            let (previous, next) = (window.narrow(0, 0, steps)?, window.narrow(0, 1, steps)?);
+            loss_sum += window_loss(&previous, window)?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
+            let metrics = per_frame_metrics(&previous, &next)?;
+            per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
+            frames.extend(metrics);
+        }
+        return Ok(Evaluation {
+            loss: loss_sum / windows.len().max(1) as f64,
+            metrics: FrameMetrics::mean(&frames),
+            bce_per_sequence: mean(&per_window),
+            per_horizon: Vec::new(),
+        });
+    };
+    let mut losses = Vec::new();
+    let mut per_window = Vec::new();
+    let mut by_horizon: Vec<Vec<FrameMetrics>> = vec![Vec::new(); f.horizon];
+    for window in windows {
+        let last = window.narrow(0, f.context - 1, 1)?; // [1, C, H, W]
+        let repeated = last.repeat((f.horizon, 1, 1, 1))?; // [N, C, H, W]
+        let truth = window.narrow(0, f.context, f.horizon)?;
+        let metrics = per_frame_metrics(&repeated, &truth)?;
+        losses.push(metrics_loss(&repeated, &truth)?);
+        per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
+        for (k, m) in metrics.into_iter().enumerate() {
+            by_horizon[k].push(m);
+        }
+    }
+    Ok(summarise(losses, per_window, by_horizon))
+}
+
+fn summarise(
+    losses: Vec<f64>,
+    per_window: Vec<f64>,
+    by_horizon: Vec<Vec<FrameMetrics>>,
+) -> Evaluation {
+    let all: Vec<FrameMetrics> = by_horizon.iter().flatten().copied().collect();
+    Evaluation {
+        loss: mean(&losses),
+        metrics: FrameMetrics::mean(&all),
+        bce_per_sequence: mean(&per_window),
+        per_horizon: by_horizon.iter().map(|m| FrameMetrics::mean(m)).collect(),
+    }
+}
+
+/// A forecast's window loss: the mean over the predicted frames of the per-frame mean
+/// squared error (unclipped, as training computes it).
+fn metrics_loss(predicted: &Tensor, truth: &Tensor) -> Result<f64> {
+    Ok((predicted - truth)?
+        .sqr()?
+        .flatten_from(1)?
+        .mean(1)?
+        .mean_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?)
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+fn check_len(batch: &Tensor, plan: &Plan) -> Result<()> {
+    let len = batch.dim(0)?;
+    if len != plan.window_len() {
+        return Err(Error::Config(format!(
+            "windows of {len} frames for a forecast of {} after {} (windows of {})",
+            match plan.objective {
+                Objective::MeanOverLast(n) => n,
+                Objective::SumOverSteps => 1,
+            },
+            plan.known,
+            plan.window_len()
+        )));
+    }
+    Ok(())
+}
+
+/// Metrics of each predicted frame: `predictions` and `truth` are `[N, C, H, W]`.
+pub fn per_frame_metrics(predictions: &Tensor, truth: &Tensor) -> Result<Vec<FrameMetrics>> {
+    let (n, c, h, w) = truth.dims4()?;
+    let flat = |t: &Tensor| -> Result<Vec<f32>> {
+        Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    };
+    let (p, t) = (flat(predictions)?, flat(truth)?);
+    let frame = c * h * w;
+    Ok((0..n)
+        .map(|k| {
+            FrameMetrics::of(
+                &p[k * frame..(k + 1) * frame],
+                &t[k * frame..(k + 1) * frame],
+                c,
+                h,
+                w,
+            )
+        })
+        .collect())
+}
