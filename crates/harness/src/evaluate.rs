@@ -51,25 +51,7 @@ pub fn evaluate<M: Recurrent>(
     forecast: Option<Forecast>,
 ) -> Result<Evaluation> {
     let Some(f) = forecast else {
-        let mut loss_sum = 0.0;
-        let mut frames = Vec::new();
-        let mut per_window = Vec::new();
-        for window in windows {
-            let predictions = predict(model, window)?.detach(); // [L-1, C, H, W]
-            loss_sum += window_loss(&predictions, window)?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
-            let truth = window.narrow(0, 1, predictions.dim(0)?)?;
-            let metrics = per_frame_metrics(&predictions, &truth)?;
-            per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
-            frames.extend(metrics);
-        }
-        return Ok(Evaluation {
-            loss: loss_sum / windows.len().max(1) as f64,
-            metrics: FrameMetrics::mean(&frames),
-            bce_per_sequence: mean(&per_window),
-            per_horizon: Vec::new(),
-        });
+        return one_step(windows, |window| Ok(predict(model, window)?.detach()));
     };
     let mut losses = Vec::new();
     let mut per_window = Vec::new();
@@ -100,24 +82,9 @@ pub fn evaluate<M: Recurrent>(
 /// of the context.
 pub fn copy_last(windows: &[Tensor], forecast: Option<Forecast>) -> Result<Evaluation> {
     let Some(f) = forecast else {
-        let mut loss_sum = 0.0;
-        let mut frames = Vec::new();
-        let mut per_window = Vec::new();
-        for window in windows {
+        return one_step(windows, |window| {
             let steps = window.dim(0)? - 1;
-            let (previous, next) = (window.narrow(0, 0, steps)?, window.narrow(0, 1, steps)?);
-            loss_sum += window_loss(&previous, window)?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
-            let metrics = per_frame_metrics(&previous, &next)?;
-            per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
-            frames.extend(metrics);
-        }
-        return Ok(Evaluation {
-            loss: loss_sum / windows.len().max(1) as f64,
-            metrics: FrameMetrics::mean(&frames),
-            bce_per_sequence: mean(&per_window),
-            per_horizon: Vec::new(),
+            Ok(window.narrow(0, 0, steps)?)
         });
     };
     let mut losses = Vec::new();
@@ -135,6 +102,34 @@ pub fn copy_last(windows: &[Tensor], forecast: Option<Forecast>) -> Result<Evalu
         }
     }
     Ok(summarise(losses, per_window, by_horizon))
+}
+
+/// One step ahead over each window `[L, C, H, W]`, its predictions `[L-1, C, H, W]` of
+/// frames `1 .. L-1` from `predictions`: the seed's window loss and the metrics of each
+/// predicted frame.
+fn one_step(
+    windows: &[Tensor],
+    predictions: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Evaluation> {
+    let mut loss_sum = 0.0;
+    let mut frames = Vec::new();
+    let mut per_window = Vec::new();
+    for window in windows {
+        let predicted = predictions(window)?; // [L-1, C, H, W]
+        loss_sum += window_loss(&predicted, window)?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
+        let truth = window.narrow(0, 1, predicted.dim(0)?)?;
+        let metrics = per_frame_metrics(&predicted, &truth)?;
+        per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
+        frames.extend(metrics);
+    }
+    Ok(Evaluation {
+        loss: loss_sum / windows.len().max(1) as f64,
+        metrics: FrameMetrics::mean(&frames),
+        bce_per_sequence: mean(&per_window),
+        per_horizon: Vec::new(),
+    })
 }
 
 fn summarise(
