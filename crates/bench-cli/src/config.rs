@@ -12,66 +12,99 @@ use harness::{SequenceModel, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{AdamKind, ColorKind, DataArgs, DeviceKind, HeadKind, ModelKind, TrainArgs};
+use crate::fit;
 
-/// Loads and splits the frames the flags name. `seq_len` is the window length when the
-/// flags leave it to a forecast's context and horizon.
+/// Loads and splits the frames the flags name, once [`fit::probe`] has checked that they
+/// fit in memory. `seq_len` is the window length when the flags leave it to a forecast's
+/// context and horizon.
 pub fn load_data(args: &DataArgs, seq_len: Option<usize>) -> Result<Dataset> {
+    let probe = fit::probe(args, seq_len)?;
+    fit::check_frames(&probe)?;
+    let windows = window_spec(args, seq_len)?;
+    if args.data.as_os_str() == MOVING_MNIST {
+        return Ok(Dataset::moving_mnist(&moving_mnist(args)?, windows)?);
+    }
+    Ok(Dataset::load(
+        &args.data,
+        &load_options(args)?,
+        windows,
+        args.train_frames,
+    )?)
+}
+
+/// The windows the flags ask for: `--seq-len`, or a forecast's context and horizon, or
+/// the default (a whole Moving MNIST sequence, or the seed's 26 frames).
+pub fn window_spec(args: &DataArgs, seq_len: Option<usize>) -> Result<WindowSpec> {
     let len = match (args.seq_len, seq_len) {
         (Some(typed), Some(needed)) if typed != needed => bail!(
             "--seq-len {typed}: a window of --context and --horizon is {needed} frames; leave \
              --seq-len out"
         ),
-        (typed, needed) => typed.or(needed).unwrap_or(
-            // A whole Moving MNIST sequence; the seed's windows of 26 frames otherwise.
-            if args.data.as_os_str() == MOVING_MNIST {
+        (typed, needed) => typed
+            .or(needed)
+            .unwrap_or(if args.data.as_os_str() == MOVING_MNIST {
                 20
             } else {
                 26
-            },
-        ),
+            }),
     };
-    let windows = WindowSpec::new(len, args.stride)?;
-    if args.data.as_os_str() == MOVING_MNIST {
-        for (flag, typed) in [
-            ("--size", args.size.is_some()),
-            ("--train-frames", args.train_frames.is_some()),
-            ("--test-videos", args.test_videos.is_some()),
-            ("--color rgb", args.color == ColorKind::Rgb),
-        ] {
-            if typed {
-                bail!("{flag}: Moving MNIST is generated 64x64 and grey; use --sequences and --test-sequences");
-            }
+    Ok(WindowSpec::new(len, args.stride)?)
+}
+
+/// `--data moving-mnist`'s sequences, with the flags that do not apply refused.
+pub fn moving_mnist(args: &DataArgs) -> Result<MovingMnist> {
+    for (flag, typed) in [
+        ("--size", args.size.is_some()),
+        ("--train-frames", args.train_frames.is_some()),
+        ("--test-videos", args.test_videos.is_some()),
+        ("--color rgb", args.color == ColorKind::Rgb),
+    ] {
+        if typed {
+            bail!("{flag}: Moving MNIST is generated 64x64 and grey; use --sequences and --test-sequences");
         }
-        let spec = MovingMnist {
-            seed: args.mnist_seed,
-            train: args.sequences,
-            test: args.test_sequences,
-            ..MovingMnist::default()
-        };
-        if spec.train == 0 || spec.test == 0 {
-            bail!(
-                "--sequences {} --test-sequences {}: Moving MNIST needs at least one of each",
-                spec.train,
-                spec.test
-            );
-        }
-        return Ok(Dataset::moving_mnist(&spec, windows)?);
     }
-    let size = args.size.as_deref().map(Size::parse).transpose()?;
-    let options = LoadOptions {
+    let spec = MovingMnist {
+        seed: args.mnist_seed,
+        train: args.sequences,
+        test: args.test_sequences,
+        ..MovingMnist::default()
+    };
+    if spec.train == 0 || spec.test == 0 {
+        bail!(
+            "--sequences {} --test-sequences {}: Moving MNIST needs at least one of each",
+            spec.train,
+            spec.test
+        );
+    }
+    Ok(spec)
+}
+
+/// How to read a folder's frames.
+pub fn load_options(args: &DataArgs) -> Result<LoadOptions> {
+    let size = args
+        .size
+        .as_deref()
+        .map(Size::parse)
+        .transpose()
+        .map_err(|e| match e {
+            frames::Error::TooLarge(why) => anyhow::anyhow!("--size {why}"),
+            e => e.into(),
+        })?;
+    Ok(LoadOptions {
         size,
         color: match args.color {
             ColorKind::Luma => ColorMode::Luma,
             ColorKind::Rgb => ColorMode::Rgb,
         },
         test_videos: args.test_videos,
-    };
-    Ok(Dataset::load(
-        &args.data,
-        &options,
-        windows,
-        args.train_frames,
-    )?)
+    })
+}
+
+/// Checks that `path`, given with `flag`, is a file that can be read: one that exists but
+/// is a folder or a device is refused saying so.
+pub fn readable_file(flag: &str, path: &std::path::Path) -> Result<()> {
+    harness::files::open_regular(path).map_err(|e| anyhow::anyhow!("{flag} {e}"))?;
+    Ok(())
 }
 
 /// `--context K --horizon N`, checked.
@@ -139,9 +172,7 @@ pub fn train_config(args: &TrainArgs, model: ModelKind) -> Result<TrainConfig> {
         bail!("--epochs 0: train at least one epoch");
     }
     if let Some(path) = &args.init_from {
-        if !path.is_file() {
-            bail!("--init-from {}: no such file", path.display());
-        }
+        readable_file("--init-from", path)?;
     }
     Ok(TrainConfig {
         epochs: args.epochs,
@@ -164,6 +195,7 @@ pub fn train_config(args: &TrainArgs, model: ModelKind) -> Result<TrainConfig> {
         resume: args.resume,
         checkpoint_every: args.checkpoint_every,
         stop: None,
+        started: None,
         launch: serde_json::to_value(Launch::of(args))?,
     })
 }
@@ -206,8 +238,10 @@ pub fn conv_config(args: &TrainArgs, frame: [usize; 3]) -> Result<lstm_conv::Con
             join(&config.kernel)
         );
     }
+    let size = [frame[1], frame[2]];
     config
-        .stack([frame[1], frame[2]])
+        .stack(size)
+        .and_then(|_| config.check_kernel_fits(size))
         .map_err(|e| anyhow::anyhow!("{}", flag_names(&e.to_string())))?;
     Ok(config)
 }
@@ -239,11 +273,12 @@ fn join(values: &[usize]) -> String {
 }
 
 /// A shape error from the model, with the flags that set each thing named.
-fn flag_names(message: &str) -> String {
+pub fn flag_names(message: &str) -> String {
     message
         .replace("head none:", "--head none:")
         .replace("add a head (conv1x1)", "add --head conv1x1")
         .replace("patch ", "--patch ")
+        .replace("kernel ", "--kernel ")
 }
 
 /// The model to train: the one the flags describe or, with `--init-from` a file a run

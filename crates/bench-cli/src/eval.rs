@@ -11,6 +11,7 @@ use crate::args::EvalArgs;
 use crate::config;
 
 pub fn run(args: &EvalArgs) -> Result<()> {
+    config::readable_file("--checkpoint", &args.checkpoint)?;
     let Some((kind, _)) = harness::resume::recorded_model(&args.checkpoint)? else {
         bail!(
             "--checkpoint {}: no record of the model it holds (a file saved by PyTorch?); \

@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod config;
 mod eval;
+mod fit;
 mod plot;
 mod predict;
 
@@ -62,10 +63,30 @@ fn main() -> ExitCode {
     match run(cli, &matches) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("bench-cli: error: {err:#}");
+            eprintln!(
+                "bench-cli: error: {}",
+                without_backtrace(&format!("{err:#}"))
+            );
             ExitCode::FAILURE
         }
     }
+}
+
+/// candle appends a backtrace to its errors' messages when `RUST_BACKTRACE` is set; what a
+/// user reads is the message.
+fn without_backtrace(message: &str) -> String {
+    let is_frame = |line: &str| {
+        let t = line.trim_start();
+        line.starts_with(' ')
+            && (t.starts_with("at ")
+                || t.split_once(": ")
+                    .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+    };
+    message
+        .lines()
+        .filter(|line| !is_frame(line) && !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Exit status of a run stopped by Ctrl-C or SIGTERM, as shells report one (128 + SIGINT).
@@ -102,7 +123,7 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
     };
     let paths = harness::OutputPaths::new(&args.out, kind);
     if args.resume && paths.resume.exists() {
-        let state = harness::resume::peek(&paths.resume)?;
+        let state = harness::resume::peek(&paths.resume).context("--resume")?;
         let launch = serde_json::from_value(state.launch).with_context(|| {
             format!(
                 "{}: no command-line settings recorded to resume with",
@@ -115,10 +136,17 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
     let mut config = config::train_config(args, model)?;
     // Threads first: the thread pool's size goes into the environment for candle, which
     // must happen before any other thread (the Ctrl-C handler's) exists.
-    config::set_threads(args, model)?;
+    let threads = config::set_threads(args, model)?;
     let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
     config.stop = Some(stop.clone());
+    config.started = Some(started.clone());
     ctrlc::set_handler(move || {
+        // Loading, resizing and building the model write nothing: stop at once.
+        if !started.load(Ordering::SeqCst) {
+            eprintln!("bench-cli: interrupted before training started; nothing was written");
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
         if stop.swap(true, Ordering::SeqCst) {
             eprintln!(
                 "bench-cli: interrupted again: exiting now; the last training checkpoint is kept"
@@ -132,18 +160,18 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
     })
     .context("cannot install the Ctrl-C handler")?;
     let device = config::device(args.device)?;
-    let data = config::load_data(&args.data, config.forecast.map(|f| f.context + f.horizon))?;
-    let frame = data.frame_shape();
+    let probe = fit::probe(&args.data, config.forecast.map(|f| f.context + f.horizon))?;
+    let frame = probe.frame;
     let summary = match model {
         ModelKind::Linear => {
             let flags = config::linear_config(args, frame)?;
             let model_config = config::model_config::<LinearLstm>(args, matches, frame, flags)?;
-            harness::train::<LinearLstm>(&model_config, &data, &config, &device)?
+            fit_load_train::<LinearLstm>(&model_config, &probe, args, &config, threads, &device)?
         }
         ModelKind::Conv => {
             let flags = config::conv_config(args, frame)?;
             let model_config = config::model_config::<ConvLstm>(args, matches, frame, flags)?;
-            harness::train::<ConvLstm>(&model_config, &data, &config, &device)?
+            fit_load_train::<ConvLstm>(&model_config, &probe, args, &config, threads, &device)?
         }
     };
     if let Some(peak) = bench::peak_rss_mb() {
@@ -165,6 +193,32 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks that the run fits in memory, loads its frames and trains.
+fn fit_load_train<M: SequenceModel>(
+    model: &M::Config,
+    probe: &fit::DataProbe,
+    args: &TrainArgs,
+    config: &harness::TrainConfig,
+    threads: usize,
+    device: &candle_core::Device,
+) -> Result<harness::RunSummary> {
+    let needs = fit::check_run::<M>(model, probe, args, config, threads, device)?;
+    println!("{}", fit::describe(&needs));
+    if !args.quiet {
+        eprintln!("{}...", probe.describe());
+    }
+    let data = config::load_data(&args.data, config.forecast.map(|f| f.context + f.horizon))?;
+    if data.frame_shape() != probe.frame {
+        anyhow::bail!(
+            "{}: the frames changed while loading ({:?} expected, {:?} found)",
+            probe.source,
+            probe.frame,
+            data.frame_shape()
+        );
+    }
+    Ok(harness::train::<M>(model, &data, config, device)?)
 }
 
 /// `bench-cli frames`: what would be trained on.
@@ -231,4 +285,22 @@ fn frames(args: &FramesArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_backtrace;
+
+    #[test]
+    fn backtraces_are_cut_from_messages_and_the_message_kept() {
+        let message = "--kernel 99: larger than the 65x65 plane\n   0: bt\n             at \
+                       /x/error.rs:260:25\n  12: std::panic::catch_unwind\n             at \
+                       /rustc/panic.rs:359:14\n";
+        assert_eq!(
+            without_backtrace(message),
+            "--kernel 99: larger than the 65x65 plane"
+        );
+        let two = "first line\nsecond: line";
+        assert_eq!(without_backtrace(two), two);
+    }
 }

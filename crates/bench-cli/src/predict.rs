@@ -29,6 +29,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if args.scale == 0 || args.scale > 64 {
         bail!("--scale {}: use 1 to 64", args.scale);
     }
+    crate::config::readable_file("--checkpoint", &args.checkpoint)?;
     match args.model {
         ModelKind::Linear => draw::<LinearLstm>(args),
         ModelKind::Conv => draw::<ConvLstm>(args),

@@ -60,6 +60,8 @@ pub enum Error {
     Split(String),
     #[error("invalid size {0:?}: expected N (square) or HxW, e.g. 65 or 64x80, each at least 1")]
     BadSize(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
 }
@@ -88,19 +90,27 @@ impl Size {
                 .filter(|&n| n > 0)
                 .ok_or_else(bad)
         };
-        match text.split_once(['x', 'X']) {
-            Some((h, w)) => Ok(Size {
+        let size = match text.split_once(['x', 'X']) {
+            Some((h, w)) => Size {
                 height: number(h)?,
                 width: number(w)?,
-            }),
+            },
             None => {
                 let side = number(text)?;
-                Ok(Size {
+                Size {
                     height: side,
                     width: side,
-                })
+                }
             }
+        };
+        let pixels = u64::from(size.height) * u64::from(size.width);
+        if pixels > MAX_FRAME_PIXELS {
+            return Err(Error::TooLarge(format!(
+                "{text}: frames of {size} are {pixels} pixels, more than the {MAX_FRAME_PIXELS} \
+                 (8K video) a frame may have"
+            )));
         }
+        Ok(size)
     }
 }
 
@@ -339,6 +349,57 @@ pub fn luma(r: f32, g: f32, b: f32) -> f32 {
     0.299 * r + 0.587 * g + 0.114 * b
 }
 
+/// What loading `dir` would give, read from the file names and the first frame's header
+/// alone: the number of frames and their shape `[C, H, W]` (after `options.size`), before
+/// any is decoded. A folder of videos counts the frames of all of them.
+pub fn probe(dir: &Path, options: &LoadOptions) -> Result<(usize, [usize; 3])> {
+    let (count, first) = match list_images(dir) {
+        Ok(paths) => (paths.len(), paths[0].clone()),
+        Err(Error::NoImages { .. }) => {
+            let mut count = 0;
+            let mut first = None;
+            for video in list_videos(dir)? {
+                let paths = list_images(&video)?;
+                count += paths.len();
+                first.get_or_insert_with(|| paths[0].clone());
+            }
+            (
+                count,
+                first.expect("list_videos returns at least one folder"),
+            )
+        }
+        Err(e) => return Err(e),
+    };
+    let size = match options.size {
+        Some(size) => size,
+        None => {
+            let (w, h) = image::ImageReader::open(&first)
+                .and_then(|r| r.with_guessed_format())
+                .map_err(|e| Error::Decode {
+                    path: first.clone(),
+                    reason: e.to_string(),
+                })?
+                .into_dimensions()
+                .map_err(|e| Error::Decode {
+                    path: first.clone(),
+                    reason: e.to_string(),
+                })?;
+            Size {
+                height: h,
+                width: w,
+            }
+        }
+    };
+    Ok((
+        count,
+        [
+            options.color.channels(),
+            size.height as usize,
+            size.width as usize,
+        ],
+    ))
+}
+
 /// Loads every image of `dir` as one tensor `[T, C, H, W]` in natural name order.
 pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<Frames> {
     let paths = list_images(dir)?;
@@ -370,7 +431,11 @@ pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<Frames> {
             }
             Some(_) => {}
         }
-        values.extend(pixels(&image, options.color));
+        let frame = pixels(&image, options.color);
+        // Room for all frames at once: grown by doubling instead, the last copy would hold
+        // up to three times the frames.
+        values.reserve_exact(frame.len() * paths.len() - values.len());
+        values.extend(frame);
     }
     let (_, w, h) = first.expect("list_images returns at least one file");
     let shape = (

@@ -3,15 +3,15 @@
 //! cross-entropy, and for forecasts each of those per frame ahead.
 
 use candle_core::{DType, Tensor};
-use lstm_core::{tensors, Objective, Plan, Recurrent};
+use lstm_core::{Objective, Plan, Recurrent};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metrics::FrameMetrics;
-use crate::model::{predict, window_loss};
+use crate::model::{forward_plan, predict, window_loss};
 
-/// Test windows evaluated at once.
-const BATCH: usize = 16;
+/// Test windows forecast at once.
+pub const BATCH: usize = 16;
 
 /// Forecasting: `context` frames in, `horizon` predicted. `None`: one step ahead (the seed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +44,7 @@ pub struct Evaluation {
 
 /// Evaluates `model` on `windows` (each `[L, C, H, W]`): one step ahead, or forecasting.
 /// One-step windows go one at a time through [`predict`] and [`window_loss`], as the seed's
-/// runs were evaluated; forecasts [`BATCH`] at a time through the candle-ops rollout.
+/// runs were evaluated; forecasts [`BATCH`] at a time through [`forward_plan`].
 pub fn evaluate<M: Recurrent>(
     model: &M,
     windows: &[Tensor],
@@ -61,7 +61,7 @@ pub fn evaluate<M: Recurrent>(
         let batch = Tensor::stack(&members, 1)?; // [L, B, C, H, W]
         let plan = f.plan(chunk.len());
         check_len(&batch, &plan)?;
-        let predictions = tensors::forward_plan(model, &batch, &plan)?.detach(); // [T, B, ...]
+        let predictions = forward_plan(model, &batch, &plan)?; // [T, B, C, H, W]
         let ahead = predictions.narrow(0, f.context - 1, f.horizon)?; // [N, B, C, H, W]
         for (b, window) in chunk.iter().enumerate() {
             let predicted = ahead.narrow(1, b, 1)?.squeeze(1)?; // [N, C, H, W]

@@ -7,6 +7,24 @@ use std::path::Path;
 
 use crate::error::{io_err, Result};
 
+/// Opens a file to read, refusing a path that exists but is no regular file with what it is:
+/// reading a folder fails with an unhelpful message, and a device such as `/dev/zero`
+/// never ends.
+pub fn open_regular(path: &Path) -> Result<File> {
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    let what = if meta.is_dir() {
+        "a folder"
+    } else if meta.is_file() {
+        return File::open(path).map_err(io_err(path));
+    } else {
+        "not a regular file (a device, pipe or socket)"
+    };
+    Err(crate::Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("{what}; expected a safetensors file"),
+    })
+}
+
 /// Writes a file atomically: `write` fills a file in a fresh temporary folder beside `path`
 /// (so on the same file system), which is then fsynced and renamed over `path`. A crash at
 /// any instant leaves the old file or the new one, never half of one, and at worst a

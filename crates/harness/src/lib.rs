@@ -22,6 +22,7 @@ pub mod files;
 pub mod gradcheck;
 pub mod keys;
 pub mod lock;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod params;

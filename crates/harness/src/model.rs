@@ -228,6 +228,35 @@ fn check_batch<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<(
     Ok(())
 }
 
+/// The predictions of `plan` on a batch of windows `[L, B, C, H, W]`: `[T, B, C, H, W]`,
+/// each step after `plan.known` reading the prediction before it. On f32 CPU tensors the
+/// slice driver runs: candle ops' forward keeps every op's output for a backward, six times
+/// the memory for a 32-channel ConvLSTM (measured), and takes longer. Anything else runs
+/// the candle-ops driver.
+pub fn forward_plan<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<Tensor> {
+    check_batch(model, batch, plan)?;
+    if !runs_on_slices(model, batch) {
+        return tensors::forward_plan(model, batch, plan);
+    }
+    let frames = model_space(model, batch)?;
+    let stack = model.stack();
+    let run = with_f32_slices(&model.parameters(), |params| {
+        let weights = StackSlices::new(stack, params);
+        slices::forward(model, stack, &weights, frames, plan)
+    })?;
+    let predictions = if stack.flat || stack.patch == 1 {
+        run.predictions().to_vec()
+    } else {
+        lstm_core::stack::from_model_space(run.predictions(), stack.frame, stack.patch)
+    };
+    let [c, h, w] = stack.frame;
+    Tensor::from_vec(
+        predictions,
+        (plan.steps, plan.batch, c, h, w),
+        batch.device(),
+    )
+}
+
 /// One-step-ahead predictions over a window `[L, C, H, W]`: `[L-1, C, H, W]`, the
 /// prediction of frame `t + 1` for `t = 0 .. L-2` (h and c start at zero).
 pub fn predict<M: Recurrent>(model: &M, window: &Tensor) -> Result<Tensor> {

@@ -139,7 +139,9 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn read(path: &Path) -> Result<Checkpoint> {
-        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut crate::files::open_regular(path)?, &mut bytes)
+            .map_err(io_err(path))?;
         let bad = |message: String| Error::Checkpoint {
             path: path.to_path_buf(),
             message,

@@ -48,15 +48,19 @@ pub struct DataFingerprint {
 impl DataFingerprint {
     pub fn of(data: &frames::Dataset) -> Result<DataFingerprint> {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        // Frame by frame: a copy of all of them at once would double the run's frames.
         for video in &data.videos {
-            let values = video
-                .data
-                .to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            for byte in values.iter().flat_map(|v| v.to_le_bytes()) {
-                hash ^= u64::from(byte);
-                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            for t in 0..video.len() {
+                let values = video
+                    .data
+                    .get(t)?
+                    .to_dtype(candle_core::DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                for byte in values.iter().flat_map(|v| v.to_le_bytes()) {
+                    hash ^= u64::from(byte);
+                    hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+                }
             }
         }
         let size = data.size();
@@ -211,7 +215,7 @@ impl safetensors::View for AnyView<'_> {
 /// Reads only the state of a training checkpoint (its header), not its tensors: cheap even
 /// for the linear model's 1.9 GB file.
 pub fn peek(path: &Path) -> Result<TrainingState> {
-    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut file = crate::files::open_regular(path)?;
     let header = read_header(&mut file, path)?;
     state_of(&header, path)
 }
@@ -220,7 +224,7 @@ pub fn peek(path: &Path) -> Result<TrainingState> {
 /// records in its metadata (read from its header alone), or `None` for a file without them
 /// (one saved from PyTorch, say).
 pub fn recorded_model(path: &Path) -> Result<Option<(String, serde_json::Value)>> {
-    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut file = crate::files::open_regular(path)?;
     let header = read_header(&mut file, path)?;
     let Some(about) = header
         .metadata
@@ -341,7 +345,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
         path: path.to_path_buf(),
         message,
     };
-    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut file = crate::files::open_regular(path)?;
     let header = read_header(&mut file, path)?;
     let state = state_of(&header, path)?;
     let mut tensors = HashMap::new();

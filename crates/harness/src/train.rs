@@ -69,6 +69,10 @@ pub struct TrainConfig {
     /// Set (by a signal handler) to stop after the current window, with a checkpoint.
     #[serde(skip)]
     pub stop: Option<Arc<AtomicBool>>,
+    /// Set by [`train`] once the inputs have loaded and the model is built, just before
+    /// anything is written: until then a signal handler may end the process at once.
+    #[serde(skip)]
+    pub started: Option<Arc<AtomicBool>>,
     /// Recorded in the training checkpoint for the caller's own use on resume.
     #[serde(skip)]
     pub launch: serde_json::Value,
@@ -94,6 +98,7 @@ impl Default for TrainConfig {
             resume: false,
             checkpoint_every: 1,
             stop: None,
+            started: None,
             launch: serde_json::Value::Null,
         }
     }
@@ -212,6 +217,9 @@ pub fn train<M: SequenceModel>(
         windows.frame,
         var_builder(&specs, &vars, DType::F32, device),
     )?;
+    if let Some(started) = &config.started {
+        started.store(true, Ordering::SeqCst);
+    }
     std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
     let run_lock = match run_lock.take() {
         Some(lock) => lock,

@@ -170,6 +170,32 @@ impl Config {
         Ok(stack)
     }
 
+    /// Refuses a kernel wider than the plane it slides over (the frame, or its patches).
+    /// Such a kernel reads mostly padding, at a cost that grows with its area: from a
+    /// command line it is a typo (99 for 9), not a model. The layer itself computes it
+    /// correctly, so [`Config::stack`] leaves it to the caller.
+    pub fn check_kernel_fits(&self, [height, width]: [usize; 2]) -> Result<()> {
+        let layers = self.hidden().len();
+        let (plane_h, plane_w) = (height / self.patch, width / self.patch);
+        if let Some(side) = (0..layers)
+            .map(|k| self.kernel_of(k))
+            .find(|&side| side > plane_h || side > plane_w)
+        {
+            let patched = if self.patch > 1 {
+                format!(
+                    " ({height}x{width} frames in {p}x{p} patches)",
+                    p = self.patch
+                )
+            } else {
+                String::new()
+            };
+            candle_core::bail!(
+                "kernel {side}: larger than the {plane_h}x{plane_w} plane it slides over{patched}"
+            );
+        }
+        Ok(())
+    }
+
     /// The parameters over frames of `height x width`, in the drivers' layout order, with
     /// the seed's initialisation (weights `Normal(0, sqrt(1/fan_in))`, biases and peepholes
     /// zero).
@@ -577,6 +603,11 @@ impl lstm_core::SequenceModel for ConvLstm {
     fn parameter_specs(config: &Config, [c, h, w]: [usize; 3]) -> Result<Vec<ParamSpec>> {
         check_channels(config, c)?;
         config.parameter_specs([h, w])
+    }
+
+    fn layout(config: &Config, [c, h, w]: [usize; 3]) -> Result<Stack> {
+        check_channels(config, c)?;
+        config.stack([h, w])
     }
 
     fn load(config: &Config, [c, h, w]: [usize; 3], vb: VarBuilder) -> Result<Self> {

@@ -23,6 +23,19 @@ struct Case {
     plan: Plan,
 }
 
+impl Case {
+    fn batch(&self, seed: u64, dtype: DType) -> Tensor {
+        random_batch(
+            self.plan.window_len(),
+            self.plan.batch,
+            self.frame,
+            seed,
+            dtype,
+        )
+        .unwrap()
+    }
+}
+
 fn conv(hidden: &[usize], kernel: &[usize], peephole: bool, head: Head, patch: usize) -> Config {
     Config {
         channels: 1,
@@ -96,14 +109,7 @@ fn cases() -> Vec<Case> {
 #[test]
 fn gradients_match_central_differences() {
     for case in cases() {
-        let batch = random_batch(
-            case.plan.window_len(),
-            case.plan.batch,
-            case.frame,
-            3,
-            DType::F64,
-        )
-        .unwrap();
+        let batch = case.batch(3, DType::F64);
         let report =
             check_gradients::<ConvLstm>(&case.config, &batch, &case.plan, 13, 1e-5).unwrap();
         println!("{}:", case.name);
@@ -172,6 +178,41 @@ fn f32_slice_driver_equals_autograd() {
             1e-5,
             1e-4,
             1e-3,
+        );
+    }
+}
+
+#[test]
+fn predictions_on_the_slice_driver_equal_candle_ops() {
+    // What evaluation reads: every case's plan, one-step and forecasting, patches and three
+    // channels among them, through the slice driver and through candle ops.
+    for case in cases() {
+        let batch = case.batch(5, DType::F32);
+        let (_, _, model) =
+            generic_point::<ConvLstm>(&case.config, case.frame, 2, DType::F32, &Device::Cpu)
+                .unwrap();
+        let fast = harness::model::forward_plan(&model, &batch, &case.plan).unwrap();
+        let reference = lstm_core::tensors::forward_plan(&model, &batch, &case.plan).unwrap();
+        assert_eq!(fast.dims(), reference.dims(), "{}", case.name);
+        let diff = (&fast - &reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let scale = reference
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            scale > 0.01 && diff < 1e-5,
+            "{}: {diff} of {scale}",
+            case.name
         );
     }
 }

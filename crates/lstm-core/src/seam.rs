@@ -39,6 +39,11 @@ pub trait SequenceModel: Recurrent + Sized {
     /// take is an error that says why.
     fn parameter_specs(config: &Self::Config, frame: [usize; 3]) -> Result<Vec<ParamSpec>>;
 
+    /// The stack's shape over frames `[C, H, W]`, checked as by
+    /// [`SequenceModel::parameter_specs`]: what sizes a run's activations, known before
+    /// any weight exists.
+    fn layout(config: &Self::Config, frame: [usize; 3]) -> Result<Stack>;
+
     /// Builds the model over frames `[C, H, W]` from tensors named as in
     /// [`SequenceModel::parameter_specs`].
     fn load(config: &Self::Config, frame: [usize; 3], vb: VarBuilder) -> Result<Self>;

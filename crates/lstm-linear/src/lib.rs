@@ -410,6 +410,11 @@ impl lstm_core::SequenceModel for LinearLstm {
         Ok(config.parameter_specs())
     }
 
+    fn layout(config: &Config, frame: [usize; 3]) -> Result<Stack> {
+        check_frame(config, frame)?;
+        config.stack()
+    }
+
     fn load(config: &Config, frame: [usize; 3], vb: VarBuilder) -> Result<Self> {
         check_frame(config, frame)?;
         LinearLstm::new(config.clone(), vb)

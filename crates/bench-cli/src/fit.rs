@@ -1,0 +1,191 @@
+//! Will the run fit? What the data and the model will take in memory, known from the flags,
+//! the file names and one frame's header before anything large is allocated; a run that
+//! cannot fit is refused naming the flags that size it.
+
+use anyhow::{bail, Result};
+use candle_core::Device;
+use harness::memory::{self, human, Needs, RunShape};
+use harness::SequenceModel;
+
+use crate::args::{DataArgs, TrainArgs};
+use crate::config::{self, MOVING_MNIST};
+
+/// What loading the flags' data would give.
+#[derive(Debug, Clone)]
+pub struct DataProbe {
+    /// Frames, every video's.
+    pub frames: usize,
+    /// `[C, H, W]` after `--size`.
+    pub frame: [usize; 3],
+    /// Frames per window.
+    pub window: usize,
+    /// `moving-mnist` or the folder.
+    pub source: String,
+    /// Which flags size the frames, for advice.
+    moving_mnist: bool,
+}
+
+/// Counts the frames and reads one header: nothing is decoded.
+pub fn probe(args: &DataArgs, seq_len: Option<usize>) -> Result<DataProbe> {
+    let window = config::window_spec(args, seq_len)?.len;
+    if args.data.as_os_str() == MOVING_MNIST {
+        let spec = config::moving_mnist(args)?;
+        return Ok(DataProbe {
+            frames: (spec.train.saturating_add(spec.test)).saturating_mul(spec.frames),
+            frame: [1, spec.size, spec.size],
+            window,
+            source: MOVING_MNIST.into(),
+            moving_mnist: true,
+        });
+    }
+    let (frames, frame) = frames::probe(&args.data, &config::load_options(args)?)?;
+    Ok(DataProbe {
+        frames,
+        frame,
+        window,
+        source: args.data.display().to_string(),
+        moving_mnist: false,
+    })
+}
+
+impl DataProbe {
+    /// What loading is about to do, for the progress line.
+    pub fn describe(&self) -> String {
+        let [c, h, w] = self.frame;
+        let verb = if self.moving_mnist {
+            "generating"
+        } else {
+            "loading"
+        };
+        format!(
+            "{verb} {} frames of {h}x{w}x{c} from {} ({})",
+            self.frames,
+            self.source,
+            human(memory::frame_bytes(self.frames, self.frame))
+        )
+    }
+
+    fn frame_flags(&self) -> &'static str {
+        if self.moving_mnist {
+            "lower --sequences or --test-sequences"
+        } else {
+            "lower --size, or train on fewer frames (a smaller folder, or fewer videos)"
+        }
+    }
+}
+
+/// Refuses frames that alone cannot fit.
+pub fn check_frames(probe: &DataProbe) -> Result<()> {
+    let needs = Needs {
+        frames: memory::frame_bytes(probe.frames, probe.frame),
+        model: 0.0,
+        activations: 0.0,
+        base: 0.0,
+    };
+    if let Some((available, what)) = memory::available() {
+        if needs.frames > available {
+            bail!(
+                "{}: {} frames of {}x{}x{} take {} in memory, more than the {} of {what} \
+                 here; {}",
+                probe.source,
+                probe.frames,
+                probe.frame[1],
+                probe.frame[2],
+                probe.frame[0],
+                human(needs.frames),
+                human(available),
+                probe.frame_flags()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Estimates what training `model` on the probed data needs and refuses a run that cannot
+/// fit, naming the flags of its largest part. On a GPU the model and its activations live
+/// in the device's memory, which is not checked here: only the frames are.
+pub fn check_run<M: SequenceModel>(
+    model: &M::Config,
+    probe: &DataProbe,
+    args: &TrainArgs,
+    config: &harness::TrainConfig,
+    threads: usize,
+    device: &Device,
+) -> Result<Needs> {
+    let specs = M::parameter_specs(model, probe.frame)
+        .map_err(|e| anyhow::anyhow!("{}", config::flag_names(&e.to_string())))?;
+    let stack = M::layout(model, probe.frame)?;
+    let run = RunShape {
+        frames: probe.frames,
+        batch: args.batch_size,
+        steps: probe.window.saturating_sub(1),
+        threads,
+        eval_batch: if config.forecast.is_some() {
+            harness::evaluate::BATCH
+        } else {
+            1
+        },
+    };
+    let mut needs = memory::estimate(&specs, &stack, &run);
+    if !device.is_cpu() {
+        needs.model = 0.0;
+        needs.activations = 0.0;
+    }
+    let Some((available, what)) = memory::available() else {
+        return Ok(needs);
+    };
+    if needs.total() > available {
+        let parameters: f64 = specs
+            .iter()
+            .map(|s| s.shape.iter().map(|&d| d as f64).product::<f64>())
+            .sum();
+        let hidden = if M::KIND == "linear" {
+            "--hidden"
+        } else {
+            "--hidden-channels"
+        };
+        let advice = if needs.frames >= needs.model.max(needs.activations) {
+            probe.frame_flags().to_string()
+        } else if needs.model >= needs.activations {
+            format!("lower {hidden}")
+        } else {
+            let size = if probe.moving_mnist { "" } else { "--size, " };
+            format!(
+                "lower {size}--batch-size or --seq-len (the steps kept for backpropagation), \
+                 or {hidden}"
+            )
+        };
+        let parameters = if parameters < 1e15 {
+            format!("{parameters:.0}")
+        } else {
+            format!("{parameters:.2e}")
+        };
+        bail!(
+            "this run needs about {} of memory, more than the {} of {what} here: frames {}, \
+             model {} ({parameters} parameters with their gradients and Adam's moments), \
+             activations {} (batches of {} windows of {} steps); {advice}",
+            human(needs.total()),
+            human(available),
+            human(needs.frames),
+            human(needs.model),
+            human(needs.activations),
+            run.batch,
+            run.steps,
+        );
+    }
+    Ok(needs)
+}
+
+/// The estimate, for a run's first lines.
+pub fn describe(needs: &Needs) -> String {
+    let available = memory::available()
+        .map(|(bytes, what)| format!(" of {} ({what})", human(bytes)))
+        .unwrap_or_default();
+    format!(
+        "memory: about {:.0} MB needed{available}: frames {}, model {}, activations {}",
+        needs.total() / 1e6,
+        human(needs.frames),
+        human(needs.model),
+        human(needs.activations)
+    )
+}
