@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make-default.sh -- rebuild the project's default dataset (data/5000.png .. data/5151.png).
+# make-default.sh -- rebuild the project's default dataset (data/5000.png .. data/5151.png)
+# and the unseen video data/tree/ (0.png .. 67.png).
 #
 # Why: the original seed data (152 KITTI frames, 65x65, greyscale) cannot be
 # fetched in this environment, so the default dataset is built instead from a
@@ -9,6 +10,9 @@
 # What: take every 2nd frame starting at frame 0 (frames 0,2,...,302 = 152
 # frames), crop the centre 576x576 square, area-average it down to 65x65,
 # convert to 8-bit greyscale and write 5000.png .. 5151.png next to this script.
+# And from the same package's tree.avi (320x240, 15 fps, a tree in the wind, filmed by
+# hand), every frame the same way into tree/0.png .. tree/67.png: a video no model here
+# is trained on, for `bench-cli eval`.
 #
 # Usage: bash data/make-default.sh      (from any directory; needs root/apt for
 # ffmpeg if it is not installed already). Re-running gives byte-identical PNGs.
@@ -18,6 +22,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # sha256 of examples/data/vtest.avi in opencv-doc 4.6.0+dfsg-12 (Debian bookworm);
 # checked so that a different package version cannot silently change the data.
 vtest_sha256=45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf
+tree_sha256=4666099d0f704e310047b2f0a5ec9f936cb76a7271de9a2e70a0c57f82ac82dc
 
 if ! command -v ffmpeg >/dev/null 2>&1; then
   echo "make-default: installing ffmpeg (apt-get)" >&2
@@ -49,26 +54,42 @@ else
   exit 1
 fi
 
-got="$(sha256sum "$video" | cut -d' ' -f1)"
-if [[ "$got" != "$vtest_sha256" ]]; then
-  echo "make-default: vtest.avi sha256 is $got, expected $vtest_sha256" >&2
-  echo "make-default: (the Debian package changed; update the hash and data/README.md)" >&2
-  exit 1
-fi
+# check_sha256 FILE EXPECTED: stop unless FILE's sha256 is EXPECTED.
+check_sha256() {
+  local got
+  got="$(sha256sum "$1" | cut -d' ' -f1)"
+  if [[ "$got" != "$2" ]]; then
+    echo "make-default: $(basename "$1") sha256 is $got, expected $2" >&2
+    echo "make-default: (the Debian package changed; update the hash and data/README.md)" >&2
+    exit 1
+  fi
+}
 
-mkdir "$tmp/out"
-ffmpeg -nostdin -hide_banner -loglevel error -i "$video" \
-  -vf "select='not(mod(n\,2))',crop=ih:ih,scale=65:65:flags=area,format=gray" \
-  -fps_mode passthrough -frames:v 152 \
-  -map_metadata -1 -fflags +bitexact -flags:v +bitexact \
-  -start_number 5000 "$tmp/out/%d.png"
+# frames VIDEO SELECT COUNT START OUT: COUNT frames of VIDEO (those SELECT keeps), centre
+# square, area-averaged to 65x65 grey, bit-exact PNGs OUT/START.png ...
+frames() {
+  mkdir "$5"
+  ffmpeg -nostdin -hide_banner -loglevel error -i "$1" \
+    -vf "$2crop=ih:ih,scale=65:65:flags=area,format=gray" \
+    -fps_mode passthrough -frames:v "$3" \
+    -map_metadata -1 -fflags +bitexact -flags:v +bitexact \
+    -start_number "$4" "$5/%d.png"
+  local n
+  n="$(find "$5" -name '*.png' | wc -l)"
+  if [[ "$n" -ne "$3" || ! -f "$5/$4.png" ]]; then
+    echo "make-default: expected $3 frames of $(basename "$1") from $4.png, got $n" >&2
+    exit 1
+  fi
+}
 
-n="$(find "$tmp/out" -name '*.png' | wc -l)"
-if [[ "$n" -ne 152 || ! -f "$tmp/out/5000.png" || ! -f "$tmp/out/5151.png" ]]; then
-  echo "make-default: expected 152 frames 5000..5151, got $n" >&2
-  exit 1
-fi
-
+check_sha256 "$video" "$vtest_sha256"
+frames "$video" "select='not(mod(n\,2))'," 152 5000 "$tmp/out"
 rm -f "$here"/5[01][0-9][0-9].png
 mv "$tmp"/out/*.png "$here"/
 echo "make-default: wrote 152 frames to $here/5000.png .. 5151.png" >&2
+
+check_sha256 "$ex/tree.avi" "$tree_sha256"
+frames "$ex/tree.avi" "" 68 0 "$tmp/tree"
+rm -rf "$here/tree"
+mv "$tmp/tree" "$here/tree"
+echo "make-default: wrote 68 frames to $here/tree/0.png .. 67.png" >&2

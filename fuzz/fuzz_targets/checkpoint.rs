@@ -10,6 +10,7 @@ use candle_core::{DType, Device};
 use harness::SequenceModel;
 use libfuzzer_sys::fuzz_target;
 use lstm_conv::ConvLstm;
+use lstm_linear::LinearLstm;
 
 fn file() -> &'static PathBuf {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
@@ -33,21 +34,47 @@ fn names_the_file<T>(result: harness::Result<T>, path: &std::path::Path) {
     }
 }
 
+// The shapes a checkpoint is read against: the first byte picks the seed's conv model,
+// a general two-layer ConvLSTM, or a small linear model (its fused-Adam layout).
 fuzz_target!(|data: &[u8]| {
+    let Some((&choice, bytes)) = data.split_first() else {
+        return;
+    };
     let path = file();
-    std::fs::write(path, data).expect("write the fuzzed checkpoint");
-    let specs = ConvLstm::parameter_specs(&lstm_conv::Config {
-        channels: 1,
-        kernel: 5,
-    });
+    std::fs::write(path, bytes).expect("write the fuzzed checkpoint");
+    match choice % 3 {
+        0 => check::<ConvLstm>(path, &lstm_conv::Config::default(), [1, 65, 65]),
+        1 => {
+            let config = lstm_conv::Config {
+                hidden_channels: vec![4, 3],
+                peephole: true,
+                head: lstm_core::Head::Affine,
+                ..lstm_conv::Config::default()
+            };
+            check::<ConvLstm>(path, &config, [1, 16, 16])
+        }
+        _ => {
+            let config = lstm_linear::Config {
+                channels: 1,
+                height: 9,
+                width: 9,
+                hidden: vec![16, 8],
+            };
+            check::<LinearLstm>(path, &config, [1, 9, 9])
+        }
+    }
+    names_the_file(harness::resume::peek(path), path);
+    names_the_file(harness::resume::load(path), path);
+});
+
+fn check<M: SequenceModel>(path: &std::path::Path, config: &M::Config, frame: [usize; 3]) {
+    let specs = M::parameter_specs(config, frame).expect("the model's shapes");
     names_the_file(
         harness::params::load_parameters(path, &specs, DType::F32, &Device::Cpu),
         path,
     );
-    names_the_file(harness::resume::peek(path), path);
-    names_the_file(harness::resume::load(path), path);
     names_the_file(
-        harness::predict::load_model::<ConvLstm>(path, &Device::Cpu).map(|_| ()),
+        harness::predict::load_model::<M>(path, frame, &Device::Cpu).map(|_| ()),
         path,
     );
-});
+}

@@ -38,14 +38,25 @@ fuzz_target!(|data: &[u8]| {
     let path = dir.join(format!("1.{extension}"));
     std::fs::write(&path, bytes).expect("write the fuzzed frame");
     let options = LoadOptions {
-        size: (choice & 4 != 0).then_some(Size { height: 3, width: 3 }),
-        color: if choice & 8 != 0 { ColorMode::Rgb } else { ColorMode::Luma },
+        size: (choice & 4 != 0).then_some(Size {
+            height: 3,
+            width: 3,
+        }),
+        color: if choice & 8 != 0 {
+            ColorMode::Rgb
+        } else {
+            ColorMode::Luma
+        },
+        test_videos: None,
     };
     match frames::load_dir(dir, &options) {
         Ok(frames) => assert_eq!(frames.len(), 2),
         Err(err) => {
             let text = err.to_string();
-            assert!(text.contains("1."), "the error does not name the file: {text}");
+            assert!(
+                text.contains("1."),
+                "the error does not name the file: {text}"
+            );
         }
     }
 });

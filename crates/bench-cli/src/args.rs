@@ -157,6 +157,9 @@ pub struct BenchArgs {
     /// Folder of frames.
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
+    /// cpu or cuda, as for training.
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceKind>,
 }
 
 /// What `bench-cli bench` times.
@@ -220,6 +223,16 @@ pub enum AdamKind {
 pub enum DeviceKind {
     Cpu,
     Cuda,
+}
+
+impl DeviceKind {
+    /// The flag's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -346,7 +359,7 @@ pub struct TrainArgs {
     /// Start from the weights in this safetensors file (PyTorch names).
     #[arg(long)]
     pub init_from: Option<PathBuf>,
-    /// cpu or cuda. Default: cuda when built with the `cuda` feature and a GPU is there.
+    /// cpu (the default) or cuda (a build with the `cuda` feature and an NVIDIA GPU).
     #[arg(long, value_enum)]
     pub device: Option<DeviceKind>,
     /// Worker threads for the CPU kernels. Default: the model's own choice (the seed's conv

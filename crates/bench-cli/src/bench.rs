@@ -80,6 +80,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if let Some(t) = args.threads {
             cmd.args(["--threads", &t.to_string()]);
         }
+        if let Some(device) = args.device {
+            cmd.args(["--device", device.name()]);
+        }
         let out = cmd.output().context("cannot run the training child")?;
         // The next configuration of the same model writes the same file names.
         for file in ["safetensors", "resume.safetensors", "summary.json"] {

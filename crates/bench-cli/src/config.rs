@@ -135,9 +135,15 @@ pub fn device(kind: Option<DeviceKind>) -> Result<Device> {
                      `cargo build --release --features cuda` (needs nvcc) or use --device cpu"
                 );
             }
-            Device::new_cuda(0).context("--device cuda: no usable CUDA device")
+            // The driver's own words (no libcuda, no device, a driver too old) follow ours.
+            Device::new_cuda(0).map_err(|e| {
+                anyhow::anyhow!(
+                    "--device cuda: no usable NVIDIA GPU found (CUDA said: {}); use --device cpu",
+                    crate::without_backtrace(&e.to_string()).trim()
+                )
+            })
         }
-        None if cfg!(feature = "cuda") => Ok(Device::cuda_if_available(0)?),
+        // The CPU unless asked: a `cuda` build gives the seed's results bit for bit too.
         None => Ok(Device::Cpu),
     }
 }

@@ -678,7 +678,18 @@ mod tests {
             "epoch,train_loss,test_loss,seconds,frames_per_second\n1,2.0,2.5,1,10\n2,1.5,2.0,1,10\n",
         )
         .unwrap();
-        plot(&[csv], &dir.path().join("old.png"), None).unwrap();
+        let out = dir.path().join("old.png");
+        plot(&[csv], &out, None).unwrap();
+        // Two panels (the losses), no metric panel, each with the run's line drawn.
+        let img = image::open(&out).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (1200, 450));
+        for panel in [0..600, 600..1200] {
+            let n = img
+                .enumerate_pixels()
+                .filter(|(x, _, p)| panel.contains(x) && is_line_colour(p, COLOURS[0]))
+                .count();
+            assert!(n > 50, "only {n} line pixels in {panel:?}");
+        }
     }
 
     #[test]
@@ -762,7 +773,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("diverged.csv");
         std::fs::write(&csv, "epoch,train_loss,test_loss\n1,0.5,0.6\n2,NaN,inf\n").unwrap();
-        plot(&[csv], &dir.path().join("x.svg"), None).unwrap();
+        let out = dir.path().join("x.svg");
+        plot(&[csv], &out, None).unwrap();
+        // The run is still drawn and named, from its one finite row.
+        let svg = std::fs::read_to_string(&out).unwrap();
+        assert!(svg_texts(&svg).contains(&"diverged"), "{svg}");
+        assert!(!svg.contains("NaN"), "{svg}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use harness::SequenceModel;
-use image::{GrayImage, Luma, Rgba, RgbaImage};
+use image::{Rgb, RgbImage, Rgba, RgbaImage};
 use lstm_conv::ConvLstm;
 use lstm_linear::LinearLstm;
 
@@ -101,18 +101,31 @@ fn draw<M: SequenceModel>(args: &PredictArgs) -> Result<()> {
     Ok(())
 }
 
-/// Values of a `[N, C, H, W]` tensor as N grey frames (the first channel), clipped to
-/// [0, 1]; the last row of a grid (the error) is scaled by [`ERROR_GAIN`].
-fn frames_of(t: &Tensor, gain: f32) -> Result<(Vec<Vec<f32>>, usize, usize)> {
-    let (n, _, h, w) = t.dims4()?;
-    let first = t.narrow(1, 0, 1)?.to_dtype(DType::F32)?; // [N, 1, H, W]
-    let values: Vec<f32> = first.flatten_all()?.to_vec1()?;
+/// One frame's pixels as RGB values in [0, 1].
+type Pixels = Vec<[f32; 3]>;
+
+/// Values of a `[N, C, H, W]` tensor as N frames of RGB pixels, clipped to [0, 1]: three
+/// channels as they are, one (or any other count: its first) as grey; the last row of a
+/// grid (the error) is scaled by [`ERROR_GAIN`]. Also says whether the frames are grey.
+fn frames_of(t: &Tensor, gain: f32) -> Result<(Vec<Pixels>, usize, usize, bool)> {
+    let (n, c, h, w) = t.dims4()?;
+    let colour = c == 3;
+    let values: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let level = |v: f32| (v * gain).clamp(0.0, 1.0);
+    let plane = h * w;
     let frames = values
-        .chunks_exact(h * w)
-        .map(|f| f.iter().map(|v| (v * gain).clamp(0.0, 1.0)).collect())
-        .collect::<Vec<Vec<f32>>>();
+        .chunks_exact(c * plane)
+        .map(|f| {
+            (0..plane)
+                .map(|i| match colour {
+                    true => [level(f[i]), level(f[plane + i]), level(f[2 * plane + i])],
+                    false => [level(f[i]); 3],
+                })
+                .collect()
+        })
+        .collect::<Vec<Pixels>>();
     debug_assert_eq!(frames.len(), n);
-    Ok((frames, h, w))
+    Ok((frames, h, w, !colour))
 }
 
 /// Width of the column of row labels, in pixels.
@@ -123,47 +136,46 @@ const LABELS: u32 = 120;
 fn grid(rows: &[Tensor], labels: &[&str], scale: u32) -> Result<Vec<u8>> {
     let last = rows.len() - 1;
     let mut all = Vec::new();
-    let (mut h, mut w) = (0, 0);
+    let (mut h, mut w, mut grey) = (0, 0, true);
     for (r, t) in rows.iter().enumerate() {
         let gain = if r == last { ERROR_GAIN } else { 1.0 };
-        let (frames, fh, fw) = frames_of(t, gain)?;
-        (h, w) = (fh, fw);
+        let (frames, fh, fw, is_grey) = frames_of(t, gain)?;
+        (h, w, grey) = (fh, fw, is_grey);
         all.push(frames);
     }
     let cols = all[0].len() as u32;
     let (cell_w, cell_h) = (w as u32 * scale + 1, h as u32 * scale + 1);
-    let mut img = GrayImage::from_pixel(
+    let mut img = RgbImage::from_pixel(
         LABELS + cols * cell_w + 1,
         all.len() as u32 * cell_h + 1,
-        Luma([255]),
+        Rgb([255; 3]),
     );
     for (r, frames) in all.iter().enumerate() {
         for (c, frame) in frames.iter().enumerate() {
             let (x0, y0) = (LABELS + c as u32 * cell_w + 1, r as u32 * cell_h + 1);
             // The separators around the cell.
             for x in x0 - 1..x0 + cell_w {
-                img.put_pixel(x, y0 - 1, Luma([SEPARATOR]));
-                img.put_pixel(x, y0 + cell_h - 1, Luma([SEPARATOR]));
+                img.put_pixel(x, y0 - 1, Rgb([SEPARATOR; 3]));
+                img.put_pixel(x, y0 + cell_h - 1, Rgb([SEPARATOR; 3]));
             }
             for y in y0 - 1..y0 + cell_h {
-                img.put_pixel(x0 - 1, y, Luma([SEPARATOR]));
-                img.put_pixel(x0 + cell_w - 1, y, Luma([SEPARATOR]));
+                img.put_pixel(x0 - 1, y, Rgb([SEPARATOR; 3]));
+                img.put_pixel(x0 + cell_w - 1, y, Rgb([SEPARATOR; 3]));
             }
             blit(&mut img, frame, w, scale, x0, y0);
         }
     }
     label_rows(&mut img, labels, cell_h)?;
-    encode_png(&img)
+    encode_png(img, grey)
 }
 
 /// Writes each row's label, black on white, in the left margin (the plots' embedded font).
-fn label_rows(img: &mut GrayImage, labels: &[&str], cell_h: u32) -> Result<()> {
+fn label_rows(img: &mut RgbImage, labels: &[&str], cell_h: u32) -> Result<()> {
     use plotters::prelude::*;
     crate::plot::register_font()?;
     let (width, height) = img.dimensions();
-    let mut rgb: Vec<u8> = img.pixels().flat_map(|p| [p.0[0]; 3]).collect();
     {
-        let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(img, (width, height)).into_drawing_area();
         let size = (cell_h as f64 * 0.22).clamp(11.0, 18.0);
         let style = TextStyle::from(("sans-serif", size).into_font())
             .color(&BLACK)
@@ -179,25 +191,27 @@ fn label_rows(img: &mut GrayImage, labels: &[&str], cell_h: u32) -> Result<()> {
         root.present()
             .map_err(|e| anyhow::anyhow!("cannot draw the row labels: {e}"))?;
     }
-    for (p, chunk) in img.pixels_mut().zip(rgb.chunks_exact(3)) {
-        p.0[0] = chunk[0];
-    }
     Ok(())
 }
 
-fn blit(img: &mut GrayImage, frame: &[f32], width: usize, scale: u32, x0: u32, y0: u32) {
+fn blit(img: &mut RgbImage, frame: &[[f32; 3]], width: usize, scale: u32, x0: u32, y0: u32) {
     for (i, v) in frame.iter().enumerate() {
         let (fx, fy) = ((i % width) as u32, (i / width) as u32);
-        let level = Luma([(v * 255.0).round() as u8]);
+        let colour = Rgb(v.map(|c| (c * 255.0).round() as u8));
         for dy in 0..scale {
             for dx in 0..scale {
-                img.put_pixel(x0 + fx * scale + dx, y0 + fy * scale + dy, level);
+                img.put_pixel(x0 + fx * scale + dx, y0 + fy * scale + dy, colour);
             }
         }
     }
 }
 
-fn encode_png(img: &GrayImage) -> Result<Vec<u8>> {
+/// PNG bytes: 8-bit grey when every frame drawn is grey, else RGB.
+fn encode_png(img: RgbImage, grey: bool) -> Result<Vec<u8>> {
+    let img = match grey {
+        true => image::DynamicImage::ImageRgb8(img).into_luma8().into(),
+        false => image::DynamicImage::ImageRgb8(img),
+    };
     let mut bytes = std::io::Cursor::new(Vec::new());
     img.write_to(&mut bytes, image::ImageFormat::Png)
         .context("cannot encode the PNG")?;
@@ -206,8 +220,8 @@ fn encode_png(img: &GrayImage) -> Result<Vec<u8>> {
 
 /// An animated GIF: each step shows the true frame left and the prediction right.
 fn gif(truth: &Tensor, predicted: &Tensor, scale: u32) -> Result<Vec<u8>> {
-    let (truth, h, w) = frames_of(truth, 1.0)?;
-    let (predicted, _, _) = frames_of(predicted, 1.0)?;
+    let (truth, h, w, _) = frames_of(truth, 1.0)?;
+    let (predicted, _, _, _) = frames_of(predicted, 1.0)?;
     let (fw, fh) = (w as u32 * scale, h as u32 * scale);
     let mut bytes = Vec::new();
     {
@@ -216,12 +230,12 @@ fn gif(truth: &Tensor, predicted: &Tensor, scale: u32) -> Result<Vec<u8>> {
             .set_repeat(image::codecs::gif::Repeat::Infinite)
             .context("cannot write the GIF")?;
         for (t, p) in truth.iter().zip(&predicted) {
-            let mut grey = GrayImage::from_pixel(2 * fw + 3, fh + 2, Luma([SEPARATOR]));
-            blit(&mut grey, t, w, scale, 1, 1);
-            blit(&mut grey, p, w, scale, fw + 2, 1);
-            let rgba = RgbaImage::from_fn(grey.width(), grey.height(), |x, y| {
-                let v = grey.get_pixel(x, y).0[0];
-                Rgba([v, v, v, 255])
+            let mut rgb = RgbImage::from_pixel(2 * fw + 3, fh + 2, Rgb([SEPARATOR; 3]));
+            blit(&mut rgb, t, w, scale, 1, 1);
+            blit(&mut rgb, p, w, scale, fw + 2, 1);
+            let rgba = RgbaImage::from_fn(rgb.width(), rgb.height(), |x, y| {
+                let [r, g, b] = rgb.get_pixel(x, y).0;
+                Rgba([r, g, b, 255])
             });
             let frame =
                 image::Frame::from_parts(rgba, 0, 0, image::Delay::from_numer_denom_ms(250, 1));

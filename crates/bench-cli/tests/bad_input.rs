@@ -129,19 +129,34 @@ fn data_folder_unreadable() {
         let err = train_fails(dir.path(), &[]);
         assert!(err.contains("5001.png"), "{err}");
     }
-    // And a folder without read permission, where permissions bind (not for root).
+    // And a folder without read permission (run as an unprivileged user when the tests
+    // run as root, who reads through permissions), and a frame without.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
         let locked = frames_dir(1);
-        std::fs::set_permissions(locked.path(), std::fs::Permissions::from_mode(0o000)).unwrap();
-        let binding = std::fs::read_dir(locked.path()).is_err();
-        let run = bench_cli(&["frames", "--data", s(locked.path())]);
-        std::fs::set_permissions(locked.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        if binding {
-            assert_eq!(run.code, 1, "{}", run.stderr);
-            assert!(run.stderr.contains(s(locked.path())), "{}", run.stderr);
-        }
+        mode(locked.path(), 0o000);
+        let run = common::bench_cli_unprivileged(&["frames", "--data", s(locked.path())]);
+        mode(locked.path(), 0o755);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(s(locked.path())) && run.stderr.contains("ermission denied"),
+            "{}",
+            run.stderr
+        );
+        let frames = frames_dir(3);
+        mode(frames.path(), 0o755);
+        mode(&frames.path().join("5001.png"), 0o000);
+        let run = common::bench_cli_unprivileged(&["frames", "--data", s(frames.path())]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("5001.png") && run.stderr.contains("ermission denied"),
+            "{}",
+            run.stderr
+        );
     }
 }
 
@@ -212,7 +227,12 @@ fn mixed_sizes_name_both_files_and_the_fix() {
 fn too_few_frames_for_one_window() {
     let dir = frames_dir(3);
     let err = train_fails(dir.path(), &[]);
-    assert!(err.contains("3") && err.contains("needs 26"), "{err}");
+    // 3 frames: 5/6 of them would be 2, capped at 3 - 26, i.e. none for training.
+    assert!(
+        err.contains("the training split has 0 frames but one window needs 26")
+            && err.contains("3 frames in all, at least 52 needed"),
+        "{err}"
+    );
 }
 
 /// A one-epoch run of `model` at `size` in a fresh folder, for its checkpoints.
@@ -386,7 +406,6 @@ fn checkpoint_that_is_not_safetensors_or_is_truncated() {
     }
     assert!(!out.exists() && !png.exists());
     // A damaged training checkpoint: --resume names it and leaves the run's files alone.
-    let before = snapshot(conv.path());
     for damage in [&junk, &truncated] {
         std::fs::copy(damage, &resume).unwrap();
         let damaged = snapshot(conv.path());
@@ -404,6 +423,7 @@ fn checkpoint_that_is_not_safetensors_or_is_truncated() {
     }
     // A weights file where the training checkpoint should be: it has no optimizer state.
     std::fs::copy(&weights, &resume).unwrap();
+    let placed = snapshot(conv.path());
     let err = fails(&[
         "--model",
         "conv",
@@ -414,7 +434,7 @@ fn checkpoint_that_is_not_safetensors_or_is_truncated() {
         "--resume",
     ]);
     assert!(err.contains("not a training checkpoint"), "{err}");
-    drop(before);
+    assert_eq!(snapshot(conv.path()), placed);
 }
 
 #[test]

@@ -317,7 +317,8 @@ fn signalled_while_loading(signal: i32) -> (Option<i32>, Duration, String) {
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
     let out = dir.path().join("out");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bench-cli"))
+    let (mut cmd, _workdir) = common::command();
+    let mut child = cmd
         .args([
             "--model",
             "conv",

@@ -4,13 +4,13 @@
 //! was never interrupted.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
 
 mod common;
 
-use common::{bench_cli_env, fails, finish, ok, repo_root, s, Output};
+use common::{bench_cli_env, fails, finish, ok, s, Output};
 
 /// A short conv run: 3 epochs of 5 windows, a checkpoint after each.
 const EPOCHS: &str = "3";
@@ -29,9 +29,13 @@ fn train_args<'a>(out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-/// The CSV without its timing columns (`seconds`, `frames_per_second`).
+/// The conv run's CSV without its timing columns (`seconds`, `frames_per_second`).
 fn rows_without_timing(dir: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("conv.csv")).unwrap();
+    model_rows_without_timing(dir, "conv")
+}
+
+fn model_rows_without_timing(dir: &Path, model: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join(format!("{model}.csv"))).unwrap();
     text.lines()
         .map(|line| {
             let fields: Vec<&str> = line.split(',').collect();
@@ -161,43 +165,56 @@ fn a_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint() {
 }
 
 #[test]
-fn killed_at_random_moments_then_resumed_matches_an_uninterrupted_run() {
+fn killed_at_arbitrary_moments_then_resumed_matches_an_uninterrupted_run() {
+    // The fault hooks kill at exact points; this kills between them, wherever the run
+    // happens to be just after a window (its update, the next window, a checkpoint being
+    // written). The moment is set by events, not by the clock: each round kills the
+    // process as soon as it says it reached its k-th window, so every round but the last
+    // is killed before it can finish, on any machine.
     let reference = reference_run(&[]);
     let dir = tempfile::tempdir().unwrap();
-    // Kill after a spread of delays (deterministic, so a failure can be rerun), resuming
-    // each time, until a resumed run gets to finish.
-    let delays_ms = [150u64, 420, 90, 700, 260, 1200, 5000];
+    // Windows counted in each process; the 3 epochs hold 5 each, with a checkpoint after
+    // each epoch. Kills: in epoch 1 (nothing saved yet, the next run starts afresh), in
+    // epoch 2, in epoch 2 again from its checkpoint, in epoch 3; the last run has 5
+    // windows left, fewer than 9, and finishes.
+    let marks = [2usize, 6, 3, 7, 9];
     let (mut finished, mut kills) = (false, 0);
-    for (round, delay) in delays_ms.iter().enumerate() {
+    for (round, k) in marks.iter().enumerate() {
         let resume: &[&str] = if round == 0 { &[] } else { &["--resume"] };
         let args = train_args(dir.path(), resume);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bench-cli"))
+        let (mut cmd, _workdir) = common::command();
+        let mut child = cmd
             .args(&args)
-            .current_dir(repo_root())
+            .env("BENCH_CLI_FAULT", format!("mark:window:{k}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(*delay));
-        let _ = child.kill(); // SIGKILL; fails only if it already exited
-        let run = finish(&args, child.wait_with_output().unwrap());
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        let mut line = String::new();
+        while stderr.read_line(&mut line).unwrap() > 0 {
+            seen.push_str(&line);
+            if line.starts_with("fault: reached window") {
+                let _ = child.kill(); // SIGKILL; fails only if it already exited
+                break;
+            }
+            line.clear();
+        }
+        std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
+        child.stderr = None;
+        let run = finish(&args, common::wait(&args, child));
         if run.code == 0 {
+            assert!(!seen.contains("fault: reached"), "{seen}");
             finished = true;
             break;
         }
-        assert_eq!(run.signal, Some(libc::SIGKILL), "{}", run.stderr);
+        assert_eq!(run.signal, Some(libc::SIGKILL), "{seen}");
         kills += 1;
     }
-    assert!(finished, "no run finished within {delays_ms:?} ms");
-    assert!(
-        kills > 0,
-        "the first run finished within {} ms",
-        delays_ms[0]
-    );
-    if !dir.path().join("conv.safetensors").exists() {
-        ok(&train_args(dir.path(), &["--resume"]));
-    }
-    assert_same_run(dir.path(), reference.path(), "random kills");
+    assert!(finished, "no run finished within {} rounds", marks.len());
+    assert_eq!(kills, marks.len() - 1);
+    assert_same_run(dir.path(), reference.path(), "kills at marked moments");
 }
 
 #[test]
@@ -338,4 +355,59 @@ fn results_without_a_checkpoint_are_not_resumed_or_overwritten() {
         std::fs::read_to_string(dir.path().join("conv.csv")).unwrap(),
         "epoch\n"
     );
+}
+
+/// The linear model never stores its weight gradients (each is summed inside Adam's
+/// update): its checkpoint and resume are a path of their own, tested here at a small size,
+/// killed inside an epoch and in the middle of a checkpoint write, bit for bit.
+#[test]
+fn linear_runs_killed_and_resumed_match_an_uninterrupted_run() {
+    let args = |out: &Path, resume: bool| {
+        let mut args = vec![
+            "--model".to_string(),
+            "linear".into(),
+            "--size".into(),
+            "9".into(),
+            "--hidden".into(),
+            "16,8".into(),
+            "--epochs".into(),
+            "3".into(),
+            "--shuffle".into(),
+            "--quiet".into(),
+            "--out".into(),
+            s(out).into(),
+        ];
+        if resume {
+            args.push("--resume".into());
+        }
+        args
+    };
+    let reference = tempfile::tempdir().unwrap();
+    ok(&common::strs(&args(reference.path(), false)));
+    let dir = tempfile::tempdir().unwrap();
+    // Epochs of 5 windows. The first run dies in window 7 (epoch 2), after the first
+    // checkpoint; the resumed one dies while writing the third tensor of its first
+    // checkpoint (after epoch 2), leaving a half-written temporary; the last one finishes.
+    for (round, fault) in ["kill:window:7", "kill:checkpoint-tensor:3"]
+        .iter()
+        .enumerate()
+    {
+        let run = bench_cli_env(
+            &common::strs(&args(dir.path(), round > 0)),
+            &[("BENCH_CLI_FAULT", fault)],
+        );
+        assert_eq!(run.signal, Some(libc::SIGKILL), "{fault}: {}", run.stderr);
+    }
+    ok(&common::strs(&args(dir.path(), true)));
+    assert_eq!(
+        model_rows_without_timing(dir.path(), "linear"),
+        model_rows_without_timing(reference.path(), "linear")
+    );
+    assert_eq!(model_rows_without_timing(dir.path(), "linear").len(), 4);
+    for file in ["linear.safetensors", "linear.resume.safetensors"] {
+        assert!(
+            tensors(&dir.path().join(file)) == tensors(&reference.path().join(file)),
+            "the tensors of {file} differ"
+        );
+    }
 }

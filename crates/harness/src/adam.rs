@@ -165,6 +165,9 @@ impl Adam {
         self.step += 1;
         let scalars = StepScalars::new(&self.config, self.step);
         let mut first_bad = None;
+        // Parameters kept as tensors (f64, or on a GPU) are checked together: one sum of
+        // squares each, stacked and read once per update, not one device read per tensor.
+        let mut tensor_sums: Vec<(usize, Tensor)> = Vec::new();
         for (k, (param, moments)) in params.iter().zip(&mut self.moments).enumerate() {
             let finite = match (gradient(k), moments) {
                 (Gradient::Tensor(grad), Moments::Fused { m, v })
@@ -232,18 +235,27 @@ impl Adam {
                     *m = m_new;
                     *v = v_new;
                     // A sum of squares is NaN or infinite if any term is.
-                    let sum = param
-                        .as_tensor()
-                        .sqr()?
-                        .sum_all()?
-                        .to_dtype(candle_core::DType::F64)?
-                        .to_scalar::<f64>()?;
-                    sum.is_finite()
+                    let sum = param.as_tensor().sqr()?.sum_all()?;
+                    tensor_sums.push((k, sum.to_dtype(candle_core::DType::F64)?));
+                    true
                 }
             };
             if !finite && first_bad.is_none() {
                 first_bad = Some(k);
             }
+        }
+        if !tensor_sums.is_empty() {
+            let sums: Vec<Tensor> = tensor_sums.iter().map(|(_, s)| s.clone()).collect();
+            let values = Tensor::stack(&sums, 0)?.to_vec1::<f64>()?;
+            let bad = tensor_sums
+                .iter()
+                .zip(values)
+                .find(|(_, value)| !value.is_finite())
+                .map(|((k, _), _)| *k);
+            first_bad = match (first_bad, bad) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
         Ok(first_bad)
     }

@@ -5,7 +5,10 @@
 //! reaches `point`. Actions:
 //! - `kill`: SIGKILL itself, as the kernel's OOM killer or a power cut would;
 //! - `interrupt`: send itself SIGINT, as Ctrl-C would;
-//! - `nan`: make the gradient at that point NaN (point `window` only).
+//! - `nan`: make the gradient at that point NaN (point `window` only);
+//! - `mark`: print `fault: reached <point> <n>` on stderr and go on, so that a test can
+//!   act (kill the process, say) at a moment it knows the run has reached, not after a
+//!   duration that a slower or faster machine would make too short or too long.
 //!
 //! Points, in the order a run reaches them:
 //! - `window`: a window's loss and gradients are computed, before its update;
@@ -32,6 +35,7 @@ enum Action {
     Kill,
     Interrupt,
     Nan,
+    Mark,
 }
 
 #[cfg(feature = "testing")]
@@ -56,6 +60,7 @@ fn configured() -> Option<&'static Fault> {
                 "kill" => Action::Kill,
                 "interrupt" => Action::Interrupt,
                 "nan" => Action::Nan,
+                "mark" => Action::Mark,
                 _ => return None,
             };
             let point = parts.next()?.to_string();
@@ -90,6 +95,13 @@ pub fn reached(point: &str) -> bool {
         }
         Action::Interrupt => {
             raise(Signal::Interrupt);
+            false
+        }
+        Action::Mark => {
+            use std::io::Write;
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "fault: reached {point} {}", fault.nth);
+            let _ = stderr.flush();
             false
         }
     }

@@ -237,33 +237,13 @@ pub fn train<M: SequenceModel>(
         device,
         resumed,
     );
-    if config.resume && !resumed {
-        report.say(&format!(
-            "no training checkpoint {} yet: starting the run from the beginning",
-            paths.resume.display()
-        ));
-    }
-    if resumed {
-        report.say(&format!(
-            "resuming from {}: {} epoch(s) and {} window(s) done, Adam step {}",
-            paths.resume.display(),
-            progress.epochs_done,
-            progress.windows_done,
-            adam.step
-        ));
-        // The checkpoint's rows are the truth: rows a killed run wrote after it go.
-        write_csv(&paths.csv, &progress.rows)?;
-    }
+    report.resumption(
+        &paths,
+        config.resume,
+        resumed.then_some((&progress, adam.step)),
+    )?;
     let copy_last = copy_last(&windows.test, config.forecast)?;
-    let m = &copy_last.metrics;
-    report.say(&format!(
-        "copy-last-frame baseline on the test frames: mse {:.6}  mae {:.6}  psnr {:.2}  ssim {:.4}{}",
-        m.mse,
-        m.mae,
-        m.psnr,
-        m.ssim,
-        bce_note(&copy_last)
-    ));
+    report.baseline(&copy_last);
 
     // Epochs: train, evaluate, checkpoint, row.
     let mut run = Run {
@@ -508,6 +488,46 @@ struct Report {
 }
 
 impl Report {
+    /// Says whether the run resumes, and from where; a resumed run's CSV is rewritten from
+    /// the checkpoint's rows, which are the truth (rows a killed run wrote after it go).
+    fn resumption(
+        &self,
+        paths: &OutputPaths,
+        asked: bool,
+        resumed: Option<(&Progress, u64)>,
+    ) -> Result<()> {
+        match resumed {
+            None if asked => self.say(&format!(
+                "no training checkpoint {} yet: starting the run from the beginning",
+                paths.resume.display()
+            )),
+            None => {}
+            Some((progress, step)) => {
+                self.say(&format!(
+                    "resuming from {}: {} epoch(s) and {} window(s) done, Adam step {step}",
+                    paths.resume.display(),
+                    progress.epochs_done,
+                    progress.windows_done,
+                ));
+                write_csv(&paths.csv, &progress.rows)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The baseline every figure is read against: copying the last frame.
+    fn baseline(&self, copy_last: &Evaluation) {
+        let m = &copy_last.metrics;
+        self.say(&format!(
+            "copy-last-frame baseline on the test frames: mse {:.6}  mae {:.6}  psnr {:.2}  ssim {:.4}{}",
+            m.mse,
+            m.mae,
+            m.psnr,
+            m.ssim,
+            bce_note(copy_last)
+        ));
+    }
+
     fn new(config: &TrainConfig, windows_per_epoch: usize, progress: &Progress) -> Report {
         let bar = if config.quiet {
             ProgressBar::hidden()

@@ -2,11 +2,95 @@
 //! "panicked at" in its output fails the test whatever the exit code.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use wait_timeout::ChildExt;
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// How long one run of the binary may take before its test fails with the run's output:
+/// generous (the slowest run here takes well under a minute), so a hang costs minutes of
+/// CI, not its whole budget.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A working folder of one run's own, holding links to the repository's `data/` and
+/// `results/reference/`: relative paths read what they would from the repository's root,
+/// while anything the run writes by default (`--out results`) lands here, never in the
+/// working tree, whatever earlier runs left there.
+pub fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    std::os::unix::fs::symlink(root.join("data"), dir.path().join("data")).unwrap();
+    std::fs::create_dir(dir.path().join("results")).unwrap();
+    std::os::unix::fs::symlink(
+        root.join("results/reference"),
+        dir.path().join("results/reference"),
+    )
+    .unwrap();
+    dir
+}
+
+/// The binary, to be started in the returned working folder (see [`workdir`]), which must
+/// outlive the run.
+pub fn command() -> (Command, tempfile::TempDir) {
+    let dir = workdir();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bench-cli"));
+    cmd.current_dir(dir.path());
+    (cmd, dir)
+}
+
+/// Waits for a child started with piped output, at most [`CHILD_TIMEOUT`]; past it, the
+/// child is killed and the test fails with what it printed.
+pub fn wait(args: &[&str], mut child: Child) -> std::process::Output {
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = child
+        .wait_timeout(CHILD_TIMEOUT)
+        .expect("wait for bench-cli");
+    let timed_out = status.is_none();
+    let status = match status {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            child.wait().expect("wait for bench-cli")
+        }
+    };
+    let output = std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    assert!(
+        !timed_out,
+        "bench-cli {args:?} still ran after {CHILD_TIMEOUT:?} and was killed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 pub struct Output {
@@ -17,7 +101,7 @@ pub struct Output {
     pub stderr: String,
 }
 
-/// Runs bench-cli from the repository root. A panic anywhere is a bug, so any
+/// Runs bench-cli in a working folder of its own ([`workdir`]). A panic anywhere is a bug, so any
 /// "panicked at" fails the test whatever the exit code.
 pub fn bench_cli(args: &[&str]) -> Output {
     bench_cli_env(args, &[])
@@ -25,13 +109,16 @@ pub fn bench_cli(args: &[&str]) -> Output {
 
 /// [`bench_cli`] with extra environment variables.
 pub fn bench_cli_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_bench-cli"))
+    let (mut cmd, _dir) = command();
+    let child = cmd
         .args(args)
         .envs(env.iter().copied())
-        .current_dir(repo_root())
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run bench-cli");
-    finish(args, out)
+    finish(args, wait(args, child))
 }
 
 /// Checks a finished process for panics and collects its output.
@@ -52,6 +139,43 @@ pub fn finish(args: &[&str], out: std::process::Output) -> Output {
         output.stderr
     );
     output
+}
+
+/// The unprivileged user a test as root runs the binary as, so that file permissions bind.
+pub const NOBODY: &str = "65534";
+
+/// [`bench_cli`], as an unprivileged user when the tests run as root (as CI does): root
+/// reads through file permissions, so a permission error can only be provoked without it.
+/// Uses util-linux's `setpriv`; the paths given must be reachable by that user.
+pub fn bench_cli_unprivileged(args: &[&str]) -> Output {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return bench_cli(args);
+    }
+    let mut full = vec![
+        "--reuid",
+        NOBODY,
+        "--regid",
+        NOBODY,
+        "--clear-groups",
+        env!("CARGO_BIN_EXE_bench-cli"),
+    ];
+    full.extend_from_slice(args);
+    let child = Command::new("setpriv")
+        .args(&full)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("as root, the permission tests need setpriv (util-linux) to drop root");
+    let out = finish(args, wait(args, child));
+    assert!(
+        !out.stderr.starts_with("setpriv:"),
+        "setpriv could not run the binary as user {NOBODY}: {}",
+        out.stderr
+    );
+    out
 }
 
 pub fn ok(args: &[&str]) -> Output {
@@ -108,4 +232,20 @@ pub fn read_rows(path: &Path) -> Vec<Row> {
 
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// A figure of `tests/fixtures/copy_last.json`, which `bench/copy_last_reference.py`
+/// computes with numpy from `data/`'s frames: copying the last frame on the seed's split.
+pub fn copy_last_reference(key: &str) -> f64 {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/copy_last.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let figures: serde_json::Value = serde_json::from_str(&text).unwrap();
+    figures[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{}: no number `{key}`", path.display()))
+}
+
+/// Borrowed arguments from owned ones.
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }

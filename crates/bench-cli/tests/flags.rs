@@ -1,0 +1,274 @@
+//! Flags that change what a run trains on or how, each checked for its effect, and the
+//! RGB path end to end (three channels through training, predictions and evaluation).
+
+use std::path::Path;
+
+mod common;
+
+use common::{bench_cli_env, fails, ok, read_rows, s};
+
+/// The `data ...` line a run prints.
+fn data_line(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("data "))
+        .unwrap_or_else(|| panic!("no data line:\n{stdout}"))
+}
+
+#[test]
+fn train_frames_and_stride_cut_the_windows() {
+    let out = tempfile::tempdir().unwrap();
+    let run = ok(&[
+        "--model",
+        "conv",
+        "--train-frames",
+        "100",
+        "--stride",
+        "5",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        s(out.path()),
+    ]);
+    // 100 training frames in windows of 26 every 5 frames: 1 + (100 - 26) / 5 = 15; the 52
+    // left: 1 + (52 - 26) / 5 = 6.
+    assert!(
+        data_line(&run.stdout)
+            .contains("train 100 frames -> 15 windows of 26 (stride 5), test 52 frames -> 6"),
+        "{}",
+        run.stdout
+    );
+    // The epoch predicts 15 windows of 25 steps.
+    let row = &read_rows(&out.path().join("conv.csv"))[0];
+    assert!((row.frames_per_second * row.seconds - 375.0).abs() < 1e-6);
+}
+
+#[test]
+fn adam_torch_places_eps_differently_and_is_recorded() {
+    let (chainer, torch) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = |out: &Path, adam: &'static str| {
+        vec![
+            "--model".to_string(),
+            "conv".into(),
+            "--epochs".into(),
+            "2".into(),
+            "--adam".into(),
+            adam.into(),
+            "--quiet".into(),
+            "--out".into(),
+            s(out).into(),
+        ]
+    };
+    ok(&common::strs(&args(chainer.path(), "chainer")));
+    let run = ok(&common::strs(&args(torch.path(), "torch")));
+    assert!(run.stdout.contains("Adam (Torch form)"), "{}", run.stdout);
+    let losses = |dir: &Path| -> Vec<f64> {
+        read_rows(&dir.join("conv.csv"))
+            .iter()
+            .map(|r| r.train_loss)
+            .collect()
+    };
+    let (a, b) = (losses(chainer.path()), losses(torch.path()));
+    // The first update is the same in both forms up to eps's place (1e-8 against the
+    // first step's |m| / sqrt(v) = 1): the first epoch's losses are close, not equal.
+    assert_ne!(a, b);
+    assert!(((a[0] - b[0]) / a[0]).abs() < 1e-3, "{a:?} {b:?}");
+    // Resuming in the other form is refused, naming the setting.
+    let err = fails(&[
+        "--model",
+        "conv",
+        "--adam",
+        "chainer",
+        "--resume",
+        "--out",
+        s(torch.path()),
+    ]);
+    assert!(err.contains("adam"), "{err}");
+}
+
+#[test]
+fn checkpoint_every_sets_which_epochs_leave_a_checkpoint() {
+    let out = tempfile::tempdir().unwrap();
+    let args = [
+        "--model",
+        "conv",
+        "--epochs",
+        "3",
+        "--checkpoint-every",
+        "2",
+        "--quiet",
+        "--out",
+        s(out.path()),
+    ];
+    // Killed in epoch 3 (window 13 of 15): the checkpoint is epoch 2's, not epoch 1's or
+    // none.
+    let run = bench_cli_env(&args, &[("BENCH_CLI_FAULT", "kill:window:13")]);
+    assert_eq!(run.signal, Some(libc::SIGKILL), "{}", run.stderr);
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let run = ok(&resume);
+    assert!(
+        run.stdout.contains("2 epoch(s) and 0 window(s) done"),
+        "{}",
+        run.stdout
+    );
+    // Killed in epoch 2 with checkpoints every 2 epochs: nothing to resume from.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut args = args.to_vec();
+    let last = args.len() - 1;
+    args[last] = s(fresh.path());
+    let run = bench_cli_env(&args, &[("BENCH_CLI_FAULT", "kill:window:8")]);
+    assert_eq!(run.signal, Some(libc::SIGKILL), "{}", run.stderr);
+    assert!(!fresh.path().join("conv.resume.safetensors").exists());
+}
+
+#[test]
+fn rgb_frames_train_predict_and_evaluate_end_to_end() {
+    let out = tempfile::tempdir().unwrap();
+    let run = ok(&[
+        "--model",
+        "conv",
+        "--color",
+        "rgb",
+        "--size",
+        "17",
+        "--hidden-channels",
+        "4",
+        "--head",
+        "conv1x1-sigmoid",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        s(out.path()),
+    ]);
+    assert!(run.stdout.contains(r#""channels":3"#), "{}", run.stdout);
+    let rows = read_rows(&out.path().join("conv.csv"));
+    assert!(rows[1].train_loss < rows[0].train_loss, "{rows:?}");
+    let weights = out.path().join("conv.safetensors");
+    // Predictions are drawn in colour: an RGB PNG whose channels differ somewhere (the
+    // street's colours), 4 rows of 10 frames of 17x17 at scale 4.
+    let png = out.path().join("rgb.png");
+    ok(&[
+        "predict",
+        "--model",
+        "conv",
+        "--checkpoint",
+        s(&weights),
+        "--color",
+        "rgb",
+        "--size",
+        "17",
+        "-o",
+        s(&png),
+    ]);
+    let img = image::open(&png).unwrap();
+    assert_eq!(img.color(), image::ColorType::Rgb8);
+    let rgb = img.to_rgb8();
+    assert!(rgb.pixels().any(|p| p.0[0] != p.0[1] || p.0[1] != p.0[2]));
+    let json = out.path().join("eval.json");
+    let eval = ok(&[
+        "eval",
+        "--checkpoint",
+        s(&weights),
+        "--color",
+        "rgb",
+        "--size",
+        "17",
+        "--json",
+        s(&json),
+    ]);
+    assert!(eval.stdout.contains("copy last frame"), "{}", eval.stdout);
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mse = figures["test"]["mean"]["mse"].as_f64().unwrap();
+    assert!(mse.is_finite() && mse > 0.0, "{figures}");
+    // Grey frames for an RGB model are refused, naming both shapes.
+    let err = fails(&["eval", "--checkpoint", s(&weights), "--size", "17"]);
+    assert!(err.contains("3") && err.contains("1"), "{err}");
+}
+
+#[test]
+fn predict_draws_a_linear_checkpoint_and_checks_its_flags() {
+    let out = tempfile::tempdir().unwrap();
+    ok(&[
+        "--model",
+        "linear",
+        "--size",
+        "9",
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        s(out.path()),
+    ]);
+    let weights = out.path().join("linear.safetensors");
+    let predict = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "predict".to_string(),
+            "--model".into(),
+            "linear".into(),
+            "--checkpoint".into(),
+            s(&weights).into(),
+            "--size".into(),
+            "9".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let png = out.path().join("p.png");
+    ok(&common::strs(&predict(&[
+        "-o",
+        s(&png),
+        "--frames",
+        "3",
+        "--scale",
+        "2",
+    ])));
+    // 3 columns of 9x9 frames at scale 2 (19 px a cell with its separator) beside the
+    // label column; 4 rows.
+    let img = image::open(&png).unwrap();
+    assert_eq!(img.color(), image::ColorType::L8);
+    assert_eq!(img.height(), 4 * 19 + 1);
+    // The test split has one window: --window 1 is out of range, and names the count.
+    let err = fails(&common::strs(&predict(&["-o", s(&png), "--window", "1"])));
+    assert!(
+        err.contains("--window 1") && err.contains("1 window(s)"),
+        "{err}"
+    );
+    for scale in ["0", "65"] {
+        let err = fails(&common::strs(&predict(&["-o", s(&png), "--scale", scale])));
+        assert!(
+            err.contains(&format!("--scale {scale}")) && err.contains("1 to 64"),
+            "{err}"
+        );
+    }
+    let err = fails(&common::strs(&predict(&["-o", s(&png), "--horizon", "0"])));
+    assert!(
+        err.contains("--horizon 0") && err.contains("1 to 25"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bench_threads_reaches_the_timed_runs() {
+    let run = ok(&[
+        "bench",
+        "--configs",
+        "conv",
+        "--conv-epochs",
+        "2",
+        "--threads",
+        "1",
+    ]);
+    assert!(
+        run.stdout.lines().any(|l| l.starts_with("conv ")),
+        "{}",
+        run.stdout
+    );
+    let err = fails(&["bench", "--configs", "conv", "--threads", "0"]);
+    assert!(err.contains("--threads"), "{err}");
+}
