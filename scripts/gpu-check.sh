@@ -31,11 +31,11 @@ failures=()
 # The first epoch's train_loss of a run's CSV.
 first_loss() { awk -F, 'NR == 2 { print $2 }' "$1"; }
 
-# 2. Device selection.
-"$bin" --model conv --epochs 1 --quiet --out "$work/default" | grep -q "device Cpu" ||
-    failures+=("a cuda build without --device did not train on the CPU")
-"$bin" --model conv --epochs 1 --quiet --device cuda --out "$work/select" | grep -q "device Cuda" ||
-    failures+=("--device cuda did not train on the GPU")
+# 2. Device selection (the output is kept whole: `grep -q` on a pipe would cut it short).
+said=$("$bin" --model conv --epochs 1 --quiet --out "$work/default")
+[[ $said == *"device Cpu"* ]] || failures+=("a cuda build without --device did not train on the CPU")
+said=$("$bin" --model conv --epochs 1 --quiet --device cuda --out "$work/select")
+[[ $said == *"device Cuda"* ]] || failures+=("--device cuda did not train on the GPU")
 
 # 3. CPU and GPU from the same weights: each configuration's weights come from a one-epoch
 # CPU run, then one more epoch on each device.
