@@ -299,9 +299,28 @@ fn rerun_unprivileged(name: &str) -> bool {
     if unsafe { libc::geteuid() } != 0 {
         return false;
     }
-    let exe = std::env::current_exe().unwrap();
+    let nobody = ["--reuid", "65534", "--regid", "65534", "--clear-groups"];
+    let mut exe = std::env::current_exe().unwrap();
+    // A build folder out of that user's reach (a checkout under root's home) gets a copy.
+    let reachable = std::process::Command::new("setpriv")
+        .args(nobody)
+        .args(["test", "-x"])
+        .arg(&exe)
+        .status()
+        .is_ok_and(|s| s.success());
+    let copy_dir = tempfile::tempdir().unwrap();
+    if !reachable {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |p: &Path| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        mode(copy_dir.path());
+        let copy = copy_dir.path().join(exe.file_name().unwrap());
+        std::fs::copy(&exe, &copy).unwrap();
+        mode(&copy);
+        exe = copy;
+    }
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args(nobody)
         .arg(&exe)
         .args(["--exact", name, "--nocapture", "--test-threads", "1"])
         .current_dir("/")

@@ -152,13 +152,15 @@ pub fn bench_cli_unprivileged(args: &[&str]) -> Output {
     if unsafe { libc::geteuid() } != 0 {
         return bench_cli(args);
     }
+    let (binary, _copy) = reachable_binary(Path::new(env!("CARGO_BIN_EXE_bench-cli")));
+    let binary = binary.to_str().unwrap().to_string();
     let mut full = vec![
         "--reuid",
         NOBODY,
         "--regid",
         NOBODY,
         "--clear-groups",
-        env!("CARGO_BIN_EXE_bench-cli"),
+        &binary,
     ];
     full.extend_from_slice(args);
     let child = Command::new("setpriv")
@@ -176,6 +178,35 @@ pub fn bench_cli_unprivileged(args: &[&str]) -> Output {
         out.stderr
     );
     out
+}
+
+/// `binary`, or a copy of it that the unprivileged user can run when the build folder is
+/// out of its reach (a checkout under root's home, say); the copy's folder must outlive the
+/// run.
+pub fn reachable_binary(binary: &Path) -> (PathBuf, Option<tempfile::TempDir>) {
+    let runs = Command::new("setpriv")
+        .args([
+            "--reuid",
+            NOBODY,
+            "--regid",
+            NOBODY,
+            "--clear-groups",
+            "test",
+            "-x",
+        ])
+        .arg(binary)
+        .status()
+        .is_ok_and(|s| s.success());
+    if runs {
+        return (binary.to_path_buf(), None);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.path().join(binary.file_name().unwrap());
+    std::fs::copy(binary, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (copy, Some(dir))
 }
 
 pub fn ok(args: &[&str]) -> Output {
