@@ -167,97 +167,17 @@ impl Adam {
         let mut first_bad = None;
         // Parameters kept as tensors (f64, or on a GPU) are checked together: one sum of
         // squares each, stacked and read once per update, not one device read per tensor.
-        let mut tensor_sums: Vec<(usize, Tensor)> = Vec::new();
+        let mut tensor_sums = TensorSums::default();
         for (k, (param, moments)) in params.iter().zip(&mut self.moments).enumerate() {
-            let finite = match (gradient(k), moments) {
-                (Gradient::Tensor(grad), Moments::Fused { m, v })
-                    if lstm_core::cpu::is_f32_cpu(grad) =>
-                {
-                    let grad = grad.contiguous()?;
-                    let mut finite = true;
-                    lstm_core::cpu::with_f32(&grad, |g| {
-                        lstm_core::cpu::update_f32(param.as_tensor(), |p| {
-                            finite = fused_update(p, g, m, v, &scalars)
-                        })
-                    })??;
-                    finite
-                }
-                (Gradient::Slice(g), Moments::Fused { m, v }) => {
-                    if g.len() != m.len() {
-                        candle_core::bail!(
-                            "Adam: a gradient of {} values for a parameter of {}",
-                            g.len(),
-                            m.len()
-                        );
-                    }
-                    let mut finite = true;
-                    lstm_core::cpu::update_f32(param.as_tensor(), |p| {
-                        finite = fused_update(p, g, m, v, &scalars)
-                    })?;
-                    finite
-                }
-                (Gradient::Outer(outer), Moments::Fused { m, v }) => {
-                    let dims = param.as_tensor().dims();
-                    let (rows, cols) = match dims {
-                        [rows, cols] => (*rows, *cols),
-                        _ => candle_core::bail!(
-                            "Adam: an outer-product gradient for a parameter of shape {dims:?}"
-                        ),
-                    };
-                    if !outer.fits(rows, cols) {
-                        candle_core::bail!(
-                            "Adam: an outer-product gradient of {} steps ({} values of stride {} \
-                             and {}) for a [{rows}, {cols}] parameter",
-                            outer.steps,
-                            outer.a.len(),
-                            outer.a_stride,
-                            outer.b.len()
-                        );
-                    }
-                    let mut finite = true;
-                    lstm_core::cpu::update_f32(param.as_tensor(), |p| {
-                        finite = fused_outer_update(p, m, v, cols, &outer, &scalars)
-                    })?;
-                    finite
-                }
-                (Gradient::Tensor(grad), Moments::Fused { .. }) => candle_core::bail!(
-                    "Adam: an f32 CPU parameter got a {:?} gradient on {:?}",
-                    grad.dtype(),
-                    grad.device()
-                ),
-                (Gradient::Outer(_) | Gradient::Slice(_), Moments::Tensors { .. }) => {
-                    candle_core::bail!(
-                        "Adam: a slice gradient for a parameter that is not f32 on the CPU"
-                    )
-                }
-                (Gradient::Tensor(grad), Moments::Tensors { m, v }) => {
-                    let (m_new, v_new) = tensor_update(param, grad, m, v, &scalars)?;
-                    *m = m_new;
-                    *v = v_new;
-                    // A sum of squares is NaN or infinite if any term is.
-                    let sum = param.as_tensor().sqr()?.sum_all()?;
-                    tensor_sums.push((k, sum.to_dtype(candle_core::DType::F64)?));
-                    true
-                }
-            };
+            let finite = update_one(param, moments, gradient(k), &scalars, k, &mut tensor_sums)?;
             if !finite && first_bad.is_none() {
                 first_bad = Some(k);
             }
         }
-        if !tensor_sums.is_empty() {
-            let sums: Vec<Tensor> = tensor_sums.iter().map(|(_, s)| s.clone()).collect();
-            let values = Tensor::stack(&sums, 0)?.to_vec1::<f64>()?;
-            let bad = tensor_sums
-                .iter()
-                .zip(values)
-                .find(|(_, value)| !value.is_finite())
-                .map(|((k, _), _)| *k);
-            first_bad = match (first_bad, bad) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        Ok(first_bad)
+        Ok(match (first_bad, tensor_sums.first_not_finite()?) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// The moments of parameter `k` as tensors (for checkpoints and tests).
@@ -323,6 +243,114 @@ impl Adam {
         }
         self.step = step;
         Ok(())
+    }
+}
+
+/// Updates parameter `k` and its moments from its gradient; returns whether every value it
+/// left is finite (for tensors: always true here, checked later through `tensor_sums`).
+fn update_one(
+    param: &Var,
+    moments: &mut Moments,
+    gradient: Gradient<'_>,
+    scalars: &StepScalars,
+    k: usize,
+    tensor_sums: &mut TensorSums,
+) -> Result<bool> {
+    Ok(match (gradient, moments) {
+        (Gradient::Tensor(grad), Moments::Fused { m, v }) if lstm_core::cpu::is_f32_cpu(grad) => {
+            let grad = grad.contiguous()?;
+            let mut finite = true;
+            lstm_core::cpu::with_f32(&grad, |g| {
+                lstm_core::cpu::update_f32(param.as_tensor(), |p| {
+                    finite = fused_update(p, g, m, v, scalars)
+                })
+            })??;
+            finite
+        }
+        (Gradient::Slice(g), Moments::Fused { m, v }) => {
+            if g.len() != m.len() {
+                candle_core::bail!(
+                    "Adam: a gradient of {} values for a parameter of {}",
+                    g.len(),
+                    m.len()
+                );
+            }
+            let mut finite = true;
+            lstm_core::cpu::update_f32(param.as_tensor(), |p| {
+                finite = fused_update(p, g, m, v, scalars)
+            })?;
+            finite
+        }
+        (Gradient::Outer(outer), Moments::Fused { m, v }) => {
+            let dims = param.as_tensor().dims();
+            let (rows, cols) = match dims {
+                [rows, cols] => (*rows, *cols),
+                _ => candle_core::bail!(
+                    "Adam: an outer-product gradient for a parameter of shape {dims:?}"
+                ),
+            };
+            if !outer.fits(rows, cols) {
+                candle_core::bail!(
+                    "Adam: an outer-product gradient of {} steps ({} values of stride {} \
+                     and {}) for a [{rows}, {cols}] parameter",
+                    outer.steps,
+                    outer.a.len(),
+                    outer.a_stride,
+                    outer.b.len()
+                );
+            }
+            let mut finite = true;
+            lstm_core::cpu::update_f32(param.as_tensor(), |p| {
+                finite = fused_outer_update(p, m, v, cols, &outer, scalars)
+            })?;
+            finite
+        }
+        (Gradient::Tensor(grad), Moments::Fused { .. }) => candle_core::bail!(
+            "Adam: an f32 CPU parameter got a {:?} gradient on {:?}",
+            grad.dtype(),
+            grad.device()
+        ),
+        (Gradient::Outer(_) | Gradient::Slice(_), Moments::Tensors { .. }) => {
+            candle_core::bail!("Adam: a slice gradient for a parameter that is not f32 on the CPU")
+        }
+        (Gradient::Tensor(grad), Moments::Tensors { m, v }) => {
+            let (m_new, v_new) = tensor_update(param, grad, m, v, scalars)?;
+            *m = m_new;
+            *v = v_new;
+            // A sum of squares is NaN or infinite if any term is.
+            let sum = param.as_tensor().sqr()?.sum_all()?;
+            tensor_sums.push(k, sum.to_dtype(candle_core::DType::F64)?);
+            true
+        }
+    })
+}
+
+/// The sums of squares of the tensor-kept parameters an update changed, by index.
+#[derive(Default)]
+struct TensorSums {
+    index: Vec<usize>,
+    sums: Vec<Tensor>,
+}
+
+impl TensorSums {
+    fn push(&mut self, k: usize, sum: Tensor) {
+        self.index.push(k);
+        self.sums.push(sum);
+    }
+
+    /// The first parameter whose sum of squares is NaN or infinite (so is one of its
+    /// values): one read from the device for all of them.
+    fn first_not_finite(&self) -> Result<Option<usize>> {
+        if self.sums.is_empty() {
+            return Ok(None);
+        }
+        let values = Tensor::stack(&self.sums, 0)?.to_vec1::<f64>()?;
+        Ok(self
+            .index
+            .iter()
+            .zip(values)
+            .find(|(_, value)| !value.is_finite())
+            .map(|(k, _)| *k))
     }
 }
 

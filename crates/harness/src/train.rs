@@ -185,17 +185,7 @@ pub fn train<M: SequenceModel>(
 
     // Data.
     let windows = Windows::new(data, device)?;
-    if let Some(f) = config.forecast {
-        if f.context == 0 || f.horizon == 0 || data.windows.len != f.context + f.horizon {
-            return Err(Error::Config(format!(
-                "--context {} --horizon {}: windows of {} frames are needed, these are {}",
-                f.context,
-                f.horizon,
-                f.context + f.horizon,
-                data.windows.len
-            )));
-        }
-    }
+    check_forecast(config, data)?;
 
     // Model and optimizer: fresh, or as the checkpoint left them.
     let specs = M::parameter_specs(model_config, windows.frame)?;
@@ -273,6 +263,24 @@ pub fn train<M: SequenceModel>(
         }
     }
     run.finish(model_config, copy_last)
+}
+
+/// A forecast needs windows of exactly its context and horizon.
+fn check_forecast(config: &TrainConfig, data: &Dataset) -> Result<()> {
+    match config.forecast {
+        Some(f)
+            if f.context == 0 || f.horizon == 0 || data.windows.len != f.context + f.horizon =>
+        {
+            Err(Error::Config(format!(
+                "--context {} --horizon {}: windows of {} frames are needed, these are {}",
+                f.context,
+                f.horizon,
+                f.context + f.horizon,
+                data.windows.len
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Refuses to touch another run's results (unless asked to replace them) and reads the

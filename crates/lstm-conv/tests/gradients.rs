@@ -194,21 +194,8 @@ fn predictions_on_the_slice_driver_equal_candle_ops() {
         let fast = harness::model::forward_plan(&model, &batch, &case.plan).unwrap();
         let reference = lstm_core::tensors::forward_plan(&model, &batch, &case.plan).unwrap();
         assert_eq!(fast.dims(), reference.dims(), "{}", case.name);
-        let diff = (&fast - &reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = reference
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs(&(&fast - &reference).unwrap());
+        let scale = max_abs(&reference);
         assert!(
             scale > 0.01 && diff < 1e-5,
             "{}: {diff} of {scale}",
@@ -238,21 +225,8 @@ fn a_batch_is_the_mean_of_its_windows() {
     }
     assert!((loss - sum).abs() < 1e-6 * sum, "{loss} vs {sum}");
     for (g, s) in grads.iter().zip(&sums) {
-        let diff = (g - s)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = s
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs(&(g - s).unwrap());
+        let scale = max_abs(s);
         assert!(diff <= 1e-5 * scale.max(1e-3), "{diff} vs {scale}");
     }
 }
@@ -337,21 +311,8 @@ fn stacked_gates_equal_the_seeds_eight_separate_convolutions() {
             .zip(&grads)
             .zip([stack(&w), stack(&r), stack(&b), stack(&rb)])
     {
-        let diff = (ours - &theirs)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
-        let scale = theirs
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let diff = max_abs(&(ours - &theirs).unwrap());
+        let scale = max_abs(&theirs);
         println!(
             "{:<24} max|diff| {diff:.3e} (max|grad| {scale:.3e})",
             spec.name
@@ -493,16 +454,7 @@ fn rollout_feeds_predictions_back() {
     let context = window.narrow(0, 0, 5).unwrap();
     let rolled = harness::predict::rollout(&model, &context, 3).unwrap();
     assert_eq!(rolled.dims(), &[3, 1, 9, 9]);
-    let max_diff = |a: &Tensor, b: &Tensor| {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
+    let max_diff = |a: &Tensor, b: &Tensor| max_abs(&(a - b).unwrap());
     // The first rolled frame is the one-step prediction after the context.
     let one_step = harness::predict(&model, &window).unwrap();
     assert!(max_diff(&rolled.get(0).unwrap(), &one_step.get(4).unwrap()) < 1e-6);
@@ -542,4 +494,16 @@ fn results_do_not_depend_on_the_thread_count() {
             assert!(one == other, "{config:?}: {threads} threads differ from 1");
         }
     }
+}
+
+/// The largest absolute value of a tensor, as f64.
+fn max_abs(t: &Tensor) -> f64 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
