@@ -8,7 +8,7 @@
 //! `[C_out, C_in, K, K]`; gate pre-activations are `[4C, H, W]`, blocks i, f, g, o.
 //!
 //! Each kernel has a portable form (`FMA = false`) and one compiled with AVX2 and fused
-//! multiply-adds; [`simd`] picks one. The tests compare both with the definition.
+//! multiply-adds; `dispatch!` picks one. The tests compare both with the definition.
 
 use lstm_core::linalg::{dot_unrolled, madd};
 

@@ -58,6 +58,8 @@
 //! ```
 
 pub mod cpu;
+#[cfg(target_arch = "x86_64")]
+mod implicit;
 mod lowered;
 
 use std::borrow::Cow;
