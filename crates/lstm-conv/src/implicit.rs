@@ -84,30 +84,82 @@ fn panels(m: usize) -> Vec<(usize, usize)> {
     out
 }
 
-/// `A` `[m, taps]` (given by `a(row, tap)`) packed panel after panel, each `[taps, rows]`.
-fn pack(m: usize, taps: usize, a: impl Fn(usize, usize) -> f32, packed: &mut Vec<f32>) {
-    packed.clear();
+/// `a` `[m, taps]` packed panel after panel, each `[taps, rows]`.
+fn pack(a: &[f32], m: usize) -> Vec<f32> {
+    let taps = a.len() / m;
+    let mut packed = Vec::with_capacity(a.len() + 4 * taps);
     for (row0, rows) in panels(m) {
         for t in 0..taps {
             for r in row0..row0 + rows {
-                packed.push(if r < m { a(r, t) } else { 0.0 });
+                packed.push(if r < m { a[r * taps + t] } else { 0.0 });
             }
         }
+    }
+    packed
+}
+
+/// One tap of a product: input channel `c` shifted by `(ky, kx)`.
+#[derive(Clone, Copy)]
+struct Tap {
+    c: usize,
+    ky: usize,
+    kx: usize,
+}
+
+impl Tap {
+    /// Where it starts in a padded sample `[C, Hp, Wp]`.
+    fn offset(self, g: &Geometry) -> usize {
+        (self.c * g.hp + self.ky) * g.wp + self.kx
+    }
+
+    /// Its index in a kernel `[_, C, K, K]` row, or the kernel turned half a turn.
+    fn index(self, g: &Geometry, turned: bool) -> usize {
+        let (ky, kx) = match turned {
+            false => (self.ky, self.kx),
+            true => (g.k - 1 - self.ky, g.k - 1 - self.kx),
+        };
+        (self.c * g.k + ky) * g.k + kx
     }
 }
 
-/// Where tap `(c, ky, kx)` of a padded sample `[c_count, Hp, Wp]` starts, for every tap in
-/// order.
-fn tap_offsets(c_count: usize, g: &Geometry) -> Vec<usize> {
-    let mut offs = Vec::with_capacity(c_count * g.k * g.k);
-    for c in 0..c_count {
-        for ky in 0..g.k {
-            for kx in 0..g.k {
-                offs.push((c * g.hp + ky) * g.wp + kx);
-            }
+/// The outputs `lo..hi` along a side of `len` whose input, shifted by `shift` in the padded
+/// plane, lies inside the frame: the others read only padding zeros.
+fn inside(shift: usize, len: usize, g: &Geometry) -> (usize, usize) {
+    let lo = g.p.saturating_sub(shift).min(len);
+    (lo, (len + g.p).saturating_sub(shift).clamp(lo, len))
+}
+
+/// The kernel rows `ky0..ky1` that output row `y` reads inside the frame.
+fn inside_rows(y: usize, g: &Geometry) -> (usize, usize) {
+    let (ky0, ky1) = (
+        g.p.saturating_sub(y),
+        (g.h + g.p).saturating_sub(y).min(g.k),
+    );
+    (ky0, ky1.max(ky0))
+}
+
+/// The taps over `channels` kernel row by kernel row, `(ky, c, kx)`: the taps an output row
+/// needs, those whose kernel row lands inside the frame, are one run.
+fn taps_by_row(channels: usize, g: &Geometry) -> Vec<Tap> {
+    let mut taps = Vec::with_capacity(channels * g.k * g.k);
+    for ky in 0..g.k {
+        for c in 0..channels {
+            taps.extend((0..g.k).map(|kx| Tap { c, ky, kx }));
         }
     }
-    offs
+    taps
+}
+
+/// The taps over `channels` shift by shift, `(ky, kx, c)`: a group of neighbouring taps
+/// shares its shift, so it skips the same padding rows and columns.
+fn taps_by_shift(channels: usize, g: &Geometry) -> Vec<Tap> {
+    let mut taps = Vec::with_capacity(channels * g.k * g.k);
+    for ky in 0..g.k {
+        for kx in 0..g.k {
+            taps.extend((0..channels).map(|c| Tap { c, ky, kx }));
+        }
+    }
+    taps
 }
 
 /// `out` `[n, C_out, S]` = `bias + conv(x)` (`bias` given) or `out + conv(x)` (`None`), for
@@ -119,10 +171,15 @@ pub(crate) fn forward(
     out: &mut [f32],
     g: &Geometry,
 ) {
-    let taps = g.c_in * g.k * g.k;
-    let mut packed = Vec::new();
-    pack(g.c_out, taps, |o, t| kernel[o * taps + t], &mut packed);
-    let offs = tap_offsets(g.c_in, g);
+    let taps = taps_by_row(g.c_in, g);
+    let a: Vec<f32> = (0..g.c_out)
+        .flat_map(|o| {
+            let row = &kernel[o * taps.len()..][..taps.len()];
+            taps.iter().map(|t| row[t.index(g, false)])
+        })
+        .collect();
+    let packed = pack(&a, g.c_out);
+    let offs: Vec<usize> = taps.iter().map(|t| t.offset(g)).collect();
     correlate_all(x, g.c_in, &packed, g.c_out, &offs, bias, out, g);
 }
 
@@ -130,19 +187,17 @@ pub(crate) fn forward(
 /// convolution of `d` (padded by `K - 1 - P = P`) by `A[c, (o, ky, kx)] =
 /// kernel[o, c, K-1-ky, K-1-kx]`.
 pub(crate) fn backward_data(d: &[f32], kernel: &[f32], dx: &mut [f32], g: &Geometry) {
+    // Tap `(ky, o, kx)` of `d` meets kernel `[o, c]` turned half a turn.
+    let taps = taps_by_row(g.c_out, g);
     let kk = g.k * g.k;
-    let taps = g.c_out * kk;
-    let mut packed = Vec::new();
-    pack(
-        g.c_in,
-        taps,
-        |c, t| {
-            let (o, flipped) = (t / kk, kk - 1 - t % kk);
-            kernel[(o * g.c_in + c) * kk + flipped]
-        },
-        &mut packed,
-    );
-    let offs = tap_offsets(g.c_out, g);
+    let a: Vec<f32> = (0..g.c_in)
+        .flat_map(|c| {
+            taps.iter()
+                .map(move |t| kernel[(t.c * g.c_in + c) * kk + Tap { c: 0, ..*t }.index(g, true)])
+        })
+        .collect();
+    let packed = pack(&a, g.c_in);
+    let offs: Vec<usize> = taps.iter().map(|t| t.offset(g)).collect();
     correlate_all(d, g.c_out, &packed, g.c_in, &offs, None, dx, g);
 }
 
@@ -193,9 +248,11 @@ unsafe fn correlate(
     g: &Geometry,
 ) {
     let (s, taps) = (g.h * g.w, offs.len());
+    let per_row = taps / g.k;
     let n = out.len() / (m * s);
-    // The furthest read: the last sample's last tap, from its last tile, NR wide.
-    let furthest = (n - 1) * padded_len + (g.h - 1) * g.wp + (g.w - 1) + offs[taps - 1] + NR;
+    // The furthest read: the last sample's furthest tap, from its last tile, NR wide.
+    let furthest =
+        (n - 1) * padded_len + (g.h - 1) * g.wp + (g.w - 1) + offs.iter().max().unwrap_or(&0) + NR;
     assert!(furthest <= padded.len(), "padded input too short");
     assert_eq!(
         packed.len(),
@@ -205,6 +262,11 @@ unsafe fn correlate(
     for (row0, rows) in panels(m) {
         for i in 0..n {
             for y in 0..g.h {
+                // Only the kernel rows that land inside the frame: the taps are in kernel-row
+                // order, `per_row` a row.
+                let (ky0, ky1) = inside_rows(y, g);
+                let offs = &offs[ky0 * per_row..ky1 * per_row];
+                let panel = panel.add(ky0 * per_row * rows);
                 for x0 in (0..g.w).step_by(NR) {
                     let lanes = (g.w - x0).min(NR);
                     let base = padded.as_ptr().add(i * padded_len + y * g.wp + x0);
@@ -295,18 +357,18 @@ unsafe fn store(v: [__m256; 2], out: &mut [f32]) {
 /// `dk` `[C_out, C_in, K, K]` += `sum_{i, y, x} d[i, o, y, x] * x_pad[i, c, y+ky, x+kx]` over
 /// the samples of `x` `[n, C_in, S]` and `d` `[n, C_out, S]`, one sample at a time.
 pub(crate) fn kernel_grad(x: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry) {
-    let (s, taps) = (g.h * g.w, g.c_in * g.k * g.k);
-    let (blocks, groups) = (g.c_out.div_ceil(NR), taps.div_ceil(TAPS));
-    let padded_len = g.padded_in();
-    let offs = tap_offsets(g.c_in, g);
-    // Each group of 6 taps; the last group's missing taps read tap 0 and are dropped.
-    let groups_offs: Vec<[usize; TAPS]> = (0..groups)
-        .map(|k| std::array::from_fn(|j| offs.get(k * TAPS + j).copied().unwrap_or(0)))
-        .collect();
-    let lens = [blocks * groups * TAPS * NR, padded_len, blocks * s * NR, 0];
+    let s = g.h * g.w;
+    let taps = taps_by_shift(g.c_in, g);
+    let groups: Vec<Group> = taps.chunks(TAPS).map(|t| Group::new(t, g)).collect();
+    let blocks = g.c_out.div_ceil(NR);
+    let lens = [
+        blocks * groups.len() * TAPS * NR,
+        g.padded_in(),
+        blocks * s * NR,
+        0,
+    ];
     with_scratch(lens, |[tiles, padded, d_t, _]| {
         for (x, d) in x.chunks_exact(g.c_in * s).zip(d.chunks_exact(g.c_out * s)) {
-            padded.fill(0.0);
             pad_into(x, padded, g.c_in, g);
             // d_t [block, S, 16]: the 16 output channels of a block neighbours, zero past C_out.
             for (o, plane) in d.chunks_exact(s).enumerate() {
@@ -316,16 +378,38 @@ pub(crate) fn kernel_grad(x: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry) {
                 }
             }
             // SAFETY: `available()` was checked by the caller; `sums` checks its reads.
-            unsafe { sums(tiles, padded, d_t, &groups_offs, g) }
+            unsafe { sums(tiles, padded, d_t, &groups, g) }
         }
-        for o in 0..g.c_out {
+        let kk = g.k * g.k;
+        for (o, dk) in dk.chunks_exact_mut(g.c_in * kk).enumerate() {
             let (block, lane) = (o / NR, o % NR);
-            for (t, dk) in dk[o * taps..(o + 1) * taps].iter_mut().enumerate() {
-                let (group, j) = (t / TAPS, t % TAPS);
-                *dk += tiles[((block * groups + group) * TAPS + j) * NR + lane];
+            for (t, tap) in taps.iter().enumerate() {
+                dk[tap.index(g, false)] += tiles[((block * groups.len()) * TAPS + t) * NR + lane];
             }
         }
     });
+}
+
+/// Up to [`TAPS`] neighbouring taps of a kernel gradient's tile: where each starts (the
+/// missing ones at the first's: their sums are dropped), and the outputs whose input lies
+/// inside the frame for at least one of them, rows `ys` and columns `xs`.
+struct Group {
+    offs: [usize; TAPS],
+    ys: (usize, usize),
+    xs: (usize, usize),
+}
+
+impl Group {
+    fn new(taps: &[Tap], g: &Geometry) -> Group {
+        let union = |a: (usize, usize), b: (usize, usize)| (a.0.min(b.0), a.1.max(b.1));
+        let ys = taps.iter().map(|t| inside(t.ky, g.h, g)).reduce(union);
+        let xs = taps.iter().map(|t| inside(t.kx, g.w, g)).reduce(union);
+        Group {
+            offs: std::array::from_fn(|j| taps.get(j).unwrap_or(&taps[0]).offset(g)),
+            ys: ys.unwrap_or((0, 0)),
+            xs: xs.unwrap_or((0, 0)),
+        }
+    }
 }
 
 /// One sample's contribution to every tile `[block, group, 6, 16]` of the kernel gradient.
@@ -333,36 +417,29 @@ pub(crate) fn kernel_grad(x: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry) {
 /// # Safety
 /// The CPU must have AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn sums(
-    tiles: &mut [f32],
-    padded: &[f32],
-    d_t: &[f32],
-    groups_offs: &[[usize; TAPS]],
-    g: &Geometry,
-) {
+unsafe fn sums(tiles: &mut [f32], padded: &[f32], d_t: &[f32], groups: &[Group], g: &Geometry) {
     let s = g.h * g.w;
-    let furthest = (g.h - 1) * g.wp + g.w + groups_offs.iter().flatten().max().unwrap_or(&0);
+    let furthest_tap = groups.iter().flat_map(|gr| gr.offs).max().unwrap_or(0);
+    let furthest = (g.h - 1) * g.wp + g.w + furthest_tap;
     assert!(furthest <= padded.len(), "padded input too short");
     let blocks = d_t.len() / (s * NR);
-    assert_eq!(tiles.len(), blocks * groups_offs.len() * TAPS * NR);
-    for (block, tiles) in tiles
-        .chunks_exact_mut(groups_offs.len() * TAPS * NR)
-        .enumerate()
-    {
+    assert_eq!(tiles.len(), blocks * groups.len() * TAPS * NR);
+    for (block, tiles) in tiles.chunks_exact_mut(groups.len() * TAPS * NR).enumerate() {
         let d_block = d_t[block * s * NR..(block + 1) * s * NR].as_ptr();
-        for (offs, tile) in groups_offs.iter().zip(tiles.chunks_exact_mut(TAPS * NR)) {
+        for (group, tile) in groups.iter().zip(tiles.chunks_exact_mut(TAPS * NR)) {
             let mut acc: [[__m256; 2]; TAPS] = std::array::from_fn(|j| {
                 [
                     _mm256_loadu_ps(tile.as_ptr().add(j * NR)),
                     _mm256_loadu_ps(tile.as_ptr().add(j * NR + 8)),
                 ]
             });
-            let mut dp = d_block;
-            for y in 0..g.h {
+            let ((y0, y1), (x0, x1)) = (group.ys, group.xs);
+            for y in y0..y1 {
                 let row = padded.as_ptr().add(y * g.wp);
-                for x in 0..g.w {
+                let mut dp = d_block.add((y * g.w + x0) * NR);
+                for x in x0..x1 {
                     let (d0, d1) = (_mm256_loadu_ps(dp), _mm256_loadu_ps(dp.add(8)));
-                    for (acc, off) in acc.iter_mut().zip(offs) {
+                    for (acc, off) in acc.iter_mut().zip(group.offs) {
                         let v = _mm256_broadcast_ss(&*row.add(x + off));
                         acc[0] = _mm256_fmadd_ps(v, d0, acc[0]);
                         acc[1] = _mm256_fmadd_ps(v, d1, acc[1]);
