@@ -84,14 +84,18 @@ fn panels(m: usize) -> Vec<(usize, usize)> {
     out
 }
 
-/// `a` `[m, taps]` packed panel after panel, each `[taps, rows]`.
-fn pack(a: &[f32], m: usize) -> Vec<f32> {
-    let taps = a.len() / m;
-    let mut packed = Vec::with_capacity(a.len() + 4 * taps);
-    for (row0, rows) in panels(m) {
-        for t in 0..taps {
-            for r in row0..row0 + rows {
-                packed.push(if r < m { a[r * taps + t] } else { 0.0 });
+/// `A[r, t] = values[r * row_stride + at[t]]` for `r < m`, packed panel after panel, each
+/// `[taps, rows]` (rows past `m` zero): one pass, the kernel read where each tap finds it.
+fn pack(values: &[f32], m: usize, row_stride: usize, at: &[usize]) -> Vec<f32> {
+    let panels = panels(m);
+    let mut packed = vec![0f32; panels.iter().map(|p| p.1).sum::<usize>() * at.len()];
+    let mut dst = packed.iter_mut();
+    for (row0, rows) in panels {
+        for &t in at {
+            for (r, v) in (row0..row0 + rows).zip(dst.by_ref()) {
+                if r < m {
+                    *v = values[r * row_stride + t];
+                }
             }
         }
     }
@@ -172,13 +176,8 @@ pub(crate) fn forward(
     g: &Geometry,
 ) {
     let taps = taps_by_row(g.c_in, g);
-    let a: Vec<f32> = (0..g.c_out)
-        .flat_map(|o| {
-            let row = &kernel[o * taps.len()..][..taps.len()];
-            taps.iter().map(|t| row[t.index(g, false)])
-        })
-        .collect();
-    let packed = pack(&a, g.c_out);
+    let at: Vec<usize> = taps.iter().map(|t| t.index(g, false)).collect();
+    let packed = pack(kernel, g.c_out, taps.len(), &at);
     let offs: Vec<usize> = taps.iter().map(|t| t.offset(g)).collect();
     correlate_all(x, g.c_in, &packed, g.c_out, &offs, bias, out, g);
 }
@@ -190,13 +189,11 @@ pub(crate) fn backward_data(d: &[f32], kernel: &[f32], dx: &mut [f32], g: &Geome
     // Tap `(ky, o, kx)` of `d` meets kernel `[o, c]` turned half a turn.
     let taps = taps_by_row(g.c_out, g);
     let kk = g.k * g.k;
-    let a: Vec<f32> = (0..g.c_in)
-        .flat_map(|c| {
-            taps.iter()
-                .map(move |t| kernel[(t.c * g.c_in + c) * kk + Tap { c: 0, ..*t }.index(g, true)])
-        })
+    let at: Vec<usize> = taps
+        .iter()
+        .map(|t| t.c * g.c_in * kk + Tap { c: 0, ..*t }.index(g, true))
         .collect();
-    let packed = pack(&a, g.c_in);
+    let packed = pack(kernel, g.c_in, kk, &at);
     let offs: Vec<usize> = taps.iter().map(|t| t.offset(g)).collect();
     correlate_all(d, g.c_out, &packed, g.c_in, &offs, None, dx, g);
 }
