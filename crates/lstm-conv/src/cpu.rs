@@ -124,7 +124,7 @@ fn transpose_conv_impl<const FMA: bool>(d: &[f32], kernel: &[f32], out: &mut [f3
 
 /// The geometry of one convolution.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Geometry {
+pub struct Geometry {
     pub c_in: usize,
     pub c_out: usize,
     pub h: usize,

@@ -62,6 +62,15 @@ pub mod cpu;
 mod implicit;
 mod lowered;
 
+/// The convolution products of layers with many channels as the layer runs them (the
+/// implicit products where the CPU has AVX2 and FMA, the unrolled ones elsewhere), for
+/// `examples/conv_speed.rs`: not part of the layer's interface.
+#[doc(hidden)]
+pub mod products {
+    pub use crate::cpu::Geometry;
+    pub use crate::lowered::{backward_data, forward, kernel_grad};
+}
+
 use std::borrow::Cow;
 
 use candle_core::{Module, Result, Tensor};

@@ -58,13 +58,7 @@ pub(crate) fn lowers(g: &Geometry) -> bool {
 
 /// `out` `[n, C_out, S]`: `bias + conv(x)` (`bias` given) or `out + conv(x)` (`None`), for
 /// `x` `[n, C_in, S]`.
-pub(crate) fn forward(
-    x: &[f32],
-    kernel: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-    g: &Geometry,
-) {
+pub fn forward(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, out: &mut [f32], g: &Geometry) {
     #[cfg(target_arch = "x86_64")]
     if crate::implicit::available() {
         return crate::implicit::forward(x, kernel, bias, out, g);
@@ -136,7 +130,7 @@ fn forward_chunk(
 
 /// `dx` `[n, C_in, S]` += the gradient reaching the input from `d` `[n, C_out, S]`:
 /// `dcol = W^T D`, then each column added back where `im2col` took it from.
-pub(crate) fn backward_data(d: &[f32], kernel: &[f32], dx: &mut [f32], g: &Geometry) {
+pub fn backward_data(d: &[f32], kernel: &[f32], dx: &mut [f32], g: &Geometry) {
     #[cfg(target_arch = "x86_64")]
     if crate::implicit::available() {
         return crate::implicit::backward_data(d, kernel, dx, g);
@@ -169,7 +163,7 @@ fn backward_data_unrolled(d: &[f32], kernel: &[f32], dx: &mut [f32], g: &Geometr
 
 /// `dk` `[C_out, C_in, K, K]` += `sum_i D_i col_i^T` over the samples of `x` `[n, C_in, S]`
 /// and `d` `[n, C_out, S]`, chunk after chunk.
-pub(crate) fn kernel_grad(x: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry) {
+pub fn kernel_grad(x: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry) {
     #[cfg(target_arch = "x86_64")]
     if crate::implicit::available() {
         return crate::implicit::kernel_grad(x, d, dk, g);
