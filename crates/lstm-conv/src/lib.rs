@@ -562,6 +562,10 @@ impl GateKernels for ConvLstm {
     /// `h` `[C_top, S]`.
     fn head_forward(&self, w: &HeadSlices, h: &[f32], _: usize, y: &mut [f32]) {
         let (out, top, s) = self.head_dims();
+        let g = self.head_geometry();
+        if lowered::lowers(&g) {
+            return lowered::forward(h, w.weight, Some(w.bias), y, &g);
+        }
         for (h, y) in h.chunks_exact(top * s).zip(y.chunks_exact_mut(out * s)) {
             matmul(y, w.weight, false, h, false, (out, top, s), false);
             for (o, row) in y.chunks_exact_mut(s).enumerate() {
@@ -574,6 +578,11 @@ impl GateKernels for ConvLstm {
 
     fn head_backward(&self, w: &HeadSlices, dy: &[f32], _: usize, dh: &mut [f32]) {
         let (out, top, s) = self.head_dims();
+        let g = self.head_geometry();
+        if lowered::lowers(&g) {
+            dh.fill(0.0);
+            return lowered::backward_data(dy, w.weight, dh, &g);
+        }
         for (dy, dh) in dy.chunks_exact(out * s).zip(dh.chunks_exact_mut(top * s)) {
             matmul(dh, w.weight, true, dy, false, (top, out, s), false);
         }
@@ -583,8 +592,14 @@ impl GateKernels for ConvLstm {
         let (out, top, s) = self.head_dims();
         let mut d_w = vec![0f32; out * top];
         let mut d_b = vec![0f64; out];
+        let g = self.head_geometry();
+        if lowered::lowers(&g) {
+            lowered::kernel_grad(h, dy, &mut d_w, &g);
+        }
         for (h, dy) in h.chunks_exact(top * s).zip(dy.chunks_exact(out * s)) {
-            matmul(&mut d_w, dy, false, h, true, (out, s, top), true);
+            if !lowered::lowers(&g) {
+                matmul(&mut d_w, dy, false, h, true, (out, s, top), true);
+            }
             for (o, row) in dy.chunks_exact(s).enumerate() {
                 d_b[o] += row.iter().map(|&v| f64::from(v)).sum::<f64>();
             }
@@ -597,6 +612,13 @@ impl GateKernels for ConvLstm {
 }
 
 impl ConvLstm {
+    /// The head as a 1x1 convolution of the top layer's `h`.
+    fn head_geometry(&self) -> Geometry {
+        let (out, top, _) = self.head_dims();
+        let dims = self.stack.spatial_dims();
+        Geometry::new(top, out, dims[0], dims[1], 1)
+    }
+
     /// `(C_m, C_top, S)`: the head's output and input channels, and positions per channel.
     fn head_dims(&self) -> (usize, usize, usize) {
         (
