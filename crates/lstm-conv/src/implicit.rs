@@ -271,35 +271,44 @@ unsafe fn correlate(
                     let lanes = (g.w - x0).min(NR);
                     let base = padded.as_ptr().add(i * padded_len + y * g.wp + x0);
                     let at = |r: usize| ((i * m + row0 + r) * g.h + y) * g.w + x0;
-                    let init = |r: usize, out: &[f32]| match bias {
-                        Some(b) => [_mm256_set1_ps(b[row0 + r]); 2],
-                        None => load(&out[at(r)..][..lanes]),
-                    };
-                    if rows == MR {
-                        let mut acc: [[__m256; 2]; MR] =
-                            std::array::from_fn(|r| match row0 + r < m {
-                                true => init(r, out),
-                                false => [_mm256_setzero_ps(); 2],
-                            });
-                        tile::<MR>(panel, base, offs, &mut acc);
-                        for (r, acc) in acc.iter().enumerate().take(m - row0) {
-                            store(*acc, &mut out[at(r)..][..lanes]);
-                        }
-                    } else {
-                        let mut acc: [[__m256; 2]; 4] =
-                            std::array::from_fn(|r| match row0 + r < m {
-                                true => init(r, out),
-                                false => [_mm256_setzero_ps(); 2],
-                            });
-                        tile::<4>(panel, base, offs, &mut acc);
-                        for (r, acc) in acc.iter().enumerate().take(m - row0) {
-                            store(*acc, &mut out[at(r)..][..lanes]);
-                        }
+                    let bias = bias.map(|b| &b[row0..]);
+                    let valid = (m - row0).min(rows);
+                    let at_lanes = (at, lanes);
+                    match rows {
+                        MR => tile_in_place::<MR>(panel, base, offs, bias, valid, out, at_lanes),
+                        _ => tile_in_place::<4>(panel, base, offs, bias, valid, out, at_lanes),
                     }
                 }
             }
         }
         panel = panel.add(taps * rows);
+    }
+}
+
+/// One tile in place: its first `valid` rows (row `r` at `out[at(r)..]`, `lanes` wide)
+/// start from `bias[r]` or from `out`, take the sum over the taps, and are stored back.
+///
+/// # Safety
+/// As [`tile`].
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_in_place<const ROWS: usize>(
+    panel: *const f32,
+    base: *const f32,
+    offs: &[usize],
+    bias: Option<&[f32]>,
+    valid: usize,
+    out: &mut [f32],
+    (at, lanes): (impl Fn(usize) -> usize, usize),
+) {
+    let mut acc: [[__m256; 2]; ROWS] = std::array::from_fn(|r| match (r < valid, bias) {
+        (false, _) => [_mm256_setzero_ps(); 2],
+        (true, Some(b)) => [_mm256_set1_ps(b[r]); 2],
+        (true, None) => load(&out[at(r)..][..lanes]),
+    });
+    tile::<ROWS>(panel, base, offs, &mut acc);
+    for (r, acc) in acc.iter().enumerate().take(valid) {
+        store(*acc, &mut out[at(r)..][..lanes]);
     }
 }
 
