@@ -174,10 +174,10 @@ impl Adam {
                 first_bad = Some(k);
             }
         }
-        Ok(match (first_bad, tensor_sums.first_not_finite()?) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        Ok(first_bad
+            .into_iter()
+            .chain(tensor_sums.first_not_finite()?)
+            .min())
     }
 
     /// The moments of parameter `k` as tensors (for checkpoints and tests).

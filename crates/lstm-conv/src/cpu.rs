@@ -150,6 +150,14 @@ impl Geometry {
         }
     }
 
+    /// The outputs `lo..hi` along a side of `len` (the frame's height or width) whose input,
+    /// shifted by `shift` (a kernel row or column) in the padded plane, lies inside the frame:
+    /// the others read only padding zeros.
+    pub fn inside(&self, shift: usize, len: usize) -> (usize, usize) {
+        let lo = self.p.saturating_sub(shift).min(len);
+        (lo, (len + self.p).saturating_sub(shift).clamp(lo, len))
+    }
+
     /// One padded input sample's values, `C_in * Hp * Wp`.
     pub fn padded_in(&self) -> usize {
         self.c_in * self.hp * self.wp

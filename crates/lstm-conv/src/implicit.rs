@@ -129,13 +129,6 @@ impl Tap {
     }
 }
 
-/// The outputs `lo..hi` along a side of `len` whose input, shifted by `shift` in the padded
-/// plane, lies inside the frame: the others read only padding zeros.
-fn inside(shift: usize, len: usize, g: &Geometry) -> (usize, usize) {
-    let lo = g.p.saturating_sub(shift).min(len);
-    (lo, (len + g.p).saturating_sub(shift).clamp(lo, len))
-}
-
 /// The kernel rows `ky0..ky1` that output row `y` reads inside the frame.
 fn inside_rows(y: usize, g: &Geometry) -> (usize, usize) {
     let (ky0, ky1) = (
@@ -410,8 +403,8 @@ struct Group {
 impl Group {
     fn new(taps: &[Tap], g: &Geometry) -> Group {
         let union = |a: (usize, usize), b: (usize, usize)| (a.0.min(b.0), a.1.max(b.1));
-        let ys = taps.iter().map(|t| inside(t.ky, g.h, g)).reduce(union);
-        let xs = taps.iter().map(|t| inside(t.kx, g.w, g)).reduce(union);
+        let ys = taps.iter().map(|t| g.inside(t.ky, g.h)).reduce(union);
+        let xs = taps.iter().map(|t| g.inside(t.kx, g.w)).reduce(union);
         Group {
             offs: std::array::from_fn(|j| taps.get(j).unwrap_or(&taps[0]).offset(g)),
             ys: ys.unwrap_or((0, 0)),

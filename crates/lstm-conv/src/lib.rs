@@ -595,11 +595,12 @@ impl GateKernels for ConvLstm {
         let g = self.head_geometry();
         if lowered::lowers(&g) {
             lowered::kernel_grad(h, dy, &mut d_w, &g);
-        }
-        for (h, dy) in h.chunks_exact(top * s).zip(dy.chunks_exact(out * s)) {
-            if !lowered::lowers(&g) {
+        } else {
+            for (h, dy) in h.chunks_exact(top * s).zip(dy.chunks_exact(out * s)) {
                 matmul(&mut d_w, dy, false, h, true, (out, s, top), true);
             }
+        }
+        for dy in dy.chunks_exact(out * s) {
             for (o, row) in dy.chunks_exact(s).enumerate() {
                 d_b[o] += row.iter().map(|&v| f64::from(v)).sum::<f64>();
             }

@@ -186,15 +186,6 @@ fn kernel_grad_unrolled(x: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry) {
     }
 }
 
-/// The output columns `x0..x1` whose input column `x + kx - p`, for kernel column `kx`,
-/// lies inside the frame: the ones [`im2col`] copies and [`col2im_add`] adds back.
-fn inside_columns(g: &Geometry, kx: isize) -> (usize, usize) {
-    let p = g.p as isize;
-    let x0 = ((p - kx).max(0) as usize).min(g.w);
-    let x1 = (g.w as isize + p - kx).clamp(x0 as isize, g.w as isize) as usize;
-    (x0, x1)
-}
-
 /// `col` `[C_in*K*K, n*S]` from `n` samples `[n, C_in, H, W]`. Every entry is written,
 /// zeros where the kernel reaches past the frame.
 fn im2col(x: &[f32], n: usize, g: &Geometry, col: &mut [f32]) {
@@ -205,7 +196,7 @@ fn im2col(x: &[f32], n: usize, g: &Geometry, col: &mut [f32]) {
         for ky in 0..k {
             for kx in 0..k {
                 let row = ((c * g.k + ky as usize) * g.k + kx as usize) * n * s;
-                let (x0, x1) = inside_columns(g, kx);
+                let (x0, x1) = g.inside(kx as usize, g.w);
                 let shift = kx - p;
                 for i in 0..n {
                     let plane = &x[(i * g.c_in + c) * s..][..s];
@@ -238,7 +229,7 @@ fn col2im_add(dcol: &[f32], n: usize, g: &Geometry, dx: &mut [f32]) {
         for ky in 0..k {
             for kx in 0..k {
                 let row = ((c * g.k + ky as usize) * g.k + kx as usize) * n * s;
-                let (x0, x1) = inside_columns(g, kx);
+                let (x0, x1) = g.inside(kx as usize, g.w);
                 for i in 0..n {
                     let plane = &mut dx[(i * g.c_in + c) * s..][..s];
                     for y in 0..g.h {

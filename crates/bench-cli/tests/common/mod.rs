@@ -44,30 +44,22 @@ pub fn command() -> (Command, tempfile::TempDir) {
     (cmd, dir)
 }
 
+/// Reads a child's pipe to its end on a thread of its own, so that neither pipe fills up
+/// while the other is read.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
 /// Waits for a child started with piped output, at most [`CHILD_TIMEOUT`]; past it, the
 /// child is killed and the test fails with what it printed.
 pub fn wait(args: &[&str], mut child: Child) -> std::process::Output {
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let status = child
         .wait_timeout(CHILD_TIMEOUT)
         .expect("wait for bench-cli");
@@ -144,6 +136,9 @@ pub fn finish(args: &[&str], out: std::process::Output) -> Output {
 /// The unprivileged user a test as root runs the binary as, so that file permissions bind.
 pub const NOBODY: &str = "65534";
 
+/// `setpriv`'s arguments that drop root for [`NOBODY`] and no groups.
+const AS_NOBODY: [&str; 5] = ["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"];
+
 /// [`bench_cli`], as an unprivileged user when the tests run as root (as CI does): root
 /// reads through file permissions, so a permission error can only be provoked without it.
 /// Uses util-linux's `setpriv`; the paths given must be reachable by that user.
@@ -153,18 +148,10 @@ pub fn bench_cli_unprivileged(args: &[&str]) -> Output {
         return bench_cli(args);
     }
     let (binary, _copy) = reachable_binary(Path::new(env!("CARGO_BIN_EXE_bench-cli")));
-    let binary = binary.to_str().unwrap().to_string();
-    let mut full = vec![
-        "--reuid",
-        NOBODY,
-        "--regid",
-        NOBODY,
-        "--clear-groups",
-        &binary,
-    ];
-    full.extend_from_slice(args);
     let child = Command::new("setpriv")
-        .args(&full)
+        .args(AS_NOBODY)
+        .arg(&binary)
+        .args(args)
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -185,15 +172,8 @@ pub fn bench_cli_unprivileged(args: &[&str]) -> Output {
 /// run.
 pub fn reachable_binary(binary: &Path) -> (PathBuf, Option<tempfile::TempDir>) {
     let runs = Command::new("setpriv")
-        .args([
-            "--reuid",
-            NOBODY,
-            "--regid",
-            NOBODY,
-            "--clear-groups",
-            "test",
-            "-x",
-        ])
+        .args(AS_NOBODY)
+        .args(["test", "-x"])
         .arg(binary)
         .status()
         .is_ok_and(|s| s.success());
