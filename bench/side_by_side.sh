@@ -21,9 +21,9 @@ peak() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
 echo "== PyTorch $("$PY" -c 'import torch; print(torch.__version__)')"
 for threads in 1 2; do
     kb=$(peak "$PY" bench/torch_reference.py --model conv --epochs 21 --threads "$threads" --csv "$OUT/conv$threads.csv")
-    echo "conv, fused gates, $threads thread(s): $(median "$OUT/conv$threads.csv") s/epoch, peak $((kb / 1024)) MB"
+    echo "conv, fused gates, $threads thread(s): $(median "$OUT/conv$threads.csv") s/epoch, peak $((kb / 1024)) MiB"
 done
 "$PY" bench/torch_reference.py --model conv --epochs 11 --threads 1 --separate --csv "$OUT/conv_sep.csv" >/dev/null
 echo "conv, seed's eight layers, 1 thread: $(median "$OUT/conv_sep.csv") s/epoch"
 kb=$(peak "$PY" bench/torch_reference.py --model linear --epochs 4 --threads 2 --csv "$OUT/linear.csv")
-echo "linear, nn.LSTM + nn.Linear, 2 threads: $(median "$OUT/linear.csv") s/epoch, peak $((kb / 1024)) MB"
+echo "linear, nn.LSTM + nn.Linear, 2 threads: $(median "$OUT/linear.csv") s/epoch, peak $((kb / 1024)) MiB"

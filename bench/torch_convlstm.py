@@ -467,7 +467,7 @@ def line(r):
     return (
         f"{r['variant']:16} {r['memory_format']:13} {r['threads']} thr  round {r['round']!s:3}  "
         f"{r['median_s']:7.3f} s/batch  (min {r['min_s']:.3f}, max {r['max_s']:.3f})  "
-        f"peak {r['peak_mb']:6.0f} MB (base {r['base_mb']:4.0f})  {r['gflop_per_s']:6.1f} GFLOP/s"
+        f"peak {r['peak_mb']:6.0f} MiB (base {r['base_mb']:4.0f})  {r['gflop_per_s']:6.1f} GFLOP/s"
         + f"  load {r['load']:.1f}"
         + (f"  [warm-up {r['warmup_s']}]" if r["warmup_s"] and r["round"] != "all" else "")
     )

@@ -9,8 +9,12 @@ Install (CPU use is enough):
 
 Regenerate every fixture (run from the repository root; the files are deterministic):
 
-    .venv/bin/python bench/torch_general.py --all-fixtures \
+    ATEN_CPU_CAPABILITY=avx2 .venv/bin/python bench/torch_general.py --all-fixtures \
         crates/lstm-conv/tests/fixtures/general crates/lstm-linear/tests/fixtures/general
+
+The committed files are what PyTorch's AVX2 kernels write; its AVX-512 ones (the default where
+the CPU has them) round some float64 convolutions differently in the last bit (the conv
+cases seed and rgb, torch 2.15), so without the variable those files may change.
 
 Other uses:
 
@@ -291,6 +295,9 @@ CONV_CASES = [
     ("forecast", dict(channels=1, height=8, width=8, patch=2, hidden=[3, 2], kernel=[3, 3], peephole=True, head="conv1x1-sigmoid", batch=2, context=3, horizon=3)),
     ("residual", dict(channels=1, height=8, width=8, patch=2, hidden=[3], kernel=[3], head="residual", batch=2, seq_len=5)),
     ("residual-forecast", dict(channels=1, height=8, width=8, patch=2, hidden=[3], kernel=[3], head="residual", batch=2, context=2, horizon=3)),
+    # Every convolution and the head have C_in * C_out >= 64: the Rust slice driver runs them
+    # as matrix products (lstm-conv's lowered.rs / implicit.rs), not direct convolutions.
+    ("many-channels", dict(channels=1, height=16, width=16, patch=4, hidden=[16, 8], kernel=[3, 3], head="conv1x1", batch=2, seq_len=5)),
 ]
 LINEAR_CASES = [
     ("seed", dict(channels=1, height=3, width=4, hidden=[6], batch=1, seq_len=5)),

@@ -8,9 +8,9 @@ which=${1:-both}
 bin=${2:-./target/release/bench-cli}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-# epoch,train_loss,test_loss,(seconds),(frames_per_second),test_mse,test_mae,test_psnr,
-# test_ssim: the reference files' columns, timing dropped (later runs append more columns).
-strip() { cut -d, -f1-3,6-9 "$1"; }
+# Every column but the timing ones (seconds, frames_per_second): epoch, train_loss,
+# test_loss, test_mse, test_mae, test_psnr, test_ssim, test_bce and any appended later.
+strip() { cut -d, -f1-3,6- "$1"; }
 status=0
 for model in conv linear; do
     [[ $which == both || $which == "$model" ]] || continue

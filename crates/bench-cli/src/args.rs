@@ -11,6 +11,12 @@ use serde::{Deserialize, Serialize};
 ///
 /// With no subcommand, trains `--model` on `--data` and writes results/<model>.csv (one row
 /// per epoch) and results/<model>.safetensors.
+///
+/// Units of the figures: test_mse and test_mae per pixel (means over pixels and predicted
+/// frames); test_psnr in dB per frame, mean over frames, an exact frame counted as 100 dB
+/// (the PSNR of an MSE of 1e-10) so that the mean stays finite; test_ssim per frame, mean
+/// over frames; test_bce, the cross-entropy summed over a window's predicted frames, mean
+/// over windows. Memory in MiB (2^20 bytes).
 #[derive(Debug, Parser)]
 #[command(
     name = "bench-cli",
@@ -48,6 +54,9 @@ pub enum Command {
     /// Evaluate a trained model (its configuration from the checkpoint) on any frames,
     /// without training: the metrics of its predictions on the test split beside copying
     /// the last frame; with --context and --horizon, of its forecasts, per frame ahead.
+    /// Units: MSE and MAE per pixel, PSNR in dB per frame (an exact frame counts as 100
+    /// dB), SSIM per frame, cross-entropy per frame and per window, as the keys of --json
+    /// say.
     Eval(EvalArgs),
 }
 
@@ -133,7 +142,7 @@ pub struct PredictArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Configurations to time, in order: the seed's two models, and Shi et al.'s ConvLSTM
-    /// at the size of issue 11 (see --help of the variants).
+    /// at a size it trains at here (see the variants below).
     #[arg(
         long,
         visible_alias = "models",

@@ -7,16 +7,18 @@ use anyhow::{bail, Context, Result};
 
 use crate::args::{BenchArgs, BenchConfig};
 
-/// Peak resident memory of this process in MB (Linux: `VmHWM`); `None` elsewhere.
-pub fn peak_rss_mb() -> Option<f64> {
+/// Peak resident memory of this process in MiB (Linux: `VmHWM`, which is in KiB); `None`
+/// elsewhere.
+pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
-/// Issue 11's configuration: 64x64 frames in 4x4 patches, two ConvLSTM layers of 32
-/// channels with 5x5 kernels, a 1x1 sigmoid head, batches of 16 windows of 20 frames.
+/// The general ConvLSTM's benchmark shape: 64x64 frames in 4x4 patches, two ConvLSTM
+/// layers of 32 channels with 5x5 kernels, a 1x1 sigmoid head, batches of 16 windows of 20
+/// frames.
 pub const CONVLSTM_32X2: [&str; 16] = [
     "--size",
     "64",
@@ -41,7 +43,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let scratch = tempfile::tempdir().context("cannot make a scratch folder")?;
     println!(
         "{:<14} {:>7} {:>14} {:>19} {:>9} {:>10}",
-        "config", "epochs", "s/epoch median", "min - max", "frames/s", "peak MB"
+        "config", "epochs", "s/epoch median", "min - max", "frames/s", "peak MiB"
     );
     for &config in &args.configs {
         // Each row times what its name says; convlstm-32x2's windows are cut so that an
@@ -98,7 +100,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let peak = stdout
             .lines()
             .find_map(|l| l.strip_prefix("peak memory: "))
-            .and_then(|v| v.trim_end_matches(" MB").parse::<f64>().ok());
+            .and_then(|v| v.trim_end_matches(" MiB").parse::<f64>().ok());
         let rows = harness::train::read_csv(&scratch.path().join(format!("{kind}.csv")))?;
         std::fs::remove_file(scratch.path().join(format!("{kind}.csv"))).ok();
         let mut seconds: Vec<f64> = rows.iter().skip(1).map(|r| r.seconds).collect();

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
-use harness::evaluate::{copy_last, evaluate, Evaluation, Forecast};
+use harness::evaluate::{copy_last, evaluate, predicted_frames, Forecast};
 use harness::SequenceModel;
 use lstm_conv::ConvLstm;
 use lstm_linear::LinearLstm;
@@ -63,19 +63,21 @@ fn eval<M: SequenceModel>(
             None => "one step ahead".into(),
         }
     );
+    // The units of the summary's keys: per pixel, dB and SSIM per frame (means over
+    // frames), cross-entropy per frame and per window.
     println!(
-        "{:<16} {:>10} {:>10} {:>8} {:>8} {:>12}",
-        "", "mse", "mae", "psnr", "ssim", "bce/window"
+        "{:<16} {:>10} {:>10} {:>8} {:>8} {:>10} {:>12}",
+        "", "mse/pixel", "mae/pixel", "psnr dB", "ssim", "bce/frame", "bce/window"
     );
     for (name, e) in [(M::KIND, &test), ("copy last frame", &copy)] {
         let m = &e.metrics;
         println!(
-            "{:<16} {:>10.6} {:>10.6} {:>8.2} {:>8.4} {:>12.1}",
-            name, m.mse, m.mae, m.psnr, m.ssim, e.bce_per_sequence
+            "{:<16} {:>10.6} {:>10.6} {:>8.2} {:>8.4} {:>10.1} {:>12.1}",
+            name, m.mse, m.mae, m.psnr, m.ssim, m.bce, e.bce_per_window
         );
     }
     if !test.per_horizon.is_empty() {
-        println!("frames ahead: mse (model / copy last), ssim (model / copy last)");
+        println!("frames ahead: mse/pixel (model / copy last), ssim (model / copy last)");
         for (k, (a, b)) in test.per_horizon.iter().zip(&copy.per_horizon).enumerate() {
             println!(
                 "{:>3}  {:.6} / {:.6}   {:.4} / {:.4}",
@@ -88,15 +90,15 @@ fn eval<M: SequenceModel>(
         }
     }
     if let Some(path) = &args.json {
+        let predicted = predicted_frames(data.windows.len, forecast);
         let json = serde_json::json!({
             "model": M::KIND,
             "model_config": config,
             "checkpoint": args.checkpoint,
             "data": data.source,
-            "windows": windows.len(),
             "forecast": forecast,
-            "test": summary(&test),
-            "copy_last_frame": summary(&copy),
+            "test": test.figures(windows.len(), predicted),
+            "copy_last_frame": copy.figures(windows.len(), predicted),
         });
         let text = serde_json::to_string_pretty(&json)?;
         harness::files::write_bytes_atomic(path, text.as_bytes())
@@ -104,19 +106,4 @@ fn eval<M: SequenceModel>(
         println!("wrote {}", path.display());
     }
     Ok(())
-}
-
-/// An evaluation as the summaries and `plot --horizon` read it.
-fn summary(e: &Evaluation) -> serde_json::Value {
-    let list = |f: fn(&harness::metrics::FrameMetrics) -> f64| -> Vec<f64> {
-        e.per_horizon.iter().map(f).collect()
-    };
-    serde_json::json!({
-        "loss": e.loss,
-        "mean": e.metrics,
-        "bce_per_sequence": e.bce_per_sequence,
-        "mse": list(|m| m.mse),
-        "ssim": list(|m| m.ssim),
-        "bce": list(|m| m.bce),
-    })
 }

@@ -182,8 +182,8 @@ pub fn describe(needs: &Needs) -> String {
         .map(|(bytes, what)| format!(" of {} ({what})", human(bytes)))
         .unwrap_or_default();
     format!(
-        "memory: about {:.0} MB needed{available}: frames {}, model {}, activations {}",
-        needs.total() / 1e6,
+        "memory: about {:.0} MiB needed{available}: frames {}, model {}, activations {}",
+        needs.total() / harness::memory::MIB,
         human(needs.frames),
         human(needs.model),
         human(needs.activations)

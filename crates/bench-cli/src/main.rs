@@ -151,6 +151,8 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
             eprintln!(
                 "bench-cli: interrupted again: exiting now; the last training checkpoint is kept"
             );
+            // A file being written keeps its previous version; its temporary goes.
+            harness::files::remove_in_flight_temporaries();
             std::process::exit(EXIT_INTERRUPTED.into());
         }
         eprintln!(
@@ -174,8 +176,8 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
             fit_load_train::<ConvLstm>(&model_config, &probe, args, &config, threads, &device)?
         }
     };
-    if let Some(peak) = bench::peak_rss_mb() {
-        println!("peak memory: {peak:.0} MB");
+    if let Some(peak) = bench::peak_rss_mib() {
+        println!("peak memory: {peak:.0} MiB");
     }
     if summary.stopped_at.is_some() {
         let program = std::env::args()
@@ -273,7 +275,7 @@ fn frames(args: &FramesArgs) -> Result<()> {
         data.windows.len, data.windows.stride,
     );
     println!(
-        "copy-last-frame MSE on the test windows: {:.8}",
+        "copy-last-frame MSE per pixel on the test windows: {:.8}",
         data.copy_last_test_mse()?
     );
     if let Some(dir) = &args.export {

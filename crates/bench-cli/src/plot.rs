@@ -104,9 +104,18 @@ pub fn plot_horizon(files: &[PathBuf], out: &Path, metric: Option<&str>) -> Resu
             .with_context(|| format!("cannot read {}", path.display()))?;
         let json: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-        let (test, copy) = match (json.get("forecast"), json.get("test")) {
-            (Some(f), _) if f.get("test").is_some() => (&f["test"], &f["copy_last_frame"]),
-            (_, Some(test)) => (test, &json["copy_last_frame"]),
+        // Today's files keep the lists under `test.per_frame_ahead` with unit-named keys;
+        // summaries written before that under `forecast.test` (eval's under `test`).
+        let (test, copy, key) = match (json.get("forecast"), json.get("test")) {
+            (_, Some(test)) if test.get("per_frame_ahead").is_some() => (
+                &test["per_frame_ahead"],
+                &json["copy_last_frame"]["per_frame_ahead"],
+                per_frame_key(metric),
+            ),
+            (Some(f), _) if f.get("test").is_some() => (&f["test"], &f["copy_last_frame"], metric),
+            (_, Some(test)) if test.get("mse").is_some() => {
+                (test, &json["copy_last_frame"], metric)
+            }
             _ => bail!(
                 "{}: not a forecast's figures (a summary of a run with --context and --horizon, \
                  or eval --context ... --json)",
@@ -114,15 +123,12 @@ pub fn plot_horizon(files: &[PathBuf], out: &Path, metric: Option<&str>) -> Resu
             ),
         };
         let list = |v: &serde_json::Value| -> Result<Vec<f64>> {
-            v[metric]
+            v[key]
                 .as_array()
                 .filter(|a| !a.is_empty())
-                .ok_or_else(|| anyhow!("{}: no per-frame `{metric}`", path.display()))?
+                .ok_or_else(|| anyhow!("{}: no per-frame `{key}`", path.display()))?
                 .iter()
-                .map(|x| {
-                    x.as_f64()
-                        .ok_or_else(|| anyhow!("{}: `{metric}` holds {x}", path.display()))
-                })
+                .map(|x| figure(x).ok_or_else(|| anyhow!("{}: `{key}` holds {x}", path.display())))
                 .collect()
         };
         let values = list(test)?;
@@ -146,9 +152,9 @@ pub fn plot_horizon(files: &[PathBuf], out: &Path, metric: Option<&str>) -> Resu
     }
     runs.extend(copy_last);
     let title = match metric {
-        "mse" => "MSE per frame ahead",
+        "mse" => "MSE per pixel, per frame ahead",
         "ssim" => "SSIM per frame ahead",
-        _ => "cross-entropy per frame ahead",
+        _ => "cross-entropy per frame, per frame ahead",
     };
     let mut panel = Panel::new(title, metric, &runs, |run| &run.train_loss, false);
     panel.x_label = "frames ahead";
@@ -164,6 +170,26 @@ pub fn plot_horizon(files: &[PathBuf], out: &Path, metric: Option<&str>) -> Resu
     .with_context(|| format!("cannot render the plot {}", out.display()))?;
     harness::params::write_bytes_atomic(out, &bytes)
         .with_context(|| format!("cannot write the plot {}", out.display()))
+}
+
+/// The key of `--metric`'s list under `per_frame_ahead`.
+fn per_frame_key(metric: &str) -> &'static str {
+    match metric {
+        "mse" => "mse_per_pixel",
+        "ssim" => "ssim",
+        _ => "bce_per_frame",
+    }
+}
+
+/// A figure as the summaries write it: a number, or `NaN`/`inf`/`-inf` as a string.
+fn figure(x: &serde_json::Value) -> Option<f64> {
+    match x.as_str() {
+        Some("NaN") => Some(f64::NAN),
+        Some("inf") => Some(f64::INFINITY),
+        Some("-inf") => Some(f64::NEG_INFINITY),
+        Some(_) => None,
+        None => x.as_f64(),
+    }
 }
 
 fn render(

@@ -12,7 +12,7 @@ use std::process::Stdio;
 
 mod common;
 
-use common::{finish, repo_root, wait};
+use common::{finish, repo_root, wait, ChildGuard};
 
 /// The `bench-cli` lines to run and the lines skipped, in the README's order.
 fn readme_commands(text: &str) -> (Vec<String>, Vec<String>) {
@@ -78,15 +78,18 @@ fn readme_commands_run_as_written() {
     );
     for command in &commands {
         println!("$ {command}");
-        let child = std::process::Command::new("sh")
-            .args(["-c", command])
-            .env("PATH", &path)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        // `sh` leads a process group of its own: past the deadline, or if this test
+        // fails, the guard kills the group, `bench-cli` and any run it started with it.
+        let child = ChildGuard::spawn(
+            std::process::Command::new("sh")
+                .args(["-c", command])
+                .env("PATH", &path)
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+        .unwrap();
         let out = finish(&[command], wait(&[command], child));
         assert_eq!(
             out.code, 0,
@@ -97,6 +100,21 @@ fn readme_commands_run_as_written() {
     for command in &skipped {
         println!("skipped: {command}");
     }
+    // The README's conv command (`--out results/reference --force`) rewrote the copy of
+    // the committed CSV: its rows are the committed ones, every column but the timing ones.
+    let committed = std::fs::read_to_string(root.join("results/reference/conv.csv")).unwrap();
+    let written = std::fs::read_to_string(dir.path().join("results/reference/conv.csv")).unwrap();
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.starts_with("bench-cli --model conv --out results/reference --force")),
+        "the README no longer remakes results/reference/conv.csv: {commands:#?}"
+    );
+    assert_ne!(
+        written, committed,
+        "the README's conv run did not rewrite conv.csv"
+    );
+    common::assert_same_but_timing(&written, &committed, "results/reference/conv.csv");
     // What the README must show working: looking at the frames, a training run, a plot,
     // predictions and an evaluation.
     for wanted in [

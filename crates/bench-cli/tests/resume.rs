@@ -4,13 +4,13 @@
 //! was never interrupted.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{bench_cli_env, fails, finish, ok, s, Output};
+use common::{bench_cli_env, fails, finish, ok, s, ChildGuard, Lines, Output};
 
 /// A short conv run: 3 epochs of 5 windows, a checkpoint after each.
 const EPOCHS: &str = "3";
@@ -182,39 +182,236 @@ fn killed_at_arbitrary_moments_then_resumed_matches_an_uninterrupted_run() {
     for (round, k) in marks.iter().enumerate() {
         let resume: &[&str] = if round == 0 { &[] } else { &["--resume"] };
         let args = train_args(dir.path(), resume);
-        let (mut cmd, _workdir) = common::command();
-        let mut child = cmd
-            .args(&args)
-            .env("BENCH_CLI_FAULT", format!("mark:window:{k}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut seen = String::new();
-        let mut line = String::new();
-        while stderr.read_line(&mut line).unwrap() > 0 {
-            seen.push_str(&line);
+        let mut child = Watched::start(&args, &format!("mark:window:{k}"));
+        // Up to the mark, or to the end of a run that finished first.
+        let deadline = Instant::now() + common::CHILD_TIMEOUT;
+        while let Some(line) = child
+            .stderr
+            .next(deadline.saturating_duration_since(Instant::now()))
+        {
             if line.starts_with("fault: reached window") {
-                let _ = child.kill(); // SIGKILL; fails only if it already exited
+                child.child.signal(libc::SIGKILL); // to an exited child: nothing
                 break;
             }
-            line.clear();
         }
-        std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
-        child.stderr = None;
-        let run = finish(&args, common::wait(&args, child));
+        let run = child.finish(&args);
         if run.code == 0 {
-            assert!(!seen.contains("fault: reached"), "{seen}");
+            assert!(!run.stderr.contains("fault: reached"), "{}", run.stderr);
             finished = true;
             break;
         }
-        assert_eq!(run.signal, Some(libc::SIGKILL), "{seen}");
+        assert_eq!(run.signal, Some(libc::SIGKILL), "{}", run.stderr);
         kills += 1;
     }
     assert!(finished, "no run finished within {} rounds", marks.len());
     assert_eq!(kills, marks.len() - 1);
     assert_same_run(dir.path(), reference.path(), "kills at marked moments");
+}
+
+/// A run of the binary whose stderr a test reads line by line, with deadlines, to act
+/// when the run reaches a point (a `mark` fault's line); killed with its process group
+/// however the test ends.
+struct Watched {
+    child: ChildGuard,
+    stderr: Lines,
+    stdout: std::thread::JoinHandle<String>,
+    _workdir: tempfile::TempDir,
+}
+
+impl Watched {
+    /// Starts bench-cli `args` with `BENCH_CLI_FAULT=fault`.
+    fn start(args: &[&str], fault: &str) -> Self {
+        let (mut cmd, workdir) = common::command();
+        let mut child = ChildGuard::spawn(
+            cmd.args(args)
+                .env("BENCH_CLI_FAULT", fault)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+        .unwrap();
+        let stderr = Lines::new(child.stderr.take().unwrap());
+        let mut stdout = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+            text
+        });
+        Self {
+            child,
+            stderr,
+            stdout,
+            _workdir: workdir,
+        }
+    }
+
+    /// Reads up to the first stderr line that starts with `prefix`.
+    fn until(&mut self, prefix: &str) -> String {
+        self.stderr.until(prefix, common::CHILD_TIMEOUT)
+    }
+
+    /// Waits for the end of the run, at most [`common::CHILD_TIMEOUT`], and checks it (see
+    /// [`finish`]); its stderr is every line read.
+    fn finish(mut self, args: &[&str]) -> Output {
+        let status = self.child.wait_timeout(common::CHILD_TIMEOUT);
+        // Past the deadline the guard, dropped, kills the run.
+        let status = status.unwrap_or_else(|| {
+            panic!(
+                "bench-cli {args:?} still ran after {:?}:\n{}",
+                common::CHILD_TIMEOUT,
+                self.stderr.seen
+            )
+        });
+        let stderr = self.stderr.rest(Duration::from_secs(60)).to_string();
+        let stdout = self.stdout.join().unwrap();
+        finish(
+            args,
+            std::process::Output {
+                status,
+                stdout: stdout.into_bytes(),
+                stderr: stderr.into_bytes(),
+            },
+        )
+    }
+}
+
+/// Longer windows than the short conv run's (about half a second each on a 2-core
+/// machine, where reading a line of the run's output and sending a signal takes
+/// milliseconds): the signal tests must act inside one. Epochs of 3 windows.
+fn slow_args(out: &Path) -> Vec<&str> {
+    vec![
+        "--model",
+        "conv",
+        "--hidden-channels",
+        "8,8",
+        "--head",
+        "conv1x1",
+        "--train-frames",
+        "78",
+        "--epochs",
+        "2",
+        "--out",
+        s(out),
+        "--quiet",
+    ]
+}
+
+/// The `*.tmp` files a write cut short left in `dir`.
+fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn sigterm_stops_after_the_window_with_a_checkpoint_and_the_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = slow_args(dir.path());
+    let mut run = Watched::start(&args, "mark:checkpoint-saved:1");
+    // Epoch 1's checkpoint is in place and epoch 2's first window comes next: SIGTERM now
+    // lands inside epoch 2 (a window takes far longer than reading a line), whose end is
+    // windows away.
+    run.until("fault: reached checkpoint-saved 1");
+    run.child.signal(libc::SIGTERM);
+    let out = run.finish(&args);
+    assert_eq!(out.code, 130, "{}\n{}", out.stdout, out.stderr);
+    // Mid-epoch: after the window it was in, the checkpoint written there.
+    let checkpoint = dir.path().join("conv.resume.safetensors");
+    let stopped = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("stopped in epoch 2 after window "))
+        .unwrap_or_else(|| panic!("no mid-epoch stop:\n{}", out.stdout));
+    let (windows, rest) = stopped.split_once(" of ").unwrap();
+    let (total, written) = rest.split_once("; ").unwrap();
+    let (windows, total): (usize, usize) = (windows.parse().unwrap(), total.parse().unwrap());
+    assert!(windows >= 1 && windows < total, "{stopped}");
+    assert_eq!(
+        written,
+        format!("wrote the training checkpoint {}", checkpoint.display())
+    );
+    assert!(!tensors(&checkpoint).is_empty());
+    assert!(
+        temporaries(dir.path()).is_empty(),
+        "{:?}",
+        temporaries(dir.path())
+    );
+    // The final weights are only written by a finished run.
+    assert!(!dir.path().join("conv.safetensors").exists());
+    // The command it prints continues the run from that window to the end.
+    let command = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("bench-cli: stopped on request; to continue the run: "))
+        .unwrap_or_else(|| panic!("no command to continue:\n{}", out.stderr));
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words[0], env!("CARGO_BIN_EXE_bench-cli"), "{command}");
+    assert_eq!(
+        words[1..],
+        ["--model", "conv", "--out", s(dir.path()), "--resume"],
+        "{command}"
+    );
+    let resumed = ok(&words[1..]);
+    assert!(
+        resumed
+            .stdout
+            .contains(&format!("1 epoch(s) and {windows} window(s) done")),
+        "{}",
+        resumed.stdout
+    );
+    assert!(resumed.stdout.contains("epoch   2/2"), "{}", resumed.stdout);
+    assert_eq!(rows_without_timing(dir.path()).len(), 3);
+    assert!(dir.path().join("conv.safetensors").exists());
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_keeping_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = slow_args(dir.path());
+    let checkpoint = dir.path().join("conv.resume.safetensors");
+    let mut run = Watched::start(&args, "mark:checkpoint-saved:1");
+    run.until("fault: reached checkpoint-saved 1");
+    let kept = std::fs::read(&checkpoint).unwrap();
+    // The first Ctrl-C lands in epoch 2's first window (see the SIGTERM test) and asks for
+    // a stop after it; the second, sent once the first was handled (two sent together may
+    // arrive as one), comes long before that window ends.
+    run.child.signal(libc::SIGINT);
+    run.until("bench-cli: interrupted: stopping after the current window");
+    run.child.signal(libc::SIGINT);
+    let sent = Instant::now();
+    let out = run.finish(&args);
+    let took = sent.elapsed();
+    assert_eq!(out.code, 130, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("interrupted again: exiting now; the last training checkpoint is kept"),
+        "{}",
+        out.stderr
+    );
+    // At once, not after the window; the bound is one a loaded 2-core machine meets.
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    // The window was not finished and nothing was written: epoch 1's checkpoint is there,
+    // whole and unchanged, with no half-written file beside it.
+    assert!(!out.stdout.contains("stopped in epoch"), "{}", out.stdout);
+    assert!(
+        std::fs::read(&checkpoint).unwrap() == kept,
+        "the checkpoint changed"
+    );
+    assert!(
+        temporaries(dir.path()).is_empty(),
+        "{:?}",
+        temporaries(dir.path())
+    );
+    assert!(!dir.path().join("conv.safetensors").exists());
+    let resumed = ok(&["--model", "conv", "--out", s(dir.path()), "--resume", "-q"]);
+    assert!(
+        resumed.stdout.contains("1 epoch(s) and 0 window(s) done"),
+        "{}",
+        resumed.stdout
+    );
+    assert_eq!(rows_without_timing(dir.path()).len(), 3);
 }
 
 #[test]

@@ -319,24 +319,71 @@ fn rerun_unprivileged(name: &str) -> bool {
         mode(&copy);
         exe = copy;
     }
-    let out = std::process::Command::new("setpriv")
-        .args(nobody)
-        .arg(&exe)
-        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
-        .current_dir("/")
-        .output()
-        .expect("as root, the permission tests need setpriv (util-linux) to drop root");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    use std::os::unix::process::CommandExt;
+    // A group of its own, for the guard to kill.
+    let mut child = ChildGuard(
+        std::process::Command::new("setpriv")
+            .args(nobody)
+            .arg(&exe)
+            .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+            .current_dir("/")
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("as root, the permission tests need setpriv (util-linux) to drop root"),
     );
-    assert!(out.status.success(), "{name} as user 65534:\n{text}");
+    let stdout = drain(child.0.stdout.take().unwrap());
+    let stderr = drain(child.0.stderr.take().unwrap());
+    // One small test: seconds at most. Past the deadline the guard kills it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} as user 65534 still ran after 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let text = format!("{}{}", stdout.join().unwrap(), stderr.join().unwrap());
+    assert!(status.success(), "{name} as user 65534:\n{text}");
     assert!(
         text.contains("1 passed"),
         "{name} did not run as user 65534:\n{text}"
     );
     true
+}
+
+/// A child that cannot outlive its test: dropped before it ended (its test failed or timed
+/// out), it is killed with its process group (it leads one of its own) and reaped.
+#[cfg(unix)]
+struct ChildGuard(std::process::Child);
+
+#[cfg(unix)]
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // Not reaped yet, so its id still names it and its group.
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(-(self.0.id() as libc::pid_t), libc::SIGKILL);
+            }
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Reads a child's pipe to its end on a thread of its own.
+#[cfg(unix)]
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
 }
 
 #[cfg(unix)]

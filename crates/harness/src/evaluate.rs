@@ -36,10 +36,96 @@ pub struct Evaluation {
     pub metrics: FrameMetrics,
     /// Shi et al.'s measure: the cross-entropy summed over a window's predicted frames and
     /// their pixels, mean over windows.
-    pub bce_per_sequence: f64,
+    pub bce_per_window: f64,
     /// Forecasts: the metrics of the `k`-th predicted frame (`k` from 1), mean over windows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_horizon: Vec<FrameMetrics>,
+}
+
+/// An evaluation as the files hold it (`<model>.summary.json`, `eval --json`): every name
+/// says its unit, and the model's block and copy-last's share these keys, so two figures
+/// under one key compare as they stand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    /// Windows evaluated.
+    pub windows: usize,
+    /// Predicted frames per window (one step ahead: the window's length less one).
+    pub predicted_frames_per_window: usize,
+    /// The loss the model trains on (`--context`/`--horizon`: the mean over the predicted
+    /// frames of the per-frame MSE; else the seed's sum over steps of the per-step MSE),
+    /// mean over windows.
+    #[serde(with = "crate::rows::metric")]
+    pub loss_per_window: f64,
+    /// Squared error per pixel (clipped to [0, 1]), mean over pixels and frames.
+    #[serde(with = "crate::rows::metric")]
+    pub mse_per_pixel: f64,
+    /// Absolute error per pixel, mean over pixels and frames.
+    #[serde(with = "crate::rows::metric")]
+    pub mae_per_pixel: f64,
+    /// PSNR of each frame in dB (capped at [`crate::metrics::PSNR_CAP_DB`]), mean over
+    /// frames.
+    #[serde(with = "crate::rows::metric")]
+    pub psnr_db_per_frame: f64,
+    /// SSIM of each frame, mean over frames.
+    #[serde(with = "crate::rows::metric")]
+    pub ssim_per_frame: f64,
+    /// Cross-entropy summed over a frame's pixels, mean over frames.
+    #[serde(with = "crate::rows::metric")]
+    pub bce_per_frame: f64,
+    /// Cross-entropy summed over a window's predicted frames (Shi et al.'s figure per
+    /// sequence), mean over windows: `bce_per_frame` times the predicted frames per window.
+    #[serde(with = "crate::rows::metric")]
+    pub bce_per_window: f64,
+    /// Forecasts: the figures of the k-th predicted frame, mean over windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_frame_ahead: Option<PerFrameAhead>,
+}
+
+/// Forecasts' figures of the k-th predicted frame (`[k - 1]`), mean over windows; units as
+/// in [`Figures`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerFrameAhead {
+    #[serde(with = "crate::rows::metric_list")]
+    pub mse_per_pixel: Vec<f64>,
+    #[serde(with = "crate::rows::metric_list")]
+    pub mae_per_pixel: Vec<f64>,
+    #[serde(with = "crate::rows::metric_list")]
+    pub psnr_db: Vec<f64>,
+    #[serde(with = "crate::rows::metric_list")]
+    pub ssim: Vec<f64>,
+    #[serde(with = "crate::rows::metric_list")]
+    pub bce_per_frame: Vec<f64>,
+}
+
+impl Evaluation {
+    /// The figures of this evaluation over `windows` windows of `predicted` frames each.
+    pub fn figures(&self, windows: usize, predicted: usize) -> Figures {
+        let m = &self.metrics;
+        let list = |f: fn(&FrameMetrics) -> f64| self.per_horizon.iter().map(f).collect();
+        Figures {
+            windows,
+            predicted_frames_per_window: predicted,
+            loss_per_window: self.loss,
+            mse_per_pixel: m.mse,
+            mae_per_pixel: m.mae,
+            psnr_db_per_frame: m.psnr,
+            ssim_per_frame: m.ssim,
+            bce_per_frame: m.bce,
+            bce_per_window: self.bce_per_window,
+            per_frame_ahead: (!self.per_horizon.is_empty()).then(|| PerFrameAhead {
+                mse_per_pixel: list(|m| m.mse),
+                mae_per_pixel: list(|m| m.mae),
+                psnr_db: list(|m| m.psnr),
+                ssim: list(|m| m.ssim),
+                bce_per_frame: list(|m| m.bce),
+            }),
+        }
+    }
+}
+
+/// Predicted frames per window of `len` frames: the horizon, or every frame but the first.
+pub fn predicted_frames(len: usize, forecast: Option<Forecast>) -> usize {
+    forecast.map_or(len.saturating_sub(1), |f| f.horizon)
 }
 
 /// Evaluates `model` on `windows` (each `[L, C, H, W]`): one step ahead, or forecasting.
@@ -127,7 +213,7 @@ fn one_step(
     Ok(Evaluation {
         loss: loss_sum / windows.len().max(1) as f64,
         metrics: FrameMetrics::mean(&frames),
-        bce_per_sequence: mean(&per_window),
+        bce_per_window: mean(&per_window),
         per_horizon: Vec::new(),
     })
 }
@@ -141,7 +227,7 @@ fn summarise(
     Evaluation {
         loss: mean(&losses),
         metrics: FrameMetrics::mean(&all),
-        bce_per_sequence: mean(&per_window),
+        bce_per_window: mean(&per_window),
         per_horizon: by_horizon.iter().map(|m| FrameMetrics::mean(m)).collect(),
     }
 }

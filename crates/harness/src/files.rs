@@ -47,6 +47,7 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()
         .suffix(TEMPORARY_SUFFIX)
         .tempdir_in(dir)
         .map_err(io_err(dir))?;
+    let _registered = InFlight::register(tmp_dir.path());
     let tmp = tmp_dir.path().join(&name);
     // Created here first, so it gets the usual mode of a new file (0666 less the umask),
     // which a writer's own owner-only temporary would not.
@@ -65,6 +66,45 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// The temporary folders of the writes under way, so that a process told to exit at once
+/// (a second Ctrl-C) can remove them first: [`remove_in_flight_temporaries`].
+static IN_FLIGHT: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A temporary folder listed in [`IN_FLIGHT`] while it lives.
+struct InFlight(std::path::PathBuf);
+
+impl InFlight {
+    fn register(path: &Path) -> InFlight {
+        if let Ok(mut list) = IN_FLIGHT.lock() {
+            list.push(path.to_path_buf());
+        }
+        InFlight(path.to_path_buf())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut list) = IN_FLIGHT.lock() {
+            list.retain(|p| p != &self.0);
+        }
+    }
+}
+
+/// Removes the temporary folders of the writes under way, for a process about to exit
+/// without finishing them (a second Ctrl-C): the files they were to replace keep their
+/// previous version, and no `.<name>.*.tmp` folder is left behind. A write whose rename has
+/// already happened has an empty folder left, which goes too.
+pub fn remove_in_flight_temporaries() {
+    // A poisoned lock still holds the list: a panicking writer is no reason to leave files.
+    let list = match IN_FLIGHT.lock() {
+        Ok(list) => list,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    for path in list.iter() {
+        let _ = std::fs::remove_dir_all(path);
+    }
 }
 
 const TEMPORARY_SUFFIX: &str = ".tmp";

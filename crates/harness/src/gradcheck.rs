@@ -138,27 +138,27 @@ pub fn compare_with_autograd<M: SequenceModel>(
     Ok((loss, ref_loss, checks))
 }
 
-/// Compares the drivers' gradients with those another implementation saved, on the CPU in
-/// `dtype` (f64: the candle-ops driver; f32: the slice driver). `fixture`: a safetensors file holding the batch as `window` `[B, L, C, H, W]`, every
-/// parameter under its name, the gradient of each as `grad.<name>`, and the batch loss as
-/// `loss` `[1]` (as `bench/torch_general.py` writes them). Returns
-/// `(loss, reference_loss, checks)`.
+/// Compares the drivers' predictions and gradients with those another implementation saved,
+/// on the CPU in `dtype` (f64: the candle-ops driver; f32: the slice driver). `fixture`: a
+/// safetensors file holding the batch as `window` `[B, L, C, H, W]`, every parameter under
+/// its name, the gradient of each as `grad.<name>`, the batch loss as `loss` `[1]` and every
+/// step's output as `prediction` `[B, T, C, H, W]` (as `bench/torch_general.py` writes them).
+/// Returns `(loss, reference_loss, prediction check, gradient checks)`.
 pub fn compare_with_saved<M: SequenceModel>(
     config: &M::Config,
     fixture: &std::path::Path,
     plan: &Plan,
     dtype: DType,
-) -> Result<(f64, f64, Vec<GradCheck>)> {
+) -> Result<(f64, f64, GradCheck, Vec<GradCheck>)> {
     let saved = Saved::read(fixture)?;
     let batch = saved.get("window")?.transpose(0, 1)?.contiguous()?; // [L, B, C, H, W]
-    compare_saved::<M>(
-        config,
-        &saved,
-        &saved,
-        "grad.",
-        &batch.to_dtype(dtype)?,
-        plan,
-    )
+    let batch = batch.to_dtype(dtype)?;
+    let (specs, model) = load_saved::<M>(config, &saved, &batch)?;
+    let (loss, ref_loss, checks) = compare_saved(&specs, &model, &saved, "grad.", &batch, plan)?;
+    // The drivers' own forward: the slice driver's for f32, as evaluation runs it.
+    let ours = crate::model::forward_plan(&model, &batch, plan)?.transpose(0, 1)?;
+    let prediction = check("prediction", &ours, &saved.get("prediction")?)?;
+    Ok((loss, ref_loss, prediction, checks))
 }
 
 /// [`compare_with_saved`] for weights and gradients in two files (the gradients under the
@@ -172,14 +172,9 @@ pub fn compare_with_files<M: SequenceModel>(
     plan: &Plan,
 ) -> Result<(f64, f64, Vec<GradCheck>)> {
     let (weights, grads) = (Saved::read(weights)?, Saved::read(grads)?);
-    compare_saved::<M>(
-        config,
-        &weights,
-        &grads,
-        "",
-        &batch.to_dtype(DType::F64)?,
-        plan,
-    )
+    let batch = batch.to_dtype(DType::F64)?;
+    let (specs, model) = load_saved::<M>(config, &weights, &batch)?;
+    compare_saved(&specs, &model, &grads, "", &batch, plan)
 }
 
 /// A safetensors file's tensors, read as f64.
@@ -209,15 +204,13 @@ impl Saved {
     }
 }
 
-fn compare_saved<M: SequenceModel>(
+/// Model `M` with the weights `weights` holds under the parameters' names, in the dtype of
+/// `batch` `[L, B, C, H, W]`, on the CPU.
+fn load_saved<M: SequenceModel>(
     config: &M::Config,
     weights: &Saved,
-    grads: &Saved,
-    grad_prefix: &str,
     batch: &Tensor,
-    plan: &Plan,
-) -> Result<(f64, f64, Vec<GradCheck>)> {
-    let device = Device::Cpu;
+) -> Result<(Vec<crate::ParamSpec>, M)> {
     let (_, _, c, h, w) = batch.dims5()?;
     let frame = [c, h, w];
     let specs = M::parameter_specs(config, frame)?;
@@ -226,14 +219,29 @@ fn compare_saved<M: SequenceModel>(
         .iter()
         .map(|s| Ok(Var::from_tensor(&weights.get(&s.name)?.to_dtype(dtype)?)?))
         .collect::<Result<Vec<_>>>()?;
-    let model = M::load(config, frame, var_builder(&specs, &vars, dtype, &device))?;
-    let (loss, ours) = loss_and_grads(&model, batch, plan)?;
+    let model = M::load(
+        config,
+        frame,
+        var_builder(&specs, &vars, dtype, &Device::Cpu),
+    )?;
+    Ok((specs, model))
+}
+
+fn compare_saved<M: SequenceModel>(
+    specs: &[crate::ParamSpec],
+    model: &M,
+    grads: &Saved,
+    grad_prefix: &str,
+    batch: &Tensor,
+    plan: &Plan,
+) -> Result<(f64, f64, Vec<GradCheck>)> {
+    let (loss, ours) = loss_and_grads(model, batch, plan)?;
     let ref_loss = grads.get("loss")?.flatten_all()?.to_vec1::<f64>()?[0];
     let theirs = specs
         .iter()
         .map(|s| grads.get(&format!("{grad_prefix}{}", s.name)))
         .collect::<Result<Vec<_>>>()?;
-    let checks = compare(&specs, &ours, &theirs)?;
+    let checks = compare(specs, &ours, &theirs)?;
     Ok((loss, ref_loss, checks))
 }
 
@@ -242,6 +250,16 @@ fn compare(
     grads: &[Tensor],
     reference: &[Tensor],
 ) -> Result<Vec<GradCheck>> {
+    specs
+        .iter()
+        .zip(grads)
+        .zip(reference)
+        .map(|((spec, ours), theirs)| check(&spec.name, ours, theirs))
+        .collect()
+}
+
+/// How `ours` compares with `theirs` (same shape), in the reference's dtype.
+fn check(name: &str, ours: &Tensor, theirs: &Tensor) -> Result<GradCheck> {
     let max_abs = |t: &Tensor| -> Result<f64> {
         Ok(t.abs()?
             .flatten_all()?
@@ -249,27 +267,18 @@ fn compare(
             .to_dtype(DType::F64)?
             .to_scalar::<f64>()?)
     };
-    let dtype = reference.first().map_or(DType::F64, |t| t.dtype());
-    specs
-        .iter()
-        .zip(grads)
-        .zip(reference)
-        .map(|((spec, ours), theirs)| {
-            if ours.dims() != theirs.dims() {
-                return Err(crate::Error::Config(format!(
-                    "{}: gradient shape {:?}, reference {:?}",
-                    spec.name,
-                    ours.dims(),
-                    theirs.dims()
-                )));
-            }
-            Ok(GradCheck {
-                name: spec.name.clone(),
-                max_abs_diff: max_abs(&(ours.to_dtype(dtype)? - theirs)?)?,
-                max_reference: max_abs(theirs)?,
-            })
-        })
-        .collect()
+    if ours.dims() != theirs.dims() {
+        return Err(crate::Error::Config(format!(
+            "{name}: shape {:?}, reference {:?}",
+            ours.dims(),
+            theirs.dims()
+        )));
+    }
+    Ok(GradCheck {
+        name: name.to_string(),
+        max_abs_diff: max_abs(&(ours.to_dtype(theirs.dtype())? - theirs)?)?,
+        max_reference: max_abs(theirs)?,
+    })
 }
 
 /// [`compare_with_autograd`] on a batch drawn from `seed`, in `dtype` (the reference in
@@ -298,8 +307,9 @@ pub fn assert_matches_autograd<M: SequenceModel>(
 }
 
 /// Both drivers against a fixture another implementation computed in f64
-/// ([`compare_with_saved`]): the candle-ops driver in f64 to 1e-12 in the loss and 1e-10
-/// in each gradient, the f32 slice driver to 1e-5 and 1e-4. For tests.
+/// ([`compare_with_saved`]): the candle-ops driver in f64 to 1e-12 in the loss and the
+/// predictions and 1e-10 in each gradient, the f32 slice driver to 1e-5 and 1e-4 (each
+/// relative to the largest reference value, gradients with a floor). For tests.
 pub fn assert_matches_fixture<M: SequenceModel>(
     config: &M::Config,
     path: &std::path::Path,
@@ -310,12 +320,15 @@ pub fn assert_matches_fixture<M: SequenceModel>(
         (DType::F64, 1e-12, 1e-10, 0.0),
         (DType::F32, 1e-5, 1e-4, 1e-3),
     ] {
-        let (loss, ref_loss, checks) = compare_with_saved::<M>(config, path, plan, dtype).unwrap();
+        let (loss, ref_loss, prediction, checks) =
+            compare_with_saved::<M>(config, path, plan, dtype).unwrap();
         println!("{name} {plan:?} ({dtype:?}): loss {loss} (reference {ref_loss})");
         assert!(
             (loss - ref_loss).abs() <= loss_rel * ref_loss,
             "{name} ({dtype:?}): {loss} vs {ref_loss}"
         );
+        // A prediction is a forward value as the loss is: the loss's tolerance.
+        assert_agree(std::slice::from_ref(&prediction), loss_rel, 0.0);
         assert_agree(&checks, rel, floor);
     }
 }

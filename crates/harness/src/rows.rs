@@ -78,7 +78,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<EpochRow>> {
 /// a row could not be resumed. They are written as the strings `NaN`, `inf` and `-inf`, as
 /// the CSV writes them, and read back from those, from numbers, and from `null` (NaN, as
 /// checkpoints of earlier versions hold them). Finite values are written as before.
-mod metric {
+pub(crate) mod metric {
     use serde::de::{Deserializer, Error, Visitor};
     use serde::Serializer;
 
@@ -119,6 +119,23 @@ mod metric {
             }
         }
         d.deserialize_any(Figure)
+    }
+}
+
+/// [`metric`] for a list of figures (per frame ahead).
+pub(crate) mod metric_list {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Figure(#[serde(with = "super::metric")] f64);
+
+    pub fn serialize<S: Serializer>(values: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(values.iter().map(|&v| Figure(v)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let figures = Vec::<Figure>::deserialize(d)?;
+        Ok(figures.into_iter().map(|Figure(v)| v).collect())
     }
 }
 

@@ -578,11 +578,11 @@ impl Report {
     ) {
         let n_params: usize = specs.iter().map(|s| s.numel()).sum();
         self.say(&format!(
-            "model {} {}: {} parameters ({:.1} MB f32), device {:?}",
+            "model {} {}: {} parameters ({} as f32), device {:?}",
             M::KIND,
             serde_json::to_string(model_config).unwrap_or_default(),
             n_params,
-            n_params as f64 * 4.0 / 1e6,
+            crate::memory::human(n_params as f64 * 4.0),
             device
         ));
         let parts = match data.holdout {
@@ -676,7 +676,7 @@ impl<M: SequenceModel> Run<'_, M> {
             test_mae: test_metrics.mae,
             test_psnr: test_metrics.psnr,
             test_ssim: test_metrics.ssim,
-            test_bce: test.bce_per_sequence,
+            test_bce: test.bce_per_window,
         };
         self.report.say(&format!(
             "epoch {:>3}/{}  train_loss {:.6}  test_loss {:.6}  psnr {:.2}  ssim {:.4}{}  {:.3} s  {:.0} frames/s",
@@ -887,26 +887,25 @@ impl<M: SequenceModel> Run<'_, M> {
         });
         let metadata = HashMap::from([(CHECKPOINT_METADATA_KEY.to_string(), about.to_string())]);
         save_parameters(&self.paths.weights, &self.specs, &self.vars, metadata)?;
-        let mut summary = serde_json::json!({
+        // A resumed run that had nothing left to train has no evaluation yet.
+        let test = match self.last_test.take() {
+            Some(test) => test,
+            None => evaluate(&self.model, &self.windows.test, self.config.forecast)?,
+        };
+        let windows = self.windows.test.len();
+        let len = self.windows.test.first().map_or(Ok(0), |w| w.dim(0))?;
+        let predicted = crate::evaluate::predicted_frames(len, self.config.forecast);
+        // The model's and copy-last's figures side by side under the same unit-named keys;
+        // `final` is the CSV's last row, in the CSV's units (the README lists them).
+        let summary = serde_json::json!({
             "model": self.kind,
             "model_config": model_config,
             "epochs": rows.len(),
             "final": rows.last(),
-            "copy_last_frame": copy_last.metrics,
+            "forecast": self.config.forecast,
+            "test": test.figures(windows, predicted),
+            "copy_last_frame": copy_last.figures(windows, predicted),
         });
-        if let Some(f) = self.config.forecast {
-            // A resumed run that had nothing left to train has no evaluation yet.
-            let test = match self.last_test.take() {
-                Some(test) => test,
-                None => evaluate(&self.model, &self.windows.test, Some(f))?,
-            };
-            summary["forecast"] = serde_json::json!({
-                "context": f.context,
-                "horizon": f.horizon,
-                "test": horizon_json(&test),
-                "copy_last_frame": horizon_json(&copy_last),
-            });
-        }
         let text =
             serde_json::to_string_pretty(&summary).map_err(|e| Error::Config(e.to_string()))?;
         crate::files::write_bytes_atomic(&self.paths.summary, text.as_bytes())?;
@@ -930,22 +929,8 @@ impl<M: SequenceModel> Run<'_, M> {
 fn bce_note(test: &Evaluation) -> String {
     match test.per_horizon.is_empty() {
         true => String::new(),
-        false => format!("  bce {:.1}", test.bce_per_sequence),
+        false => format!("  bce {:.1}", test.bce_per_window),
     }
-}
-
-/// Per frame ahead: MSE, SSIM and cross-entropy, as lists.
-fn horizon_json(test: &Evaluation) -> serde_json::Value {
-    let list = |f: fn(&crate::metrics::FrameMetrics) -> f64| -> Vec<f64> {
-        test.per_horizon.iter().map(f).collect()
-    };
-    serde_json::json!({
-        "mse": list(|m| m.mse),
-        "ssim": list(|m| m.ssim),
-        "bce": list(|m| m.bce),
-        "bce_per_sequence": test.bce_per_sequence,
-        "mean": test.metrics,
-    })
 }
 
 fn json<T: Serialize>(value: &T) -> Result<serde_json::Value> {

@@ -1,6 +1,6 @@
 //! Image metrics against hand-worked cases.
 
-use harness::metrics::{psnr, ssim, FrameMetrics};
+use harness::metrics::{psnr, ssim, FrameMetrics, PSNR_CAP_DB};
 
 fn ramp(h: usize, w: usize) -> Vec<f32> {
     (0..h * w)
@@ -14,7 +14,7 @@ fn identical_frames_are_perfect() {
     let m = FrameMetrics::of(&a, &a, 1, 20, 24);
     assert_eq!(m.mse, 0.0);
     assert_eq!(m.mae, 0.0);
-    assert_eq!(m.psnr, f64::INFINITY);
+    assert_eq!(m.psnr, PSNR_CAP_DB);
     assert!((m.ssim - 1.0).abs() < 1e-12, "{}", m.ssim);
 }
 
@@ -45,9 +45,27 @@ fn predictions_are_clipped_to_the_unit_interval() {
 
 #[test]
 fn psnr_of_known_errors() {
-    assert_eq!(psnr(0.0), f64::INFINITY);
+    assert_eq!(psnr(0.0), 100.0);
+    assert_eq!(psnr(1e-12), 100.0);
+    assert!(psnr(f64::NAN).is_nan());
     assert!((psnr(1e-3) - 30.0).abs() < 1e-12);
+    // Just above the cap's MSE, the formula itself.
+    assert!((psnr(2e-10) - 96.98970004336019).abs() < 1e-9);
     assert!((psnr(0.5) - 3.010299956639812).abs() < 1e-12);
+}
+
+#[test]
+fn an_exact_frame_keeps_the_mean_psnr_finite() {
+    // Two frames: one exact (as copy-last is on Moving MNIST when both digits rest at a
+    // bounce), one off by 0.1 everywhere (20 dB). The mean is (100 + 20) / 2, not infinite.
+    let truth = vec![0.5f32; 16 * 16];
+    let off = vec![0.6f32; 16 * 16];
+    let frames = [
+        FrameMetrics::of(&truth, &truth, 1, 16, 16),
+        FrameMetrics::of(&off, &truth, 1, 16, 16),
+    ];
+    let mean = FrameMetrics::mean(&frames);
+    assert!((mean.psnr - 60.0).abs() < 1e-5, "{mean:?}");
 }
 
 #[test]

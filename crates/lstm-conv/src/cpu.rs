@@ -449,6 +449,34 @@ mod tests {
         out
     }
 
+    /// `dx[c, y, x] = sum_{o,ky,kx} k[o, c, ky, kx] * d[o, y-ky+P, x-kx+P]` in f64: the
+    /// gradient of [`conv_by_definition`] with respect to its input, from the same formula
+    /// read the other way (input `(y, x)` feeds output `(y - ky + P, x - kx + P)`).
+    fn transpose_by_definition(d: &[f32], kernel: &[f32], g: &Geometry) -> Vec<f64> {
+        let (h, w, k, p) = (g.h as isize, g.w as isize, g.k, g.p as isize);
+        let mut dx = vec![0f64; g.c_in * g.h * g.w];
+        for c in 0..g.c_in {
+            for y in 0..h {
+                for x in 0..w {
+                    let mut sum = 0f64;
+                    for o in 0..g.c_out {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let (yy, xx) = (y - ky as isize + p, x - kx as isize + p);
+                                if (0..h).contains(&yy) && (0..w).contains(&xx) {
+                                    sum += f64::from(kernel[((o * g.c_in + c) * k + ky) * k + kx])
+                                        * f64::from(d[((o as isize * h + yy) * w + xx) as usize]);
+                                }
+                            }
+                        }
+                    }
+                    dx[((c as isize * h + y) * w + x) as usize] = sum;
+                }
+            }
+        }
+        dx
+    }
+
     #[test]
     fn convolutions_and_their_transposes_equal_the_definition() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
@@ -480,24 +508,33 @@ mod tests {
                     );
                 }
             }
-            // <conv(x), d> = <x, conv^T(d)> for any d: the transpose is the adjoint.
+            // The transpose entry by entry, added to what `out` held (it accumulates): an
+            // inner product with the adjoint would let errors that cancel over a plane pass.
             let d = random(c_out * h * w, &mut rng);
-            let lhs: f64 = want.iter().zip(&d).map(|(a, b)| a * f64::from(*b)).sum();
+            let start = random(c_in * h * w, &mut rng);
+            let want = transpose_by_definition(&d, &kernel, &g);
             for fma in [false, true] {
-                let mut back = vec![0f32; c_in * h * w];
+                let mut back = start.clone();
                 if fma {
                     transpose_conv(&d, &kernel, &mut back, &g);
                 } else {
                     transpose_conv_impl::<false>(&d, &kernel, &mut back, &g);
                 }
-                let rhs: f64 = x
+                // The entry furthest past the forward's bound, `1e-5 * (1 + |want|)`.
+                let excess = |(got, want): (f64, f64)| (got - want).abs() / (1.0 + want.abs());
+                let (i, (got, want)) = back
                     .iter()
-                    .zip(&back)
-                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                    .sum();
+                    .zip(&start)
+                    .zip(&want)
+                    .map(|((&got, &s), &def)| (f64::from(got), f64::from(s) + def))
+                    .enumerate()
+                    .max_by(|a, b| excess(a.1).total_cmp(&excess(b.1)))
+                    .unwrap();
                 assert!(
-                    (lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()),
-                    "adjoint: {lhs} vs {rhs}"
+                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{c_in}->{c_out} {h}x{w} k{k} fma {fma}: transpose, worst entry {i}: {got} vs \
+                     {want}, |diff| {:.3e}",
+                    (got - want).abs()
                 );
             }
         }

@@ -106,6 +106,21 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Layers of many channels, which the slice driver runs as matrix products
+/// (`lowered`/`implicit`, `C_in * C_out >= 64`) rather than direct convolutions: 4x4
+/// patches make 16 input channels, so every convolution is one (layer 0: 16 -> 64 in and
+/// recurrent, layer 1: 16 -> 32 in, 8 -> 32 recurrent) and so is the head (8 -> 16). The
+/// cases above reach them only in `rgb`'s 4 -> 16 recurrent convolution. Too many weights for
+/// central differences; `tests/fixtures/general/many-channels` has PyTorch's gradients.
+fn many_channels() -> Case {
+    Case {
+        name: "many channels",
+        config: conv(&[16, 8], &[3], false, Head::Affine, 4),
+        frame: [1, 16, 16],
+        plan: Plan::one_step(5, 2),
+    }
+}
+
 #[test]
 fn gradients_match_central_differences() {
     for case in cases() {
@@ -162,6 +177,7 @@ fn f32_slice_driver_equals_autograd() {
         plan: Plan::one_step(26, 1),
     }];
     all.extend(cases());
+    all.push(many_channels());
     all.push(Case {
         name: "kernel 7, wide",
         config: conv(&[2], &[7], false, Head::Affine, 1),
@@ -186,7 +202,7 @@ fn f32_slice_driver_equals_autograd() {
 fn predictions_on_the_slice_driver_equal_candle_ops() {
     // What evaluation reads: every case's plan, one-step and forecasting, patches and three
     // channels among them, through the slice driver and through candle ops.
-    for case in cases() {
+    for case in cases().into_iter().chain([many_channels()]) {
         let batch = case.batch(5, DType::F32);
         let (_, _, model) =
             generic_point::<ConvLstm>(&case.config, case.frame, 2, DType::F32, &Device::Cpu)

@@ -9,10 +9,11 @@
 //!     --dump-grads crates/lstm-conv/tests/fixtures/torch_grads.safetensors
 //!   ```
 //! - every option alone and combined (layers, kernels per layer, peepholes, each head,
-//!   patches, batches, three channels, forecasting with fed-back predictions), each case a
-//!   file holding its windows, weights, loss and gradients (`bench/torch_general.py`, its
-//!   own ConvLSTM written with `nn.functional.conv2d` and `pixel_unshuffle`; the cases and
-//!   their seeds are in its docstring):
+//!   patches, batches, three channels, forecasting with fed-back predictions, layers of
+//!   many channels that run as matrix products), each case a file holding its windows,
+//!   weights, loss, gradients and predictions (`bench/torch_general.py`, its own ConvLSTM
+//!   written with `nn.functional.conv2d` and `pixel_unshuffle`; the cases and their seeds
+//!   are in its docstring):
 //!   ```text
 //!   python bench/torch_general.py --all-fixtures crates/lstm-conv/tests/fixtures/general \
 //!     crates/lstm-linear/tests/fixtures/general
@@ -102,7 +103,7 @@ fn every_option_matches_pytorch() {
         .map(|e| e.unwrap().path())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names.len(), 9, "{names:?}");
     for path in names {
         let (config, plan) = case(&path);
         assert_matches_fixture::<ConvLstm>(&config, &path, &plan);

@@ -1,0 +1,115 @@
+//! The committed reference results hold what today's code computes: `eval` on the committed
+//! real-video checkpoints gives the figures committed beside them (the README's real-video
+//! table quotes those files), and copying the last frame gives numpy's figures.
+
+mod common;
+
+use common::{ok, repo_root, s};
+
+/// One `eval` of a committed checkpoint and the `--json` file it was committed as.
+struct Case {
+    checkpoint: &'static str,
+    args: &'static [&'static str],
+    committed: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        checkpoint: "results/reference/video/conv.safetensors",
+        args: &[],
+        committed: "results/reference/video/eval-data.json",
+    },
+    Case {
+        checkpoint: "results/reference/video/conv.safetensors",
+        args: &["--context", "21", "--horizon", "5"],
+        committed: "results/reference/video/eval-data-21-5.json",
+    },
+    Case {
+        checkpoint: "results/reference/video/conv.safetensors",
+        args: &["--data", "data/tree"],
+        committed: "results/reference/video/eval-tree.json",
+    },
+    Case {
+        checkpoint: "results/reference/video/conv.safetensors",
+        args: &["--data", "data/tree", "--context", "21", "--horizon", "5"],
+        committed: "results/reference/video/eval-tree-21-5.json",
+    },
+    Case {
+        checkpoint: "results/reference/video-sigmoid/conv.safetensors",
+        args: &[],
+        committed: "results/reference/video-sigmoid/eval-data.json",
+    },
+    Case {
+        checkpoint: "results/reference/video-sigmoid/conv.safetensors",
+        args: &["--context", "21", "--horizon", "5"],
+        committed: "results/reference/video-sigmoid/eval-data-21-5.json",
+    },
+    Case {
+        checkpoint: "results/reference/video-sigmoid/conv.safetensors",
+        args: &["--data", "data/tree"],
+        committed: "results/reference/video-sigmoid/eval-tree.json",
+    },
+    Case {
+        checkpoint: "results/reference/video-sigmoid/conv.safetensors",
+        args: &["--data", "data/tree", "--context", "21", "--horizon", "5"],
+        committed: "results/reference/video-sigmoid/eval-tree-21-5.json",
+    },
+];
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn eval_of_the_committed_video_models_gives_the_committed_figures() {
+    let out = tempfile::tempdir().unwrap();
+    for (k, case) in CASES.iter().enumerate() {
+        let json = out.path().join(format!("{k}.json"));
+        let mut args = vec!["eval", "--checkpoint", case.checkpoint];
+        args.extend_from_slice(case.args);
+        args.extend_from_slice(&["--json", s(&json)]);
+        ok(&args);
+        let (ours, committed) = (
+            read_json(&json),
+            read_json(&repo_root().join(case.committed)),
+        );
+        for block in ["test", "copy_last_frame"] {
+            common::assert_figures_close(
+                &ours[block],
+                &committed[block],
+                &format!("{} {block}", case.committed),
+            );
+        }
+        assert_eq!(
+            ours["model_config"], committed["model_config"],
+            "{}",
+            case.committed
+        );
+        assert_eq!(
+            ours["forecast"], committed["forecast"],
+            "{}",
+            case.committed
+        );
+    }
+}
+
+#[test]
+fn copy_last_on_data_is_numpys_one_step_and_five_ahead() {
+    let out = tempfile::tempdir().unwrap();
+    for (args, case) in [
+        (&[][..], "one_step"),
+        (&["--context", "21", "--horizon", "5"][..], "forecast_21_5"),
+    ] {
+        let json = out.path().join(format!("{case}.json"));
+        let mut all = vec![
+            "eval",
+            "--checkpoint",
+            "results/reference/video/conv.safetensors",
+        ];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--json", s(&json)]);
+        ok(&all);
+        common::assert_figures_match_numpy(&read_json(&json)["copy_last_frame"], case);
+    }
+}
