@@ -19,6 +19,9 @@ pub struct DataProbe {
     pub frame: [usize; 3],
     /// Frames per window.
     pub window: usize,
+    /// At least as many training windows as the data will give: a batch is never larger
+    /// (the seed's 5 windows make `--batch-size 16` a batch of 5).
+    pub windows_at_most: usize,
     /// `moving-mnist` or the folder.
     pub source: String,
     /// Which flags size the frames, for advice.
@@ -27,13 +30,16 @@ pub struct DataProbe {
 
 /// Counts the frames and reads one header: nothing is decoded.
 pub fn probe(args: &DataArgs, seq_len: Option<usize>) -> Result<DataProbe> {
-    let window = config::window_spec(args, seq_len)?.len;
+    let windows = config::window_spec(args, seq_len)?;
+    let window = windows.len;
     if args.data.as_os_str() == MOVING_MNIST {
         let spec = config::moving_mnist(args)?;
+        let per_sequence = spec.frames.saturating_sub(window) / windows.stride + 1;
         return Ok(DataProbe {
             frames: (spec.train.saturating_add(spec.test)).saturating_mul(spec.frames),
             frame: [1, spec.size, spec.size],
             window,
+            windows_at_most: spec.train.saturating_mul(per_sequence),
             source: MOVING_MNIST.into(),
             moving_mnist: true,
         });
@@ -43,6 +49,9 @@ pub fn probe(args: &DataArgs, seq_len: Option<usize>) -> Result<DataProbe> {
         frames,
         frame,
         window,
+        // A video of n frames has (n - L) / S + 1 windows; over all videos that is at most
+        // frames / S + 1 while L >= S, and the split takes some for testing.
+        windows_at_most: frames / windows.stride + 1,
         source: args.data.display().to_string(),
         moving_mnist: false,
     })
@@ -117,7 +126,7 @@ pub fn check_run<M: SequenceModel>(
     let stack = M::layout(model, probe.frame)?;
     let run = RunShape {
         frames: probe.frames,
-        batch: args.batch_size,
+        batch: args.batch_size.min(probe.windows_at_most.max(1)),
         steps: probe.window.saturating_sub(1),
         threads,
         eval_batch: if config.forecast.is_some() {

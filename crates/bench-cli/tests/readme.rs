@@ -140,3 +140,37 @@ fn readme_blocks_are_read_as_intended() {
     assert_eq!(run, ["bench-cli frames   # look"]);
     assert_eq!(skipped, ["cargo test", "bench-cli --model linear"]);
 }
+
+/// Every log README.md and BENCHMARKS.md point at for a figure is in the repository, and
+/// every committed log is one they point at.
+#[test]
+fn the_logs_the_documents_cite_are_committed() {
+    let root = repo_root();
+    let mut cited = std::collections::BTreeSet::new();
+    for doc in ["README.md", "BENCHMARKS.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for (at, _) in text.match_indices("bench/logs/") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "/-_.".contains(*c))
+                .collect();
+            if name.ends_with(".log") {
+                assert!(
+                    root.join(&name).is_file(),
+                    "{doc} cites {name}, which is missing"
+                );
+                cited.insert(name);
+            }
+        }
+    }
+    assert!(!cited.is_empty(), "no log cited");
+    for entry in std::fs::read_dir(root.join("bench/logs")).unwrap() {
+        let name = format!(
+            "bench/logs/{}",
+            entry.unwrap().file_name().to_string_lossy()
+        );
+        if name.ends_with(".log") {
+            assert!(cited.contains(&name), "{name} is cited by neither document");
+        }
+    }
+}
