@@ -113,3 +113,33 @@ fn copy_last_on_data_is_numpys_one_step_and_five_ahead() {
         common::assert_figures_match_numpy(&read_json(&json)["copy_last_frame"], case);
     }
 }
+
+/// The Moving MNIST summaries were written before the figures had unit-named keys; `plot
+/// --horizon` still reads them (they are the README's plots), and draws what they hold.
+#[test]
+fn plot_reads_the_summaries_written_before_the_unit_named_keys() {
+    let out = tempfile::tempdir().unwrap();
+    for metric in ["mse", "ssim", "bce"] {
+        let png = out.path().join(format!("{metric}.png"));
+        ok(&[
+            "plot",
+            "--horizon",
+            "results/reference/mmnist/conv.summary.json",
+            "results/reference/mmnist/linear.summary.json",
+            "--metric",
+            metric,
+            "-o",
+            s(&png),
+        ]);
+        let image = image::open(&png).unwrap().to_rgb8();
+        // Three lines (two models, copy-last) in colour on a white background.
+        let coloured = image
+            .pixels()
+            .filter(|p| {
+                let [r, g, b] = p.0;
+                r.max(g).max(b) - r.min(g).min(b) > 60
+            })
+            .count();
+        assert!(coloured > 500, "{metric}: {coloured} coloured pixels");
+    }
+}
