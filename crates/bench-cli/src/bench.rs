@@ -1,6 +1,7 @@
 //! `bench-cli bench`: each model trained in a child process of this same binary, so each
 //! run's peak memory is its own; timings come from the run's CSV (the harness's own clock).
 
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -69,53 +70,66 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if epochs < 2 {
             bail!("{flag} {epochs}: need at least 2 (the first is warm-up)");
         }
-        let mut cmd = Command::new(&exe);
-        // One training checkpoint, at the end: the timed epochs exclude writing it either
-        // way, but for the linear model it is 1.9 GB of disk traffic after each.
-        cmd.args(["--model", kind, "--epochs", &epochs.to_string()])
-            .args(extra)
-            .args(["--checkpoint-every", "0", "--quiet"])
-            .arg("--data")
-            .arg(&args.data)
-            .arg("--out")
-            .arg(scratch.path());
-        if let Some(t) = args.threads {
-            cmd.args(["--threads", &t.to_string()]);
-        }
-        if let Some(device) = args.device {
-            cmd.args(["--device", device.name()]);
-        }
-        let out = cmd.output().context("cannot run the training child")?;
-        // The next configuration of the same model writes the same file names.
-        for file in ["safetensors", "resume.safetensors", "summary.json"] {
-            std::fs::remove_file(scratch.path().join(format!("{kind}.{file}"))).ok();
-        }
-        if !out.status.success() {
-            bail!(
-                "{name} run failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let peak = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("peak memory: "))
-            .and_then(|v| v.trim_end_matches(" MiB").parse::<f64>().ok());
-        let rows = harness::train::read_csv(&scratch.path().join(format!("{kind}.csv")))?;
-        std::fs::remove_file(scratch.path().join(format!("{kind}.csv"))).ok();
-        let mut seconds: Vec<f64> = rows.iter().skip(1).map(|r| r.seconds).collect();
-        seconds.sort_by(f64::total_cmp);
-        let median = seconds[seconds.len() / 2];
-        let steps = rows[0].frames_per_second * rows[0].seconds;
-        println!(
-            "{:<14} {:>7} {:>14.4} {:>19} {:>9.0} {:>10}",
-            name,
-            rows.len() - 1,
-            median,
-            format!("{:.4} - {:.4}", seconds[0], seconds[seconds.len() - 1]),
-            steps / median,
-            peak.map_or("?".into(), |p| format!("{p:.0}"))
+        timed_row(args, &exe, scratch.path(), (name, kind, epochs, extra))?;
+    }
+    Ok(())
+}
+
+/// Runs one configuration in a child process of this binary (`kind` with `extra` flags for
+/// `epochs` epochs) and prints its row: the median and range of the timed epochs, frames per
+/// second and the child's peak memory.
+fn timed_row(
+    args: &BenchArgs,
+    exe: &Path,
+    scratch: &Path,
+    (name, kind, epochs, extra): (&str, &str, usize, &[&str]),
+) -> Result<()> {
+    let mut cmd = Command::new(exe);
+    // One training checkpoint, at the end: the timed epochs exclude writing it either
+    // way, but for the linear model it is 1.8 GiB of disk traffic after each.
+    cmd.args(["--model", kind, "--epochs", &epochs.to_string()])
+        .args(extra)
+        .args(["--checkpoint-every", "0", "--quiet"])
+        .arg("--data")
+        .arg(&args.data)
+        .arg("--out")
+        .arg(scratch);
+    if let Some(t) = args.threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
+    if let Some(device) = args.device {
+        cmd.args(["--device", device.name()]);
+    }
+    let out = cmd.output().context("cannot run the training child")?;
+    // The next configuration of the same model writes the same file names.
+    for file in ["safetensors", "resume.safetensors", "summary.json"] {
+        std::fs::remove_file(scratch.join(format!("{kind}.{file}"))).ok();
+    }
+    if !out.status.success() {
+        bail!(
+            "{name} run failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
         );
     }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let peak = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("peak memory: "))
+        .and_then(|v| v.trim_end_matches(" MiB").parse::<f64>().ok());
+    let rows = harness::rows::read_csv(&scratch.join(format!("{kind}.csv")))?;
+    std::fs::remove_file(scratch.join(format!("{kind}.csv"))).ok();
+    let mut seconds: Vec<f64> = rows.iter().skip(1).map(|r| r.seconds).collect();
+    seconds.sort_by(f64::total_cmp);
+    let median = seconds[seconds.len() / 2];
+    let steps = rows[0].frames_per_second * rows[0].seconds;
+    println!(
+        "{:<14} {:>7} {:>14.4} {:>19} {:>9.0} {:>10}",
+        name,
+        rows.len() - 1,
+        median,
+        format!("{:.4} - {:.4}", seconds[0], seconds[seconds.len() - 1]),
+        steps / median,
+        peak.map_or("?".into(), |p| format!("{p:.0}"))
+    );
     Ok(())
 }

@@ -137,30 +137,9 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
     // Threads first: the thread pool's size goes into the environment for candle, which
     // must happen before any other thread (the Ctrl-C handler's) exists.
     let threads = config::set_threads(args, model)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Arc::new(AtomicBool::new(false));
-    config.stop = Some(stop.clone());
-    config.started = Some(started.clone());
-    ctrlc::set_handler(move || {
-        // Loading, resizing and building the model write nothing: stop at once.
-        if !started.load(Ordering::SeqCst) {
-            eprintln!("bench-cli: interrupted before training started; nothing was written");
-            std::process::exit(EXIT_INTERRUPTED.into());
-        }
-        if stop.swap(true, Ordering::SeqCst) {
-            eprintln!(
-                "bench-cli: interrupted again: exiting now; the last training checkpoint is kept"
-            );
-            // A file being written keeps its previous version; its temporary goes.
-            harness::files::remove_in_flight_temporaries();
-            std::process::exit(EXIT_INTERRUPTED.into());
-        }
-        eprintln!(
-            "bench-cli: interrupted: stopping after the current window with a checkpoint \
-             (again to exit at once)"
-        );
-    })
-    .context("cannot install the Ctrl-C handler")?;
+    let (stop, started) = stop_on_signals()?;
+    config.stop = Some(stop);
+    config.started = Some(started);
     let device = config::device(args.device)?;
     let probe = fit::probe(&args.data, config.forecast.map(|f| f.context + f.horizon))?;
     let frame = probe.frame;
@@ -195,6 +174,37 @@ fn train(mut args: TrainArgs, matches: &ArgMatches) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT and SIGTERM (ctrlc's `termination` feature): before training starts, exit at
+/// once (nothing is written yet); during training, the first asks for a stop after the
+/// current window with a checkpoint (the returned `stop` flag), a second exits at once.
+/// Returns the flags `(stop, started)` the harness reads and sets.
+fn stop_on_signals() -> Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    let (stop_flag, started_flag) = (stop.clone(), started.clone());
+    ctrlc::set_handler(move || {
+        // Loading, resizing and building the model write nothing: stop at once.
+        if !started_flag.load(Ordering::SeqCst) {
+            eprintln!("bench-cli: interrupted before training started; nothing was written");
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
+        if stop_flag.swap(true, Ordering::SeqCst) {
+            eprintln!(
+                "bench-cli: interrupted again: exiting now; the last training checkpoint is kept"
+            );
+            // A file being written keeps its previous version; its temporary goes.
+            harness::files::remove_in_flight_temporaries();
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
+        eprintln!(
+            "bench-cli: interrupted: stopping after the current window with a checkpoint \
+             (again to exit at once)"
+        );
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok((stop, started))
 }
 
 /// Checks that the run fits in memory, loads its frames and trains.

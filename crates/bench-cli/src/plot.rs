@@ -79,7 +79,7 @@ pub fn plot(csvs: &[PathBuf], out: &Path, metric: Option<&str>) -> Result<()> {
     register_font()?;
     let bytes = render(format, size, &runs, &panels, &epochs)
         .with_context(|| format!("cannot render the plot {}", out.display()))?;
-    harness::params::write_bytes_atomic(out, &bytes)
+    harness::files::write_bytes_atomic(out, &bytes)
         .with_context(|| format!("cannot write the plot {}", out.display()))
 }
 
@@ -100,44 +100,13 @@ pub fn plot_horizon(files: &[PathBuf], out: &Path, metric: Option<&str>) -> Resu
     let mut runs = Vec::new();
     let mut copy_last = None;
     for (path, label) in files.iter().zip(labels) {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-        // Today's files keep the lists under `test.per_frame_ahead` with unit-named keys;
-        // summaries written before that under `forecast.test` (eval's under `test`).
-        let (test, copy, key) = match (json.get("forecast"), json.get("test")) {
-            (_, Some(test)) if test.get("per_frame_ahead").is_some() => (
-                &test["per_frame_ahead"],
-                &json["copy_last_frame"]["per_frame_ahead"],
-                per_frame_key(metric),
-            ),
-            (Some(f), _) if f.get("test").is_some() => (&f["test"], &f["copy_last_frame"], metric),
-            (_, Some(test)) if test.get("mse").is_some() => {
-                (test, &json["copy_last_frame"], metric)
-            }
-            _ => bail!(
-                "{}: not a forecast's figures (a summary of a run with --context and --horizon, \
-                 or eval --context ... --json)",
-                path.display()
-            ),
-        };
-        let list = |v: &serde_json::Value| -> Result<Vec<f64>> {
-            v[key]
-                .as_array()
-                .filter(|a| !a.is_empty())
-                .ok_or_else(|| anyhow!("{}: no per-frame `{key}`", path.display()))?
-                .iter()
-                .map(|x| figure(x).ok_or_else(|| anyhow!("{}: `{key}` holds {x}", path.display())))
-                .collect()
-        };
-        let values = list(test)?;
+        let (values, copy) = horizon_lists(path, metric)?;
         let ahead: Vec<f64> = (1..=values.len()).map(|k| k as f64).collect();
         if copy_last.is_none() {
             copy_last = Some(Run {
                 label: "copy last frame".into(),
                 epoch: ahead.clone(),
-                train_loss: list(copy)?,
+                train_loss: copy,
                 test_loss: Vec::new(),
                 metric: Vec::new(),
             });
@@ -168,8 +137,43 @@ pub fn plot_horizon(files: &[PathBuf], out: &Path, metric: Option<&str>) -> Resu
         &ahead,
     )
     .with_context(|| format!("cannot render the plot {}", out.display()))?;
-    harness::params::write_bytes_atomic(out, &bytes)
+    harness::files::write_bytes_atomic(out, &bytes)
         .with_context(|| format!("cannot write the plot {}", out.display()))
+}
+
+/// A forecast's `metric` per frame ahead in one summary or `eval --json` file: the model's
+/// and copying the last frame's.
+fn horizon_lists(path: &Path, metric: &str) -> Result<(Vec<f64>, Vec<f64>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    // Today's files keep the lists under `test.per_frame_ahead` with unit-named keys;
+    // summaries written before that under `forecast.test` (eval's under `test`).
+    let (test, copy, key) = match (json.get("forecast"), json.get("test")) {
+        (_, Some(test)) if test.get("per_frame_ahead").is_some() => (
+            &test["per_frame_ahead"],
+            &json["copy_last_frame"]["per_frame_ahead"],
+            per_frame_key(metric),
+        ),
+        (Some(f), _) if f.get("test").is_some() => (&f["test"], &f["copy_last_frame"], metric),
+        (_, Some(test)) if test.get("mse").is_some() => (test, &json["copy_last_frame"], metric),
+        _ => bail!(
+            "{}: not a forecast's figures (a summary of a run with --context and --horizon, \
+             or eval --context ... --json)",
+            path.display()
+        ),
+    };
+    let list = |v: &serde_json::Value| -> Result<Vec<f64>> {
+        v[key]
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| anyhow!("{}: no per-frame `{key}`", path.display()))?
+            .iter()
+            .map(|x| figure(x).ok_or_else(|| anyhow!("{}: `{key}` holds {x}", path.display())))
+            .collect()
+    };
+    Ok((list(test)?, list(copy)?))
 }
 
 /// The key of `--metric`'s list under `per_frame_ahead`.

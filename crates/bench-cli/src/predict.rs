@@ -96,7 +96,7 @@ fn draw<M: SequenceModel>(args: &PredictArgs) -> Result<()> {
     } else {
         grid(&rows, labels, args.scale)?
     };
-    harness::params::write_bytes_atomic(&args.output, &bytes)?;
+    harness::files::write_bytes_atomic(&args.output, &bytes)?;
     println!("wrote {}", args.output.display());
     Ok(())
 }

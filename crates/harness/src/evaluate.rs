@@ -139,28 +139,10 @@ pub fn evaluate<M: Recurrent>(
     let Some(f) = forecast else {
         return one_step(windows, |window| Ok(predict(model, window)?.detach()));
     };
-    let mut losses = Vec::new();
-    let mut per_window = Vec::new();
-    let mut by_horizon: Vec<Vec<FrameMetrics>> = vec![Vec::new(); f.horizon];
-    for chunk in windows.chunks(BATCH) {
-        let members: Vec<&Tensor> = chunk.iter().collect();
-        let batch = Tensor::stack(&members, 1)?; // [L, B, C, H, W]
-        let plan = f.plan(chunk.len());
-        check_len(&batch, &plan)?;
-        let predictions = forward_plan(model, &batch, &plan)?; // [T, B, C, H, W]
-        let ahead = predictions.narrow(0, f.context - 1, f.horizon)?; // [N, B, C, H, W]
-        for (b, window) in chunk.iter().enumerate() {
-            let predicted = ahead.narrow(1, b, 1)?.squeeze(1)?; // [N, C, H, W]
-            let truth = window.narrow(0, f.context, f.horizon)?;
-            let metrics = per_frame_metrics(&predicted, &truth)?;
-            losses.push(metrics_loss(&predicted, &truth)?);
-            per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
-            for (k, m) in metrics.into_iter().enumerate() {
-                by_horizon[k].push(m);
-            }
-        }
-    }
-    Ok(summarise(losses, per_window, by_horizon))
+    forecasts(windows, f, |batch, plan| {
+        let predictions = forward_plan(model, batch, plan)?; // [T, B, C, H, W]
+        Ok(predictions.narrow(0, f.context - 1, f.horizon)?) // [N, B, C, H, W]
+    })
 }
 
 /// Copying the last frame, on the same windows and frames as [`evaluate`]: one step ahead,
@@ -173,18 +155,38 @@ pub fn copy_last(windows: &[Tensor], forecast: Option<Forecast>) -> Result<Evalu
             Ok(window.narrow(0, 0, steps)?)
         });
     };
+    forecasts(windows, f, |batch, _| {
+        let last = batch.narrow(0, f.context - 1, 1)?; // [1, B, C, H, W]
+        Ok(last.repeat((f.horizon, 1, 1, 1, 1))?) // [N, B, C, H, W]
+    })
+}
+
+/// Forecasts of `windows` (each `[L, C, H, W]`), [`BATCH`] at a time: `ahead` turns a batch
+/// `[L, B, C, H, W]` and its plan into the `N` predicted frames `[N, B, C, H, W]`; each
+/// window's are scored against its last `N` frames.
+fn forecasts(
+    windows: &[Tensor],
+    f: Forecast,
+    ahead: impl Fn(&Tensor, &Plan) -> Result<Tensor>,
+) -> Result<Evaluation> {
     let mut losses = Vec::new();
     let mut per_window = Vec::new();
     let mut by_horizon: Vec<Vec<FrameMetrics>> = vec![Vec::new(); f.horizon];
-    for window in windows {
-        let last = window.narrow(0, f.context - 1, 1)?; // [1, C, H, W]
-        let repeated = last.repeat((f.horizon, 1, 1, 1))?; // [N, C, H, W]
-        let truth = window.narrow(0, f.context, f.horizon)?;
-        let metrics = per_frame_metrics(&repeated, &truth)?;
-        losses.push(metrics_loss(&repeated, &truth)?);
-        per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
-        for (k, m) in metrics.into_iter().enumerate() {
-            by_horizon[k].push(m);
+    for chunk in windows.chunks(BATCH) {
+        let members: Vec<&Tensor> = chunk.iter().collect();
+        let batch = Tensor::stack(&members, 1)?; // [L, B, C, H, W]
+        let plan = f.plan(chunk.len());
+        check_len(&batch, &plan)?;
+        let predicted_all = ahead(&batch, &plan)?; // [N, B, C, H, W]
+        for (b, window) in chunk.iter().enumerate() {
+            let predicted = predicted_all.narrow(1, b, 1)?.squeeze(1)?; // [N, C, H, W]
+            let truth = window.narrow(0, f.context, f.horizon)?;
+            let metrics = per_frame_metrics(&predicted, &truth)?;
+            losses.push(metrics_loss(&predicted, &truth)?);
+            per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
+            for (k, m) in metrics.into_iter().enumerate() {
+                by_horizon[k].push(m);
+            }
         }
     }
     Ok(summarise(losses, per_window, by_horizon))

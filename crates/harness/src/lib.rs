@@ -37,4 +37,5 @@ pub use model::{
     autograd_loss_and_grads, loss_and_grads, predict, train_step, window_loss, ParamInit,
     ParamSpec, SequenceModel, Step,
 };
-pub use train::{train, EpochRow, OutputPaths, RunSummary, TrainConfig};
+pub use rows::EpochRow;
+pub use train::{train, OutputPaths, RunSummary, TrainConfig};

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{io_err, Error, Result};
-pub use crate::files::{remove_stale_temporaries, write_atomic, write_bytes_atomic, F32View};
+use crate::files::write_atomic;
 use crate::model::{ParamInit, ParamSpec};
 
 /// Draws every parameter in `specs` order from one ChaCha8 stream seeded with `seed`.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::adam::{Adam, AdamConfig};
 use crate::error::{io_err, Error, Result};
 use crate::files::{write_atomic, F32View};
-pub use crate::keys::{moment_names, ADAM_PREFIX, CHECKPOINT_METADATA_KEY};
+use crate::keys::{moment_names, CHECKPOINT_METADATA_KEY};
 use crate::model::ParamSpec;
 use crate::rows::EpochRow;
 

@@ -19,16 +19,16 @@ use serde::{Deserialize, Serialize};
 use crate::adam::{Adam, AdamConfig};
 use crate::error::{io_err, Error, Result};
 use crate::evaluate::{copy_last, evaluate, Evaluation, Forecast};
+use crate::files::remove_stale_temporaries;
 use crate::model::{train_step, ParamSpec, SequenceModel, Step};
 use crate::params::{
-    init_parameters, load_parameters, remove_stale_temporaries, save_parameters, take_parameters,
-    var_builder,
+    init_parameters, load_parameters, save_parameters, take_parameters, var_builder,
 };
 use crate::resume::{self, DataFingerprint, TrainingState};
 use lstm_core::{cpu, Plan};
 
-pub use crate::keys::CHECKPOINT_METADATA_KEY;
-pub use crate::rows::{read_csv, write_csv, EpochRow};
+use crate::keys::CHECKPOINT_METADATA_KEY;
+use crate::rows::{write_csv, EpochRow};
 
 /// How to train; every default is the seed's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -456,7 +456,7 @@ fn restore(
     let mut moments = Vec::with_capacity(specs.len());
     let mut weights = HashMap::new();
     for spec in specs {
-        let (m_name, v_name) = resume::moment_names(&spec.name);
+        let (m_name, v_name) = crate::keys::moment_names(&spec.name);
         moments.push((take(&m_name, spec)?, take(&v_name, spec)?));
         let values = take(&spec.name, spec)?;
         weights.insert(spec.name.clone(), cpu::tensor_from(values, &spec.shape)?);

@@ -4,7 +4,8 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use harness::adam::{Adam, AdamConfig, AdamForm};
-use harness::params::{init_parameters, remove_stale_temporaries};
+use harness::files::remove_stale_temporaries;
+use harness::params::init_parameters;
 use harness::resume::{self, DataFingerprint, TrainingState};
 use harness::ParamSpec;
 use rand::{Rng, SeedableRng};
@@ -97,7 +98,7 @@ fn a_saved_checkpoint_continues_adam_bit_for_bit() {
     let mut moments = Vec::new();
     let mut restored_vars = Vec::new();
     for spec in &specs {
-        let (m, v) = resume::moment_names(&spec.name);
+        let (m, v) = harness::keys::moment_names(&spec.name);
         moments.push((tensors.remove(&m).unwrap().1, tensors.remove(&v).unwrap().1));
         let (shape, values) = tensors.remove(&spec.name).unwrap();
         assert_eq!(shape, spec.shape);

@@ -1,5 +1,5 @@
-//! Throughput of the convolution products a ConvLSTM layer of many channels runs, on issue
-//! 11's shapes: one step of a shard (8 samples) of the second layer's recurrent convolution
+//! Throughput of the convolution products a ConvLSTM layer of many channels runs, on the
+//! shapes of `bench-cli bench --configs convlstm-32x2`: one step of a shard (8 samples) of the second layer's recurrent convolution
 //! (32 channels in, 4 x 32 gate channels out, 5x5 over 16x16) and of the first layer's input
 //! convolution (16 channels in). GFLOP/s count every product of the convolution (`2 C_in
 //! C_out K^2 H W` a sample), including those the kernels skip because they read only

@@ -2,8 +2,9 @@
 //! AVX2 and FMA): the fast path of the layers of many channels.
 //!
 //! [`crate::lowered`] copies every input value `K*K` times into columns (`im2col`), and
-//! `gemm` copies the columns again into its packed panels; at issue 11's size those copies,
-//! the packing and the scatters back took a fifth of a batch. Here nothing is unrolled:
+//! `gemm` copies the columns again into its packed panels; at the general ConvLSTM's
+//! benchmark size those copies, the packing and the scatters back were a large share of a
+//! batch (the git history of BENCHMARKS.md). Here nothing is unrolled:
 //!
 //! - A convolution (and the data gradient, which is the convolution of the padded output
 //!   gradient by the kernel turned half a turn, input and output channels swapped) is the
@@ -19,8 +20,7 @@
 //! - Nothing is computed from padding alone: a forward or data-gradient tile sums only the
 //!   kernel rows that land inside the frame for its output row (taps are ordered kernel row
 //!   first, so those are one run), and a kernel-gradient tile, whose 6 taps share their
-//!   shift, only the rows and columns where its input lies inside (at 5x5 over 16x16, 7.5%
-//!   and 14% of the products).
+//!   shift, only the rows and columns where its input lies inside.
 //!
 //! Layout (row-major) as in [`crate::cpu`]: samples `[n, C, H, W]`, kernels
 //! `[C_out, C_in, K, K]`, padded planes `[C, Hp, Wp]`. Sums run over taps, or over samples
@@ -474,7 +474,7 @@ mod tests {
                 "m {m}: {p:?}"
             );
         }
-        // The layers of issue 11: no row computed in vain.
+        // The benchmark's layers (4C of 16 and 32 channels): no row computed in vain.
         for m in [16, 32, 64, 128] {
             assert_eq!(panels(m).iter().map(|p| p.1).sum::<usize>(), m, "m {m}");
         }

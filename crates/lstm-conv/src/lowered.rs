@@ -14,8 +14,8 @@
 //! whatever the number of threads, and the unrolled columns stay a few MB.
 //!
 //! Where the CPU has AVX2 and FMA, [`forward`], [`backward_data`] and [`kernel_grad`] hand
-//! over to [`crate::implicit`], the same products without the unrolled copies (issue 11's
-//! batch: 1.25 s against 1.44 s, interleaved); the unrolled path serves every other CPU.
+//! over to [`crate::implicit`], the same products without the unrolled copies; the unrolled
+//! path serves every other CPU.
 
 use std::cell::RefCell;
 
@@ -25,7 +25,7 @@ use crate::cpu::Geometry;
 
 thread_local! {
     /// The unrolled columns and a product's output, kept between calls: allocated afresh,
-    /// their pages were zeroed by the kernel on every call (a tenth of a batch's time).
+    /// their pages would be zeroed by the kernel on every call.
     static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
 }
 
@@ -45,8 +45,8 @@ fn with_scratch<R>(lens: [usize; 2], f: impl FnOnce(&mut [f32], &mut [f32]) -> R
 }
 
 /// Samples per lowered product. Two keep the unrolled columns of a 32-channel 16x16 layer
-/// (1.6 MB) in cache: interleaved runs of issue 11's configuration took 1.22 - 1.46 s a batch
-/// with 2, against 1.51 - 1.61 s with 16.
+/// (1.6 MB) in cache, which sixteen did not (the measurements are in the git history of
+/// BENCHMARKS.md).
 pub(crate) const CHUNK: usize = 2;
 
 /// Whether a convolution is better lowered to a matrix product than run directly: the
