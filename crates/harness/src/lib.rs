@@ -37,5 +37,4 @@ pub use model::{
     autograd_loss_and_grads, loss_and_grads, predict, train_step, window_loss, ParamInit,
     ParamSpec, SequenceModel, Step,
 };
-pub use rows::EpochRow;
 pub use train::{train, OutputPaths, RunSummary, TrainConfig};
