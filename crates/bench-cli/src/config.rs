@@ -5,32 +5,13 @@ use candle_core::Device;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 use frames::moving_mnist::MovingMnist;
-use frames::{ColorMode, Dataset, LoadOptions, Size, WindowSpec};
+use frames::{ColorMode, LoadOptions, Size, WindowSpec};
 use harness::adam::{AdamConfig, AdamForm};
 use harness::evaluate::Forecast;
 use harness::{SequenceModel, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{AdamKind, ColorKind, DataArgs, DeviceKind, HeadKind, ModelKind, TrainArgs};
-use crate::fit;
-
-/// Loads and splits the frames the flags name, once [`fit::probe`] has checked that they
-/// fit in memory. `seq_len` is the window length when the flags leave it to a forecast's
-/// context and horizon.
-pub fn load_data(args: &DataArgs, seq_len: Option<usize>) -> Result<Dataset> {
-    let probe = fit::probe(args, seq_len)?;
-    fit::check_frames(&probe)?;
-    let windows = window_spec(args, seq_len)?;
-    if args.data.as_os_str() == MOVING_MNIST {
-        return Ok(Dataset::moving_mnist(&moving_mnist(args)?, windows)?);
-    }
-    Ok(Dataset::load(
-        &args.data,
-        &load_options(args)?,
-        windows,
-        args.train_frames,
-    )?)
-}
 
 /// The windows the flags ask for: `--seq-len`, or a forecast's context and horizon, or
 /// the default (a whole Moving MNIST sequence, or the seed's 26 frames).

@@ -20,7 +20,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         );
     };
     let forecast = config::forecast(args.context, args.horizon)?;
-    let data = config::load_data(&args.data, forecast.map(|f| f.context + f.horizon))?;
+    let data = crate::fit::load_data(&args.data, forecast.map(|f| f.context + f.horizon))?;
     let device = config::device(args.device)?;
     match kind.as_str() {
         "conv" => eval::<ConvLstm>(args, &data, forecast, &device),

@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Result};
 use candle_core::Device;
+use frames::Dataset;
 use harness::memory::{self, human, Needs, RunShape};
 use harness::SequenceModel;
 
@@ -26,6 +27,27 @@ pub struct DataProbe {
     pub source: String,
     /// Which flags size the frames, for advice.
     moving_mnist: bool,
+}
+
+/// Loads and splits the frames the flags name, once [`probe`] has checked that they
+/// fit in memory. `seq_len` is the window length when the flags leave it to a forecast's
+/// context and horizon.
+pub fn load_data(args: &DataArgs, seq_len: Option<usize>) -> Result<Dataset> {
+    let probe = probe(args, seq_len)?;
+    check_frames(&probe)?;
+    let windows = config::window_spec(args, seq_len)?;
+    if args.data.as_os_str() == MOVING_MNIST {
+        return Ok(Dataset::moving_mnist(
+            &config::moving_mnist(args)?,
+            windows,
+        )?);
+    }
+    Ok(Dataset::load(
+        &args.data,
+        &config::load_options(args)?,
+        windows,
+        args.train_frames,
+    )?)
 }
 
 /// Counts the frames and reads one header: nothing is decoded.

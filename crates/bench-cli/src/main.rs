@@ -221,7 +221,7 @@ fn fit_load_train<M: SequenceModel>(
     if !args.quiet {
         eprintln!("{}...", probe.describe());
     }
-    let data = config::load_data(&args.data, config.forecast.map(|f| f.context + f.horizon))?;
+    let data = fit::load_data(&args.data, config.forecast.map(|f| f.context + f.horizon))?;
     if data.frame_shape() != probe.frame {
         anyhow::bail!(
             "{}: the frames changed while loading ({:?} expected, {:?} found)",
@@ -235,7 +235,7 @@ fn fit_load_train<M: SequenceModel>(
 
 /// `bench-cli frames`: what would be trained on.
 fn frames(args: &FramesArgs) -> Result<()> {
-    let data = config::load_data(&args.data, None)?;
+    let data = fit::load_data(&args.data, None)?;
     println!(
         "{}: {} video(s), {} frames, {}, {} channel(s)",
         data.source,

@@ -38,7 +38,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
 
 fn draw<M: SequenceModel>(args: &PredictArgs) -> Result<()> {
     let device = crate::config::device(args.device)?;
-    let data = crate::config::load_data(&args.data, None)?;
+    let data = crate::fit::load_data(&args.data, None)?;
     let frame = data.frame_shape();
     let (model, _) = harness::predict::load_model::<M>(&args.checkpoint, frame, &device)?;
     let windows = data.test_windows()?;
