@@ -166,10 +166,7 @@ pub fn check_run<M: SequenceModel>(
         return Ok(needs);
     };
     if needs.total() > available {
-        let parameters: f64 = specs
-            .iter()
-            .map(|s| s.shape.iter().map(|&d| d as f64).product::<f64>())
-            .sum();
+        let parameters = lstm_core::spec::parameter_count(&specs);
         let hidden = if M::KIND == "linear" {
             "--hidden"
         } else {

@@ -64,10 +64,7 @@ pub fn frame_bytes(count: usize, [c, h, w]: [usize; 3]) -> f64 {
 /// Estimates what training the model of `specs` and `stack` on frames of `stack.frame`
 /// needs. Computed in f64, so that absurd sizes give absurd numbers rather than overflow.
 pub fn estimate(specs: &[ParamSpec], stack: &Stack, run: &RunShape) -> Needs {
-    let parameters: f64 = specs
-        .iter()
-        .map(|s| s.shape.iter().map(|&d| d as f64).product::<f64>())
-        .sum();
+    let parameters = lstm_core::spec::parameter_count(specs);
     // Value, gradient, two moments; a batch of shards sums each shard's gradient, in a
     // fixed order once all are done (what keeps the sum's bits independent of threads).
     let shards = if run.batch > SHARD {

@@ -576,13 +576,12 @@ impl Report {
         device: &Device,
         resumed: bool,
     ) {
-        let n_params: usize = specs.iter().map(|s| s.numel()).sum();
+        let n_params = lstm_core::spec::parameter_count(specs);
         self.say(&format!(
-            "model {} {}: {} parameters ({} as f32), device {:?}",
+            "model {} {}: {n_params:.0} parameters ({} as f32), device {:?}",
             M::KIND,
             serde_json::to_string(model_config).unwrap_or_default(),
-            n_params,
-            crate::memory::human(n_params as f64 * 4.0),
+            crate::memory::human(n_params * 4.0),
             device
         ));
         let parts = match data.holdout {

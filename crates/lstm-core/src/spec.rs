@@ -48,6 +48,16 @@ impl ParamSpec {
     }
 }
 
+/// How many parameters `specs` hold: the one count the run's report, the memory estimate and
+/// its refusal all use. In f64, so that sizes a memory check must refuse (1e16 and more)
+/// count without overflow.
+pub fn parameter_count(specs: &[ParamSpec]) -> f64 {
+    specs
+        .iter()
+        .map(|s| s.shape.iter().map(|&d| d as f64).product::<f64>())
+        .sum()
+}
+
 /// The tensors of `specs` from a `VarBuilder`, in order: from a `VarMap` they are created
 /// with the seed's initialisation (weights `Normal(0, sqrt(1/fan_in))`, the rest zero);
 /// from a file they are read, their shapes checked.
