@@ -13,7 +13,7 @@
 use candle_core::{Result, Tensor, Var};
 
 use lstm_core::linalg::madd;
-use lstm_core::Outer;
+use lstm_core::{Grad, Outer};
 
 /// Which Adam update to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -152,15 +152,15 @@ impl Adam {
     /// finite (from a NaN or infinite gradient, or an overflow), or `None`. All parameters
     /// are updated either way; a caller that stops on `Some` must not save them.
     pub fn update(&mut self, params: &[Var], grads: &[Tensor]) -> Result<Option<usize>> {
-        self.update_with(params, |k| Gradient::Tensor(&grads[k]))
+        self.update_with(params, |k| Grad::Tensor(&grads[k]))
     }
 
     /// [`Adam::update`] with each parameter's gradient given by `gradient(k)`, which may be
-    /// a sum of outer products that is never stored ([`Gradient::Outer`]).
+    /// a sum of outer products that is never stored ([`Grad::Outer`]).
     pub fn update_with<'a>(
         &mut self,
         params: &[Var],
-        mut gradient: impl FnMut(usize) -> Gradient<'a>,
+        mut gradient: impl FnMut(usize) -> Grad<'a>,
     ) -> Result<Option<usize>> {
         self.step += 1;
         let scalars = StepScalars::new(&self.config, self.step);
@@ -251,13 +251,13 @@ impl Adam {
 fn update_one(
     param: &Var,
     moments: &mut Moments,
-    gradient: Gradient<'_>,
+    gradient: Grad<'_>,
     scalars: &StepScalars,
     k: usize,
     tensor_sums: &mut TensorSums,
 ) -> Result<bool> {
     Ok(match (gradient, moments) {
-        (Gradient::Tensor(grad), Moments::Fused { m, v }) if lstm_core::cpu::is_f32_cpu(grad) => {
+        (Grad::Tensor(grad), Moments::Fused { m, v }) if lstm_core::cpu::is_f32_cpu(grad) => {
             let grad = grad.contiguous()?;
             let mut finite = true;
             lstm_core::cpu::with_f32(&grad, |g| {
@@ -267,7 +267,7 @@ fn update_one(
             })??;
             finite
         }
-        (Gradient::Slice(g), Moments::Fused { m, v }) => {
+        (Grad::Values(g), Moments::Fused { m, v }) => {
             if g.len() != m.len() {
                 candle_core::bail!(
                     "Adam: a gradient of {} values for a parameter of {}",
@@ -277,11 +277,11 @@ fn update_one(
             }
             let mut finite = true;
             lstm_core::cpu::update_f32(param.as_tensor(), |p| {
-                finite = fused_update(p, g, m, v, scalars)
+                finite = fused_update(p, &g, m, v, scalars)
             })?;
             finite
         }
-        (Gradient::Outer(outer), Moments::Fused { m, v }) => {
+        (Grad::Outer(outer), Moments::Fused { m, v }) => {
             let dims = param.as_tensor().dims();
             let (rows, cols) = match dims {
                 [rows, cols] => (*rows, *cols),
@@ -305,15 +305,15 @@ fn update_one(
             })?;
             finite
         }
-        (Gradient::Tensor(grad), Moments::Fused { .. }) => candle_core::bail!(
+        (Grad::Tensor(grad), Moments::Fused { .. }) => candle_core::bail!(
             "Adam: an f32 CPU parameter got a {:?} gradient on {:?}",
             grad.dtype(),
             grad.device()
         ),
-        (Gradient::Outer(_) | Gradient::Slice(_), Moments::Tensors { .. }) => {
+        (Grad::Outer(_) | Grad::Values(_), Moments::Tensors { .. }) => {
             candle_core::bail!("Adam: a slice gradient for a parameter that is not f32 on the CPU")
         }
-        (Gradient::Tensor(grad), Moments::Tensors { m, v }) => {
+        (Grad::Tensor(grad), Moments::Tensors { m, v }) => {
             let (m_new, v_new) = tensor_update(param, grad, m, v, scalars)?;
             *m = m_new;
             *v = v_new;
@@ -352,19 +352,6 @@ impl TensorSums {
             .find(|(_, value)| !value.is_finite())
             .map(|(k, _)| *k))
     }
-}
-
-/// One parameter's gradient, as [`Adam::update_with`] takes it.
-pub enum Gradient<'a> {
-    /// A tensor shaped like the parameter.
-    Tensor(&'a Tensor),
-    /// The values of an f32 CPU parameter's gradient, in its layout.
-    Slice(&'a [f32]),
-    /// A weight gradient that is a sum of outer products over samples (`dW = A^T B`, as
-    /// every weight gradient of the linear model is), computed a register tile at a time
-    /// inside the update: the 643 MB of the linear model's weight gradients are never
-    /// written, zeroed or read back.
-    Outer(Outer<'a>),
 }
 
 /// The textbook update with tensor ops, for any device and dtype.

@@ -9,7 +9,7 @@ use candle_core::{DType, Result, Tensor, Var};
 use lstm_core::cpu::{is_f32_cpu, with_f32_slices};
 use lstm_core::{slices, tensors, Grad, Plan, Recurrent, StackSlices};
 
-use crate::adam::{Adam, Gradient};
+use crate::adam::Adam;
 pub use lstm_core::{ParamInit, ParamSpec, SequenceModel};
 
 /// What [`train_step`] did.
@@ -58,47 +58,73 @@ pub fn train_step<M: Recurrent>(
     params: &[Var],
     adam: &mut Adam,
 ) -> Result<Step> {
+    let run = gradients(model, batch, plan)?;
+    // Test scaffolding: a NaN gradient in the first parameter (see `fault`).
+    let poisoned = crate::fault::reached("window");
+    let loss = run.loss();
+    if !loss.is_finite() {
+        return Ok(Step::LossNotFinite(loss));
+    }
+    let not_finite = match run {
+        Gradients::Tensors(_, mut grads) => {
+            if poisoned {
+                grads[0] = (&grads[0] * f64::NAN)?;
+            }
+            adam.update(params, &grads)?
+        }
+        Gradients::Values(_, mut grads) => {
+            if poisoned {
+                grads[0].fill(f32::NAN);
+            }
+            adam.update_with(params, |k| Grad::Values(Cow::Borrowed(&grads[k])))?
+        }
+        Gradients::Slices(bptt) => {
+            let mut grads = bptt.grads(model);
+            if poisoned {
+                grads[0] = Grad::Values(Cow::Owned(vec![f32::NAN; params[0].elem_count()]));
+            }
+            // The weights were read under their storage locks, released before Adam
+            // writes them.
+            adam.update_with(params, |k| grads[k].borrowed())?
+        }
+    };
+    Ok(Step::Updated { loss, not_finite })
+}
+
+/// A batch's loss and gradients, from the driver that takes it: the one place the driver
+/// is chosen, for training ([`train_step`]) and checks ([`loss_and_grads`]) alike.
+enum Gradients {
+    /// The candle-ops driver's (f64, CUDA), as tensors.
+    Tensors(f64, Vec<Tensor>),
+    /// The slice driver's over a batch of shards, summed in shard order, as values.
+    Values(f64, Vec<Vec<f32>>),
+    /// One run of the slice driver, whose weight gradients may be sums of outer products
+    /// that are formed only inside Adam's update.
+    Slices(Box<slices::Bptt>),
+}
+
+impl Gradients {
+    fn loss(&self) -> f64 {
+        match self {
+            Gradients::Tensors(loss, _) | Gradients::Values(loss, _) => *loss,
+            Gradients::Slices(bptt) => bptt.loss,
+        }
+    }
+}
+
+/// Runs the driver that takes `batch` `[L, B, C, H, W]`: the slice driver on f32 CPU
+/// tensors (a batch of more than [`SHARD`] windows in shards), the candle-ops driver
+/// otherwise.
+fn gradients<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<Gradients> {
     check_batch(model, batch, plan)?;
-    if !runs_on_slices(model, batch) {
-        let (loss, mut grads) = tensors::bptt(model, batch, plan)?;
-        if crate::fault::reached("window") {
-            grads[0] = (&grads[0] * f64::NAN)?;
-        }
-        if !loss.is_finite() {
-            return Ok(Step::LossNotFinite(loss));
-        }
-        return Ok(Step::Updated {
-            loss,
-            not_finite: adam.update(params, &grads)?,
-        });
-    }
-    if plan.batch > SHARD {
-        let (loss, mut grads) = sharded(model, batch, plan)?;
-        if crate::fault::reached("window") {
-            grads[0].fill(f32::NAN);
-        }
-        if !loss.is_finite() {
-            return Ok(Step::LossNotFinite(loss));
-        }
-        let not_finite = adam.update_with(params, |k| Gradient::Slice(&grads[k]))?;
-        return Ok(Step::Updated { loss, not_finite });
-    }
-    let bptt = slice_bptt(model, batch, plan)?;
-    if !bptt.loss.is_finite() {
-        return Ok(Step::LossNotFinite(bptt.loss));
-    }
-    let mut grads = bptt.grads(model);
-    if crate::fault::reached("window") {
-        grads[0] = Grad::Values(Cow::Owned(vec![f32::NAN; params[0].elem_count()]));
-    }
-    // The weights were read under their storage locks, released before Adam writes them.
-    let not_finite = adam.update_with(params, |k| match &grads[k] {
-        Grad::Values(values) => Gradient::Slice(values),
-        Grad::Outer(outer) => Gradient::Outer(*outer),
-    })?;
-    Ok(Step::Updated {
-        loss: bptt.loss,
-        not_finite,
+    Ok(if !runs_on_slices(model, batch) {
+        let (loss, grads) = tensors::bptt(model, batch, plan)?;
+        Gradients::Tensors(loss, grads)
+    } else if plan.batch > SHARD {
+        let (loss, grads) = sharded(model, batch, plan)?;
+        Gradients::Values(loss, grads)
+    } else {
+        Gradients::Slices(Box::new(slice_bptt(model, batch, plan)?))
     })
 }
 
@@ -170,15 +196,10 @@ pub fn loss_and_grads<M: Recurrent>(
     batch: &Tensor,
     plan: &Plan,
 ) -> Result<(f64, Vec<Tensor>)> {
-    check_batch(model, batch, plan)?;
-    if !runs_on_slices(model, batch) {
-        return tensors::bptt(model, batch, plan);
-    }
-    let (loss, grads) = if plan.batch > SHARD {
-        sharded(model, batch, plan)?
-    } else {
-        let bptt = slice_bptt(model, batch, plan)?;
-        (bptt.loss, values(model, &bptt.grads(model)))
+    let (loss, grads) = match gradients(model, batch, plan)? {
+        Gradients::Tensors(loss, grads) => return Ok((loss, grads)),
+        Gradients::Values(loss, grads) => (loss, grads),
+        Gradients::Slices(bptt) => (bptt.loss, values(model, &bptt.grads(model))),
     };
     let grads = grads
         .into_iter()

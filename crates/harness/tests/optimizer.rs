@@ -165,8 +165,7 @@ fn outer_sum(
 
 #[test]
 fn outer_product_gradients_update_like_stored_ones() {
-    use harness::adam::Gradient;
-    use lstm_core::Outer;
+    use lstm_core::{Grad, Outer};
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
     let mut random =
@@ -195,7 +194,7 @@ fn outer_product_gradients_update_like_stored_ones() {
         ..AdamConfig::default()
     };
     let outer_of = |a| {
-        Gradient::Outer(Outer {
+        Grad::Outer(Outer {
             a,
             a_stride,
             b: &b,
@@ -207,7 +206,7 @@ fn outer_product_gradients_update_like_stored_ones() {
     for _ in 0..3 {
         assert_eq!(
             adam_stored
-                .update_with(std::slice::from_ref(&stored), |_| Gradient::Tensor(&g))
+                .update_with(std::slice::from_ref(&stored), |_| Grad::Tensor(&g))
                 .unwrap(),
             None
         );
@@ -256,7 +255,7 @@ fn outer_product_gradients_update_like_stored_ones() {
     for _ in 0..3 {
         adam_formed
             .update_with(std::slice::from_ref(&from_formed), |_| {
-                Gradient::Slice(&formed)
+                Grad::Values(std::borrow::Cow::Borrowed(&formed))
             })
             .unwrap();
         adam_outer2

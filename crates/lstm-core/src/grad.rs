@@ -1,11 +1,14 @@
-//! A parameter's gradient as the slice driver hands it to the optimizer: values, or a sum
-//! of outer products that is never stored.
+//! A parameter's gradient as a driver hands it to the optimizer: a tensor (the candle-ops
+//! driver), values, or a sum of outer products that is never stored (the slice driver). The
+//! one gradient kind: the harness's Adam takes these.
 
 use std::borrow::Cow;
 
 /// One parameter's gradient, in the parameter's own layout.
 #[derive(Debug, Clone)]
 pub enum Grad<'a> {
+    /// A tensor shaped like the parameter, on its device.
+    Tensor(&'a candle_core::Tensor),
     /// The values, shaped like the parameter (row-major).
     Values(Cow<'a, [f32]>),
     /// A weight gradient that is a sum of outer products over samples (`dW = A^T B`, as
@@ -17,10 +20,23 @@ pub enum Grad<'a> {
 
 impl Grad<'_> {
     /// The values, formed if the gradient is an outer-product sum (`rows x cols` entries).
+    ///
+    /// # Panics
+    /// On a tensor gradient: the slice driver, whose gradients these are, makes none.
     pub fn to_values(&self, rows: usize, cols: usize) -> Vec<f32> {
         match self {
             Grad::Values(v) => v.to_vec(),
             Grad::Outer(outer) => outer.to_values(rows, cols),
+            Grad::Tensor(_) => panic!("to_values of a tensor gradient"),
+        }
+    }
+
+    /// The same gradient, borrowed: no values are copied.
+    pub fn borrowed(&self) -> Grad<'_> {
+        match self {
+            Grad::Tensor(t) => Grad::Tensor(t),
+            Grad::Values(v) => Grad::Values(std::borrow::Cow::Borrowed(v)),
+            Grad::Outer(outer) => Grad::Outer(*outer),
         }
     }
 }

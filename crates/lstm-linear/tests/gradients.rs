@@ -286,7 +286,7 @@ fn one_pixel_one_step_by_hand() {
 }
 
 /// A training step on f32 CPU tensors forms each weight gradient inside Adam's update
-/// ([`harness::adam::Gradient::Outer`]); the same step from stored gradients
+/// ([`lstm_core::Grad::Outer`]); the same step from stored gradients
 /// ([`loss_and_grads`], then [`Adam::update`]) must give the same weights and moments.
 #[test]
 fn fused_training_step_equals_gradients_then_update() {
