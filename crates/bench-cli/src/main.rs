@@ -284,9 +284,17 @@ fn frames(args: &FramesArgs) -> Result<()> {
         "windows of {} frames, stride {}: train {train_windows}, test {test_windows}",
         data.windows.len, data.windows.stride,
     );
+    // The same copy-last figure training reports (one step ahead, on the test windows).
+    let test_windows = data
+        .test_windows()?
+        .into_iter()
+        .map(|w| w.to_dtype(candle_core::DType::F32))
+        .collect::<candle_core::Result<Vec<_>>>()?;
     println!(
         "copy-last-frame MSE per pixel on the test windows: {:.8}",
-        data.copy_last_test_mse()?
+        harness::evaluate::copy_last(&test_windows, None)?
+            .metrics
+            .mse
     );
     if let Some(dir) = &args.export {
         data.export(dir)?;

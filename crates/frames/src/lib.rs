@@ -740,12 +740,6 @@ impl Dataset {
         Ok(out)
     }
 
-    /// Mean squared error, over every (input, target) step of the test windows, of the
-    /// predictor that repeats the last frame: the trivial baseline a model must beat.
-    pub fn copy_last_test_mse(&self) -> Result<f64> {
-        copy_last_mse(&self.test_windows()?)
-    }
-
     /// Writes every video as a folder of PNG frames under `dir`: `<name>/000.png`, ... (8-bit
     /// grey or RGB).
     pub fn export(&self, dir: &Path) -> Result<()> {
@@ -809,19 +803,4 @@ pub fn list_videos(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     folders.sort_by(|a, b| natural_cmp(&file_name(a), &file_name(b)));
     Ok(folders)
-}
-
-/// Mean over windows and steps of the per-pixel MSE between frame `t` and frame `t + 1`.
-pub fn copy_last_mse(windows: &[Tensor]) -> Result<f64> {
-    let mut total = 0f64;
-    let mut steps = 0usize;
-    for w in windows {
-        let l = w.dim(0)?;
-        let prev = w.narrow(0, 0, l - 1)?.to_dtype(candle_core::DType::F64)?; // [L-1, C, H, W]
-        let next = w.narrow(0, 1, l - 1)?.to_dtype(candle_core::DType::F64)?; // [L-1, C, H, W]
-        let per_step = (next - prev)?.sqr()?.flatten_from(1)?.mean(1)?; // [L-1]
-        total += per_step.sum_all()?.to_scalar::<f64>()?;
-        steps += l - 1;
-    }
-    Ok(total / steps.max(1) as f64)
 }
