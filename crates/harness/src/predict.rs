@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::keys::CHECKPOINT_METADATA_KEY;
 use crate::model::SequenceModel;
-use crate::params::{load_parameters, var_builder, Checkpoint};
+use crate::params::{load_parameters, var_builder};
 use lstm_core::{tensors, Plan, Recurrent};
 
 /// Loads model `M` over frames `[C, H, W]` from a checkpoint written by [`crate::train`],
@@ -24,27 +24,21 @@ pub fn load_model<M: SequenceModel>(
         path: path.to_path_buf(),
         message,
     };
-    let checkpoint = Checkpoint::read(path)?;
-    let about = checkpoint
-        .metadata
-        .get(CHECKPOINT_METADATA_KEY)
-        .ok_or_else(|| {
-            bad(format!(
+    // The record from the header alone; the tensors are read once, below.
+    let Some((kind, config)) = crate::resume::recorded_model(path)? else {
+        return Err(bad(format!(
             "no `{CHECKPOINT_METADATA_KEY}` metadata, so the model's configuration is unknown; \
-             use a checkpoint written by bench-cli training (a PyTorch file can seed one \
-             with --init-from)"
-        ))
-        })?;
-    let about: serde_json::Value =
-        serde_json::from_str(about).map_err(|e| bad(format!("unreadable metadata: {e}")))?;
-    let kind = about["model"].as_str().unwrap_or("?");
+             use a checkpoint written by bench-cli training (a PyTorch file can seed one with \
+             --init-from)"
+        )));
+    };
     if kind != M::KIND {
         return Err(bad(format!(
             "this is a checkpoint of the {kind} model, not the {} model",
             M::KIND
         )));
     }
-    let config: M::Config = serde_json::from_value(about["model_config"].clone())
+    let config: M::Config = serde_json::from_value(config)
         .map_err(|e| bad(format!("unreadable model configuration: {e}")))?;
     let specs = M::parameter_specs(&config, frame).map_err(|e| {
         bad(format!(

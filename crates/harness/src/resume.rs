@@ -226,12 +226,7 @@ pub fn peek(path: &Path) -> Result<TrainingState> {
 pub fn recorded_model(path: &Path) -> Result<Option<(String, serde_json::Value)>> {
     let mut file = crate::files::open_regular(path)?;
     let header = read_header(&mut file, path)?;
-    let Some(about) = header
-        .metadata
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(CHECKPOINT_METADATA_KEY))
-    else {
+    let Some(about) = header.about() else {
         return Ok(None);
     };
     let about: serde_json::Value = serde_json::from_str(about).map_err(|e| Error::Checkpoint {
@@ -292,16 +287,22 @@ fn read_header(file: &mut std::fs::File, path: &Path) -> Result<Header> {
     })
 }
 
+impl Header {
+    /// The run's record in the metadata (one JSON object), if the file has one.
+    fn about(&self) -> Option<&str> {
+        self.metadata
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(CHECKPOINT_METADATA_KEY))
+            .map(String::as_str)
+    }
+}
+
 fn state_of(header: &Header, path: &Path) -> Result<TrainingState> {
-    let about = header
-        .metadata
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(CHECKPOINT_METADATA_KEY))
-        .ok_or_else(|| Error::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("not a training checkpoint: no `{CHECKPOINT_METADATA_KEY}` metadata"),
-        })?;
+    let about = header.about().ok_or_else(|| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("not a training checkpoint: no `{CHECKPOINT_METADATA_KEY}` metadata"),
+    })?;
     parse_state(path, about)
 }
 
