@@ -176,12 +176,7 @@ pub fn train<M: SequenceModel>(
     // Outputs: fail on another run's results before any work; the folder itself is made
     // once the inputs have all loaded, so a bad input leaves nothing behind.
     let paths = OutputPaths::new(&config.out_dir, M::KIND);
-    // One run of a model per folder: locked before anything in it is read or removed.
-    let mut run_lock = match config.out_dir.is_dir() {
-        true => Some(crate::lock::lock(&config.out_dir, M::KIND)?),
-        false => None,
-    };
-    let restored = claim_outputs(&paths, config, M::KIND)?;
+    let (run_lock, restored) = lock_and_claim(&paths, config, M::KIND)?;
 
     // Data.
     let windows = Windows::new(data, device)?;
@@ -191,30 +186,16 @@ pub fn train<M: SequenceModel>(
     let specs = M::parameter_specs(model_config, windows.frame)?;
     let about_model = json(&(M::KIND, model_config))?;
     let resumed = restored.is_some();
-    let (vars, adam, progress) = match restored {
-        None => fresh(&specs, config, device)?,
-        Some(loaded) => restore(
-            loaded,
-            &specs,
-            &about_model,
-            &windows.fingerprint,
-            config,
-            device,
-        )?,
-    };
-    let model = M::load(
+    let (model, vars, adam, progress) = model_and_optimizer::<M>(
         model_config,
-        windows.frame,
-        var_builder(&specs, &vars, DType::F32, device),
+        restored,
+        &specs,
+        &about_model,
+        &windows,
+        config,
+        device,
     )?;
-    if let Some(started) = &config.started {
-        started.store(true, Ordering::SeqCst);
-    }
-    std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
-    let run_lock = match run_lock.take() {
-        Some(lock) => lock,
-        None => crate::lock::lock(&config.out_dir, M::KIND)?,
-    };
+    let run_lock = begin_writing(config, run_lock, M::KIND)?;
 
     // Report: what runs, on what, and the baseline every figure is read against.
     let report = Report::new(config, windows.train.len(), &progress);
@@ -265,6 +246,52 @@ pub fn train<M: SequenceModel>(
     run.finish(model_config, copy_last)
 }
 
+/// The model and its optimizer: fresh, or as the checkpoint `restored` left them.
+fn model_and_optimizer<M: SequenceModel>(
+    model_config: &M::Config,
+    restored: Option<resume::Loaded>,
+    specs: &[ParamSpec],
+    about_model: &serde_json::Value,
+    windows: &Windows,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<(M, Vec<Var>, Adam, Progress)> {
+    let (vars, adam, progress) = match restored {
+        None => fresh(specs, config, device)?,
+        Some(loaded) => restore(
+            loaded,
+            specs,
+            about_model,
+            &windows.fingerprint,
+            config,
+            device,
+        )?,
+    };
+    let model = M::load(
+        model_config,
+        windows.frame,
+        var_builder(specs, &vars, DType::F32, device),
+    )?;
+    Ok((model, vars, adam, progress))
+}
+
+/// Everything has loaded: from here a signal stops the run after a window rather than at
+/// once, and the output folder exists, locked (the lock taken before if it existed).
+fn begin_writing(
+    config: &TrainConfig,
+    lock: Option<crate::lock::RunLock>,
+    kind: &str,
+) -> Result<crate::lock::RunLock> {
+    if let Some(started) = &config.started {
+        started.store(true, Ordering::SeqCst);
+    }
+    std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
+    match lock {
+        Some(lock) => Ok(lock),
+        None => crate::lock::lock(&config.out_dir, kind),
+    }
+}
+
 /// A forecast needs windows of exactly its context and horizon.
 fn check_forecast(config: &TrainConfig, data: &Dataset) -> Result<()> {
     match config.forecast {
@@ -281,6 +308,20 @@ fn check_forecast(config: &TrainConfig, data: &Dataset) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// One run of a model per folder: the folder (if it exists) is locked before anything in it
+/// is read or removed, then its earlier results are claimed ([`claim_outputs`]).
+fn lock_and_claim(
+    paths: &OutputPaths,
+    config: &TrainConfig,
+    kind: &str,
+) -> Result<(Option<crate::lock::RunLock>, Option<resume::Loaded>)> {
+    let lock = match config.out_dir.is_dir() {
+        true => Some(crate::lock::lock(&config.out_dir, kind)?),
+        false => None,
+    };
+    Ok((lock, claim_outputs(paths, config, kind)?))
 }
 
 /// Refuses to touch another run's results (unless asked to replace them) and reads the
@@ -390,14 +431,14 @@ fn identity(
 
 /// The weights, Adam's state and the counters a training checkpoint holds, checked against
 /// the run that resumes it: any setting that would change the run is refused by name.
-fn restore(
-    mut loaded: resume::Loaded,
-    specs: &[ParamSpec],
+/// Refuses to resume `loaded` with settings other than its own (the refusal names each
+/// setting and both values) or with fewer epochs than it has done.
+fn check_resumable(
+    loaded: &resume::Loaded,
     about_model: &serde_json::Value,
     fingerprint: &DataFingerprint,
     config: &TrainConfig,
-    device: &Device,
-) -> Result<(Vec<Var>, Adam, Progress)> {
+) -> Result<()> {
     let state = &loaded.state;
     let there = identity(
         &serde_json::json!([state.model, state.model_config]),
@@ -432,14 +473,27 @@ fn restore(
             config.epochs, state.epochs_done
         )));
     }
+    Ok(())
+}
+
+fn restore(
+    mut loaded: resume::Loaded,
+    specs: &[ParamSpec],
+    about_model: &serde_json::Value,
+    fingerprint: &DataFingerprint,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<(Vec<Var>, Adam, Progress)> {
+    check_resumable(&loaded, about_model, fingerprint, config)?;
     let bad = |message: String| Error::Checkpoint {
         path: loaded.path.clone(),
         message,
     };
-    let rng_word_pos = state
+    let rng_word_pos = loaded
+        .state
         .rng_word_pos
         .parse()
-        .map_err(|_| bad(format!("bad rng_word_pos `{}`", state.rng_word_pos)))?;
+        .map_err(|_| bad(format!("bad rng_word_pos `{}`", loaded.state.rng_word_pos)))?;
     let mut take = |name: &str, spec: &ParamSpec| {
         let (shape, values) = loaded
             .tensors

@@ -374,27 +374,53 @@ mod tests {
         }
     }
 
+    /// Rows: inside one block, across blocks of 512 with a tail not a multiple of 4, and
+    /// past one chunk of the transposed product; columns: below, at and past the 16-wide
+    /// chunks, and wide enough to split across threads.
+    const SHAPES: [(usize, usize); 6] = [
+        (3, 5),
+        (8, 16),
+        (1030, 37),
+        (517, 100),
+        (20_003, 9),
+        (9, 1500),
+    ];
+
     #[test]
     fn matrix_vector_products_equal_the_definition() {
-        // Rows: inside one block, across blocks of 512 with a tail not a multiple of 4, and
-        // past one chunk of the transposed product; columns: below, at and past the
-        // 16-wide chunks, and wide enough to split across threads.
-        for (rows, cols) in [
-            (3, 5),
-            (8, 16),
-            (1030, 37),
-            (517, 100),
-            (20_003, 9),
-            (9, 1500),
-        ] {
+        for (rows, cols) in SHAPES {
             let w = values(rows * cols, 1);
-            let (x, x_t) = (values(cols, 2), values(rows, 3));
+            let x = values(cols, 2);
             let mut y = vec![f32::NAN; rows];
             gemv(&w, rows, cols, &x, &mut y);
             // The portable path (CPUs without AVX2) gives the same bits.
             let mut y_portable = vec![f32::NAN; rows];
             gemv_rows(&w, cols, &x, &mut y_portable, dot4);
             assert_eq!(y, y_portable, "{rows}x{cols}: portable gemv");
+            for r in 0..rows {
+                let want: f64 = (0..cols)
+                    .map(|c| f64::from(w[r * cols + c]) * f64::from(x[c]))
+                    .sum();
+                assert!(
+                    (f64::from(y[r]) - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{rows}x{cols}: y[{r}] {} vs {want}",
+                    y[r]
+                );
+                // Grouping rows by four changes nothing: each row's sum is dot's.
+                assert_eq!(
+                    y[r],
+                    dot_unrolled(&w[r * cols..(r + 1) * cols], &x),
+                    "{rows}x{cols}: row {r}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_products_equal_the_definition_whatever_the_threads() {
+        for (rows, cols) in SHAPES {
+            let w = values(rows * cols, 1);
+            let x_t = values(rows, 3);
             // The transposed product adds to what y holds; its bits are the chunk rule's,
             // whatever the number of threads.
             let start = values(cols, 4);
@@ -411,22 +437,6 @@ mod tests {
                 assert_eq!(
                     y_t, by_chunks,
                     "{rows}x{cols}: gemv_t with {threads} threads"
-                );
-            }
-            for r in 0..rows {
-                let want: f64 = (0..cols)
-                    .map(|c| f64::from(w[r * cols + c]) * f64::from(x[c]))
-                    .sum();
-                assert!(
-                    (f64::from(y[r]) - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                    "{rows}x{cols}: y[{r}] {} vs {want}",
-                    y[r]
-                );
-                // Grouping rows by four changes nothing: each row's sum is dot's.
-                assert_eq!(
-                    y[r],
-                    dot_unrolled(&w[r * cols..(r + 1) * cols], &x),
-                    "{rows}x{cols}: row {r}"
                 );
             }
             let per = rows.div_ceil(rows.div_ceil(MAX_ROWS_PER_CHUNK));
