@@ -8,6 +8,7 @@
 //! backpropagation through time; what evaluation's forward keeps; and the process itself.
 //! `bench-cli`'s tests hold it against the measured peak of real runs.
 
+use lstm_core::slices;
 use lstm_core::spec::ParamSpec;
 use lstm_core::stack::Stack;
 
@@ -78,11 +79,13 @@ pub fn estimate(specs: &[ParamSpec], stack: &Stack, run: &RunShape) -> Needs {
     let positions = stack.positions() as f64;
     let frame = stack.model_channels() as f64 * positions;
     let state: f64 = stack.hidden.iter().map(|&c| c as f64 * positions).sum();
-    // Per sample and step, the slice driver keeps each layer's gates and their gradient
-    // (4C*S each), c, tanh(c), h and the gradient from above (C*S each): 12C*S; the
-    // gradients' own buffers add about two more (measured). Then the frames in model space,
-    // the inputs, the predictions and their gradient.
-    let per_step_train = 14.0 * state + 4.0 * frame;
+    // Per sample and step, the slice driver keeps what each layer's forward and backward
+    // hold (its own counts, in states C*S); the gradients' working buffers add about two
+    // states more (measured). Then the frames in model space, the inputs, the predictions
+    // and their gradient.
+    const WORKING_STATES: usize = 2;
+    let kept = slices::FORWARD_STATES_PER_STEP + slices::BACKWARD_STATES_PER_STEP;
+    let per_step_train = (kept + WORKING_STATES) as f64 * state + 4.0 * frame;
     // Windows whose buffers are held at once: a batch of up to one shard runs whole; a
     // larger one runs a shard per thread, each thread keeping its shard's buffers pooled.
     let windows_train = if run.batch > SHARD {
@@ -94,7 +97,7 @@ pub fn estimate(specs: &[ParamSpec], stack: &Stack, run: &RunShape) -> Needs {
         + run.batch as f64 * (run.steps + 1) as f64 * frame * F32;
     // Evaluation's forward keeps the gates, c, tanh(c) and h of every step, the frames, the
     // inputs and the predictions.
-    let per_step_eval = 7.0 * state + 4.0 * frame;
+    let per_step_eval = slices::FORWARD_STATES_PER_STEP as f64 * state + 4.0 * frame;
     let eval = run.eval_batch as f64 * run.steps as f64 * per_step_eval * F32;
 
     Needs {

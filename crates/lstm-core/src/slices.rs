@@ -22,6 +22,19 @@ use crate::plan::Plan;
 use crate::seam::{GateIo, GateKernels, StackSlices};
 use crate::stack::{Head, Stack};
 
+/// Gate channels per hidden channel: i, f, g, o.
+const GATES: usize = 4;
+
+/// Values one layer's forward keeps per sample and step, in units of its state `C*S`: the
+/// gates ([`GATES`]), `c`, `tanh(c)` and `h`. What [`Layer`] allocates for the forward;
+/// the memory estimate reads it.
+pub const FORWARD_STATES_PER_STEP: usize = GATES + 3;
+
+/// Values one layer's backward adds per sample and step, in units of its state: the
+/// gradient of the gate pre-activations ([`GATES`]) and the gradient reaching `h` from
+/// above.
+pub const BACKWARD_STATES_PER_STEP: usize = GATES + 1;
+
 /// What the forward of one layer keeps, and its backward fills.
 struct Layer {
     /// Hidden channels `C` times positions `S`: one sample's state.
@@ -167,7 +180,7 @@ pub fn forward<M: GateKernels + ?Sized>(
             let state = c * stack.positions();
             Layer {
                 state,
-                gates: buffer(samples * 4 * state),
+                gates: buffer(samples * GATES * state),
                 cells: buffer(samples * state),
                 tanh_c: buffer(samples * state),
                 hs: buffer(samples * state),
@@ -268,7 +281,7 @@ impl Bptt {
                 None => &self.frames,
             },
         };
-        let (state, gates_len) = (layer.state, 4 * layer.state);
+        let (state, gates_len) = (layer.state, GATES * layer.state);
         let range = |t: usize, len: usize| t * batch * len..(t + 1) * batch * len;
         model.input_preact(
             k,
@@ -381,7 +394,7 @@ impl Bptt {
         let samples = steps * batch;
         let top = self.stack.layers() - 1;
         for (k, layer) in self.layers.iter_mut().enumerate() {
-            layer.d_preact = buffer(samples * 4 * layer.state);
+            layer.d_preact = buffer(samples * GATES * layer.state);
             if k < top {
                 layer.d_above = buffer(samples * layer.state);
             }
@@ -501,7 +514,7 @@ impl Bptt {
         let (below, rest) = self.layers.split_at_mut(k);
         let layer = &mut rest[0];
         let state = layer.state;
-        let g = 4 * state;
+        let g = GATES * state;
         for t in (t0..t1).rev() {
             let (lo, hi) = (t * batch, (t + 1) * batch);
             let c_prev = (t > 0).then(|| &layer.cells[(lo - batch) * state..lo * state]);
