@@ -446,9 +446,7 @@ fn fused_outer_update(
         .map(|(task, ((p, m), v))| {
             let first_row = task * ROWS_PER_TASK;
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if lstm_core::simd::available("avx2,fma") {
                 // SAFETY: the CPU has AVX2 and FMA, checked just above.
                 return unsafe { outer_rows_avx2(p, m, v, first_row, cols, g, scalars) };
             }

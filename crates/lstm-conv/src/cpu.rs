@@ -8,55 +8,44 @@
 //! `[C_out, C_in, K, K]`; gate pre-activations are `[4C, H, W]`, blocks i, f, g, o.
 //!
 //! Each kernel has a portable form (`FMA = false`) and one compiled with AVX2 and fused
-//! multiply-adds; `dispatch!` picks one. The tests compare both with the definition.
+//! multiply-adds; `lstm_core::dispatch!` picks one. The tests compare both with the
+//! definition.
 
 use lstm_core::linalg::{dot_unrolled, madd};
 
-/// Defines `$name`, which runs `$imp::<true>` compiled with AVX2 and FMA where the CPU has
-/// them and `$imp::<false>` elsewhere. Every kernel below is `#[inline(always)]`, so the
-/// whole of the fast form gets the wider vectors and fused multiply-adds.
-macro_rules! dispatch {
-    ($(#[$doc:meta])* $name:ident => $imp:ident ( $($arg:ident : $ty:ty),* )) => {
-        $(#[$doc])*
-        pub(crate) fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                /// # Safety
-                /// The CPU must have AVX2 and FMA.
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn fast($($arg: $ty),*) {
-                    $imp::<true>($($arg),*)
-                }
-                // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                return unsafe { fast($($arg),*) };
-            }
-            $imp::<false>($($arg),*)
-        }
-    };
-}
-
-dispatch!(
+lstm_core::dispatch!(
     /// `out` `[n, C_out, H, W]` = `b + conv(x, kernel)` for `n` samples `x` `[n, C_in, H, W]`.
-    input_conv => input_conv_impl(x: &[f32], kernel: &[f32], bias: &[f32], out: &mut [f32], g: &Geometry)
+    pub(crate) fn input_conv(x: &[f32], kernel: &[f32], bias: &[f32], out: &mut [f32], g: &Geometry)
+        with "avx2,fma"
+        => input_conv_impl::<true>(x, kernel, bias, out, g),
+        else input_conv_impl::<false>(x, kernel, bias, out, g)
 );
 
-dispatch!(
+lstm_core::dispatch!(
     /// `out` `[B, C_out, H, W]` += `conv(h, kernel)` (where `h` is not `None`), then `+ b`.
-    recurrent_conv => recurrent_conv_impl(h: Option<&[f32]>, kernel: &[f32], bias: &[f32], out: &mut [f32], g: &Geometry)
+    pub(crate) fn recurrent_conv(
+        h: Option<&[f32]>, kernel: &[f32], bias: &[f32], out: &mut [f32], g: &Geometry
+    ) with "avx2,fma"
+        => recurrent_conv_impl::<true>(h, kernel, bias, out, g),
+        else recurrent_conv_impl::<false>(h, kernel, bias, out, g)
 );
 
-dispatch!(
+lstm_core::dispatch!(
     /// `out` `[n, C_in, H, W]` += the transposed convolution of `d` `[n, C_out, H, W]`: the
     /// gradient reaching the convolution's input.
-    transpose_conv => transpose_conv_impl(d: &[f32], kernel: &[f32], out: &mut [f32], g: &Geometry)
+    pub(crate) fn transpose_conv(d: &[f32], kernel: &[f32], out: &mut [f32], g: &Geometry)
+        with "avx2,fma"
+        => transpose_conv_impl::<true>(d, kernel, out, g),
+        else transpose_conv_impl::<false>(d, kernel, out, g)
 );
 
-dispatch!(
+lstm_core::dispatch!(
     /// `dk` `[C_out, C_in, K, K]` += the kernel gradient over `n` samples: `in_pad`
     /// `[n, C_in, Hp, Wp]`, `d` `[n, C_out, H, W]`.
-    kernel_grads_all => kernel_grads(in_pad: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry)
+    pub(crate) fn kernel_grads_all(in_pad: &[f32], d: &[f32], dk: &mut [f32], g: &Geometry)
+        with "avx2,fma"
+        => kernel_grads::<true>(in_pad, d, dk, g),
+        else kernel_grads::<false>(in_pad, d, dk, g)
 );
 
 #[inline(always)]

@@ -42,7 +42,7 @@ const CHUNK: usize = 2;
 
 /// Whether this CPU runs the kernels below.
 pub(crate) fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    lstm_core::simd::available("avx2,fma")
 }
 
 thread_local! {

@@ -31,6 +31,7 @@ pub mod grad;
 pub mod linalg;
 pub mod plan;
 pub mod seam;
+pub mod simd;
 pub mod slices;
 pub mod spec;
 pub mod stack;

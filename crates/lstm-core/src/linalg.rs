@@ -47,7 +47,7 @@ pub fn gemv(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
             let first = block * ROW_BLOCK;
             let w_block = &w[first * cols..(first + y_block.len()) * cols];
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if crate::simd::available("avx2") {
                 // SAFETY: the CPU has AVX2, checked just above.
                 return unsafe { gemv_rows_avx2(w_block, cols, x, y_block) };
             }
@@ -200,7 +200,7 @@ pub fn gemv_t(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
         );
         let (w, x) = (&w[start * cols..end * cols], &x[start..end]);
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::simd::available("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { axpy_rows_avx2(w, cols, col0, x, acc) };
         }

@@ -624,44 +624,44 @@ mod simd {
         cell_backward, cell_backward_peephole, cell_forward, cell_forward_peephole,
     };
 
-    macro_rules! dispatch {
-        ($name:ident => $cell:ident ( $($arg:ident : $ty:ty),* )) => {
-            #[allow(clippy::too_many_arguments)]
-            #[inline(never)]
-            pub(super) fn $name($($arg: $ty),*) {
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    /// # Safety
-                    /// The CPU must have AVX2.
-                    #[allow(clippy::too_many_arguments)]
-                    #[target_feature(enable = "avx2")]
-                    #[inline(never)]
-                    unsafe fn fast($($arg: $ty),*) {
-                        $cell($($arg),*)
-                    }
-                    // SAFETY: the CPU has AVX2, checked just above.
-                    return unsafe { fast($($arg),*) };
-                }
-                $cell($($arg),*)
-            }
-        };
-    }
-
-    dispatch!(forward => cell_forward(
-        g: &mut [f32], cp: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32]
-    ));
-    dispatch!(forward_peephole => cell_forward_peephole(
-        g: &mut [f32], cp: &[f32], w: [&[f32]; 3], c: &mut [f32], tc: &mut [f32], h: &mut [f32]
-    ));
-    dispatch!(backward => cell_backward(
-        gates: &[f32], tanh_c: &[f32], c_prev: &[f32], d_above: &[f32],
-        dh_next: &mut [f32], dc_next: &mut [f32], d_preact: &mut [f32]
-    ));
-    dispatch!(backward_peephole => cell_backward_peephole(
-        gates: &[f32], tanh_c: &[f32], c: &[f32], c_prev: &[f32], w: [&[f32]; 3],
-        d_above: &[f32], dh_next: &mut [f32], dc_next: &mut [f32], d_preact: &mut [f32],
-        d_peep: &mut [Vec<f32>; 3]
-    ));
+    crate::dispatch!(
+        #[inline(never)]
+        pub(super) fn forward(
+            g: &mut [f32], cp: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32]
+        ) with "avx2" => cell_forward(g, cp, c, tc, h), else cell_forward(g, cp, c, tc, h)
+    );
+    crate::dispatch!(
+        #[inline(never)]
+        pub(super) fn forward_peephole(
+            g: &mut [f32], cp: &[f32], w: [&[f32]; 3], c: &mut [f32], tc: &mut [f32],
+            h: &mut [f32]
+        ) with "avx2"
+            => cell_forward_peephole(g, cp, w, c, tc, h),
+            else cell_forward_peephole(g, cp, w, c, tc, h)
+    );
+    crate::dispatch!(
+        #[inline(never)]
+        pub(super) fn backward(
+            gates: &[f32], tanh_c: &[f32], c_prev: &[f32], d_above: &[f32],
+            dh_next: &mut [f32], dc_next: &mut [f32], d_preact: &mut [f32]
+        ) with "avx2"
+            => cell_backward(gates, tanh_c, c_prev, d_above, dh_next, dc_next, d_preact),
+            else cell_backward(gates, tanh_c, c_prev, d_above, dh_next, dc_next, d_preact)
+    );
+    crate::dispatch!(
+        #[inline(never)]
+        pub(super) fn backward_peephole(
+            gates: &[f32], tanh_c: &[f32], c: &[f32], c_prev: &[f32], w: [&[f32]; 3],
+            d_above: &[f32], dh_next: &mut [f32], dc_next: &mut [f32], d_preact: &mut [f32],
+            d_peep: &mut [Vec<f32>; 3]
+        ) with "avx2"
+            => cell_backward_peephole(
+                gates, tanh_c, c, c_prev, w, d_above, dh_next, dc_next, d_preact, d_peep
+            ),
+            else cell_backward_peephole(
+                gates, tanh_c, c, c_prev, w, d_above, dh_next, dc_next, d_preact, d_peep
+            )
+    );
 }
 
 /// What one step's forward kept, for a batch: `gates` `[B, 4n]`, the rest `[B, n]`;
