@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
-use harness::evaluate::{copy_last, evaluate, predicted_frames, Forecast};
+use harness::evaluate::{copy_last, evaluate, Forecast};
 use harness::SequenceModel;
 use lstm_conv::ConvLstm;
 use lstm_linear::LinearLstm;
@@ -90,15 +90,14 @@ fn eval<M: SequenceModel>(
         }
     }
     if let Some(path) = &args.json {
-        let predicted = predicted_frames(data.windows.len, forecast);
         let json = serde_json::json!({
             "model": M::KIND,
             "model_config": config,
             "checkpoint": args.checkpoint,
             "data": data.source,
             "forecast": forecast,
-            "test": test.figures(windows.len(), predicted),
-            "copy_last_frame": copy.figures(windows.len(), predicted),
+            "test": test.figures(),
+            "copy_last_frame": copy.figures(),
         });
         let text = serde_json::to_string_pretty(&json)?;
         harness::files::write_bytes_atomic(path, text.as_bytes())

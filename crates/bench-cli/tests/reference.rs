@@ -6,54 +6,22 @@ mod common;
 
 use common::{ok, repo_root, s};
 
-/// One `eval` of a committed checkpoint and the `--json` file it was committed as.
-struct Case {
-    checkpoint: &'static str,
-    args: &'static [&'static str],
-    committed: &'static str,
-}
+/// The committed real-video models (folders of `results/reference/`).
+const MODELS: [&str; 2] = ["video", "video-sigmoid"];
 
-const CASES: &[Case] = &[
-    Case {
-        checkpoint: "results/reference/video/conv.safetensors",
-        args: &[],
-        committed: "results/reference/video/eval-data.json",
-    },
-    Case {
-        checkpoint: "results/reference/video/conv.safetensors",
-        args: &["--context", "21", "--horizon", "5"],
-        committed: "results/reference/video/eval-data-21-5.json",
-    },
-    Case {
-        checkpoint: "results/reference/video/conv.safetensors",
-        args: &["--data", "data/tree"],
-        committed: "results/reference/video/eval-tree.json",
-    },
-    Case {
-        checkpoint: "results/reference/video/conv.safetensors",
-        args: &["--data", "data/tree", "--context", "21", "--horizon", "5"],
-        committed: "results/reference/video/eval-tree-21-5.json",
-    },
-    Case {
-        checkpoint: "results/reference/video-sigmoid/conv.safetensors",
-        args: &[],
-        committed: "results/reference/video-sigmoid/eval-data.json",
-    },
-    Case {
-        checkpoint: "results/reference/video-sigmoid/conv.safetensors",
-        args: &["--context", "21", "--horizon", "5"],
-        committed: "results/reference/video-sigmoid/eval-data-21-5.json",
-    },
-    Case {
-        checkpoint: "results/reference/video-sigmoid/conv.safetensors",
-        args: &["--data", "data/tree"],
-        committed: "results/reference/video-sigmoid/eval-tree.json",
-    },
-    Case {
-        checkpoint: "results/reference/video-sigmoid/conv.safetensors",
-        args: &["--data", "data/tree", "--context", "21", "--horizon", "5"],
-        committed: "results/reference/video-sigmoid/eval-tree-21-5.json",
-    },
+/// The `eval` runs behind the README's real-video table, and the `--json` file each was
+/// committed as in every model's folder.
+const EVALS: [(&[&str], &str); 4] = [
+    (&[], "eval-data.json"),
+    (
+        &["--context", "21", "--horizon", "5"],
+        "eval-data-21-5.json",
+    ),
+    (&["--data", "data/tree"], "eval-tree.json"),
+    (
+        &["--data", "data/tree", "--context", "21", "--horizon", "5"],
+        "eval-tree-21-5.json",
+    ),
 ];
 
 fn read_json(path: &std::path::Path) -> serde_json::Value {
@@ -64,33 +32,32 @@ fn read_json(path: &std::path::Path) -> serde_json::Value {
 #[test]
 fn eval_of_the_committed_video_models_gives_the_committed_figures() {
     let out = tempfile::tempdir().unwrap();
-    for (k, case) in CASES.iter().enumerate() {
-        let json = out.path().join(format!("{k}.json"));
-        let mut args = vec!["eval", "--checkpoint", case.checkpoint];
-        args.extend_from_slice(case.args);
-        args.extend_from_slice(&["--json", s(&json)]);
-        ok(&args);
-        let (ours, committed) = (
-            read_json(&json),
-            read_json(&repo_root().join(case.committed)),
-        );
-        for block in ["test", "copy_last_frame"] {
-            common::assert_figures_close(
-                &ours[block],
-                &committed[block],
-                &format!("{} {block}", case.committed),
+    for model in MODELS {
+        let checkpoint = format!("results/reference/{model}/conv.safetensors");
+        for (eval_args, name) in EVALS {
+            let json = out.path().join(format!("{model}-{name}"));
+            let mut args = vec!["eval", "--checkpoint", &checkpoint];
+            args.extend_from_slice(eval_args);
+            args.extend_from_slice(&["--json", s(&json)]);
+            ok(&args);
+            let committed_path = format!("results/reference/{model}/{name}");
+            let (ours, committed) = (
+                read_json(&json),
+                read_json(&repo_root().join(&committed_path)),
             );
+            for block in ["test", "copy_last_frame"] {
+                common::assert_figures_close(
+                    &ours[block],
+                    &committed[block],
+                    &format!("{committed_path} {block}"),
+                );
+            }
+            assert_eq!(
+                ours["model_config"], committed["model_config"],
+                "{committed_path}"
+            );
+            assert_eq!(ours["forecast"], committed["forecast"], "{committed_path}");
         }
-        assert_eq!(
-            ours["model_config"], committed["model_config"],
-            "{}",
-            case.committed
-        );
-        assert_eq!(
-            ours["forecast"], committed["forecast"],
-            "{}",
-            case.committed
-        );
     }
 }
 

@@ -30,6 +30,10 @@ impl Forecast {
 /// An evaluation over a set of windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
+    /// Windows evaluated.
+    pub windows: usize,
+    /// Frames predicted per window.
+    pub predicted_per_window: usize,
     /// The window loss the model trains on, mean over windows.
     pub loss: f64,
     /// The metrics of every predicted frame, mean over frames (`bce` per frame).
@@ -98,13 +102,13 @@ pub struct PerFrameAhead {
 }
 
 impl Evaluation {
-    /// The figures of this evaluation over `windows` windows of `predicted` frames each.
-    pub fn figures(&self, windows: usize, predicted: usize) -> Figures {
+    /// The figures as the files hold them.
+    pub fn figures(&self) -> Figures {
         let m = &self.metrics;
         let list = |f: fn(&FrameMetrics) -> f64| self.per_horizon.iter().map(f).collect();
         Figures {
-            windows,
-            predicted_frames_per_window: predicted,
+            windows: self.windows,
+            predicted_frames_per_window: self.predicted_per_window,
             loss_per_window: self.loss,
             mse_per_pixel: m.mse,
             mae_per_pixel: m.mae,
@@ -121,11 +125,6 @@ impl Evaluation {
             }),
         }
     }
-}
-
-/// Predicted frames per window of `len` frames: the horizon, or every frame but the first.
-pub fn predicted_frames(len: usize, forecast: Option<Forecast>) -> usize {
-    forecast.map_or(len.saturating_sub(1), |f| f.horizon)
 }
 
 /// Evaluates `model` on `windows` (each `[L, C, H, W]`): one step ahead, or forecasting.
@@ -213,6 +212,8 @@ fn one_step(
         frames.extend(metrics);
     }
     Ok(Evaluation {
+        windows: windows.len(),
+        predicted_per_window: frames.len() / windows.len().max(1),
         loss: loss_sum / windows.len().max(1) as f64,
         metrics: FrameMetrics::mean(&frames),
         bce_per_window: mean(&per_window),
@@ -227,6 +228,8 @@ fn summarise(
 ) -> Evaluation {
     let all: Vec<FrameMetrics> = by_horizon.iter().flatten().copied().collect();
     Evaluation {
+        windows: losses.len(),
+        predicted_per_window: by_horizon.len(),
         loss: mean(&losses),
         metrics: FrameMetrics::mean(&all),
         bce_per_window: mean(&per_window),

@@ -945,9 +945,6 @@ impl<M: SequenceModel> Run<'_, M> {
             Some(test) => test,
             None => evaluate(&self.model, &self.windows.test, self.config.forecast)?,
         };
-        let windows = self.windows.test.len();
-        let len = self.windows.test.first().map_or(Ok(0), |w| w.dim(0))?;
-        let predicted = crate::evaluate::predicted_frames(len, self.config.forecast);
         // The model's and copy-last's figures side by side under the same unit-named keys;
         // `final` is the CSV's last row, in the CSV's units (the README lists them).
         let summary = serde_json::json!({
@@ -956,8 +953,8 @@ impl<M: SequenceModel> Run<'_, M> {
             "epochs": rows.len(),
             "final": rows.last(),
             "forecast": self.config.forecast,
-            "test": test.figures(windows, predicted),
-            "copy_last_frame": copy_last.figures(windows, predicted),
+            "test": test.figures(),
+            "copy_last_frame": copy_last.figures(),
         });
         let text =
             serde_json::to_string_pretty(&summary).map_err(|e| Error::Config(e.to_string()))?;
