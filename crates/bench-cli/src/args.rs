@@ -111,9 +111,9 @@ pub struct PlotArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct PredictArgs {
-    /// Which model the checkpoint holds.
-    #[arg(long, value_enum)]
-    pub model: ModelKind,
+    /// Which model the checkpoint holds (it says itself; given, it is checked).
+    #[arg(long, value_parser = crate::models::kind_parser())]
+    pub model: Option<String>,
     /// A checkpoint written by training (results/<model>.safetensors).
     #[arg(long)]
     pub checkpoint: PathBuf,
@@ -182,41 +182,6 @@ pub enum BenchConfig {
     /// kernels, a 1x1 sigmoid head; s per batch of 16 windows of 20 frames.
     #[value(name = "convlstm-32x2")]
     Convlstm32x2,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModelKind {
-    /// Fully connected LSTM with a linear output layer.
-    Linear,
-    /// ConvLSTM: by default the seed's (one 1-channel layer, 5x5 kernels, the prediction
-    /// is h); --hidden-channels, --kernel, --peephole, --head and --patch make it Shi et
-    /// al.'s.
-    Conv,
-}
-
-/// What turns the last layer's h into the prediction (conv model).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HeadKind {
-    /// The prediction is h itself (the last layer needs the frame's channels).
-    None,
-    /// A 1x1 convolution from the last layer's channels to the frame's.
-    Conv1x1,
-    /// The 1x1 convolution followed by a sigmoid: predictions in (0, 1).
-    Conv1x1Sigmoid,
-    /// The step's input frame plus the 1x1 convolution: starts near copying the last frame.
-    Residual,
-}
-
-impl HeadKind {
-    pub fn head(self) -> lstm_core::Head {
-        match self {
-            HeadKind::None => lstm_core::Head::None,
-            HeadKind::Conv1x1 => lstm_core::Head::Affine,
-            HeadKind::Conv1x1Sigmoid => lstm_core::Head::AffineSigmoid,
-            HeadKind::Residual => lstm_core::Head::Residual,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -304,64 +269,12 @@ fn default_test_sequences() -> usize {
     500
 }
 
+/// `bench-cli --model ...`: what the run is ([`RunSettings`]) and how this process runs
+/// it.
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
-    /// Which model to train.
-    #[arg(long, value_enum, required = true)]
-    pub model: Option<ModelKind>,
     #[command(flatten)]
-    pub data: DataArgs,
-    /// Passes over the training windows.
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
-    /// Adam step size.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
-    /// Seed of the weight initialisation (and of the window order with --shuffle).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Train on the windows in a new random order each epoch (the seed keeps their order).
-    #[arg(long)]
-    pub shuffle: bool,
-    /// Adam's form.
-    #[arg(long, value_enum, default_value_t = AdamKind::Chainer)]
-    pub adam: AdamKind,
-    /// Forecast: read K frames, then predict --horizon frames, each step reading its own
-    /// previous prediction; windows are K + N frames and the loss is the mean over the N
-    /// predicted frames of the per-frame mean squared error. Without it: one step ahead,
-    /// the loss the sum over the steps (the seed's).
-    #[arg(long, value_name = "K", requires = "horizon")]
-    pub context: Option<usize>,
-    /// Forecast: frames predicted after --context.
-    #[arg(long, value_name = "N", requires = "context")]
-    pub horizon: Option<usize>,
-    /// Windows per Adam update, the loss averaged over them (the seed: 1). The last batch
-    /// of an epoch takes the windows left.
-    #[arg(long, default_value_t = 1, value_name = "B")]
-    pub batch_size: usize,
-    /// Hidden units of each layer of the linear model, e.g. 2048,2048. Default: one layer,
-    /// one unit per frame value (4225 for 65x65).
-    #[arg(long, value_delimiter = ',', value_name = "N,..")]
-    pub hidden: Option<Vec<usize>>,
-    /// Hidden channels of each ConvLSTM layer, e.g. 64,64 (stacked: layer k reads layer
-    /// k-1's h). Default: one layer with the frame's channels, whose h is the prediction.
-    #[arg(long, value_delimiter = ',', value_name = "C,..")]
-    pub hidden_channels: Option<Vec<usize>>,
-    /// Kernel side of the conv model (odd): one for every layer, or one per layer.
-    /// Default: 5.
-    #[arg(long, value_delimiter = ',', value_name = "K,..")]
-    pub kernel: Option<Vec<usize>>,
-    /// Shi et al.'s peephole connections: i and f also see w_ci*c_prev and w_cf*c_prev,
-    /// o sees w_co*c, each weight learned per channel and pixel (conv model).
-    #[arg(long)]
-    pub peephole: bool,
-    /// What turns the last layer's h into the prediction (conv model). Default: none.
-    #[arg(long, value_enum)]
-    pub head: Option<HeadKind>,
-    /// Cut frames into PxP patches (space-to-depth: C x H x W becomes C*P*P x H/P x W/P);
-    /// predictions are turned back into frames (conv model). Default: 1.
-    #[arg(long, value_name = "P")]
-    pub patch: Option<usize>,
+    pub run: RunSettings,
     /// Folder for <model>.csv and <model>.safetensors.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -386,8 +299,62 @@ pub struct TrainArgs {
     /// --out, with its settings; --epochs may raise its length.
     #[arg(long, conflicts_with = "init_from")]
     pub resume: bool,
+}
+
+/// Everything the command line chose for a run: the model and its flags, the data and its
+/// windows, the optimiser, the seed, the checkpointing. Recorded whole in the training
+/// checkpoint; `--resume` restores it, each flag typed again taking its new value. The
+/// serde names are the clap ids (the field names), which is what lets a record and a
+/// command line be merged flag by flag.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// Which model to train.
+    #[arg(long, required = true, value_parser = crate::models::kind_parser())]
+    pub model: Option<String>,
+    /// The model's own flags, as its crate records them (filled in from them after
+    /// parsing).
+    #[arg(skip)]
+    #[serde(default)]
+    pub model_flags: serde_json::Value,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Passes over the training windows.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Adam step size.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Seed of the weight initialisation (and of the window order with --shuffle).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Train on the windows in a new random order each epoch (the seed keeps their order).
+    #[arg(long)]
+    pub shuffle: bool,
+    /// Adam's form.
+    #[arg(long, value_enum, default_value_t = AdamKind::Chainer)]
+    pub adam: AdamKind,
+    /// Forecast: read K frames, then predict --horizon frames, each step reading its own
+    /// previous prediction; windows are K + N frames and the loss is the mean over the N
+    /// predicted frames of the per-frame mean squared error. Without it: one step ahead,
+    /// the loss the sum over the steps (the seed's).
+    #[arg(long, value_name = "K", requires = "horizon")]
+    #[serde(default)]
+    pub context: Option<usize>,
+    /// Forecast: frames predicted after --context.
+    #[arg(long, value_name = "N", requires = "context")]
+    #[serde(default)]
+    pub horizon: Option<usize>,
+    /// Windows per Adam update, the loss averaged over them (the seed: 1). The last batch
+    /// of an epoch takes the windows left.
+    #[arg(long, default_value_t = 1, value_name = "B")]
+    #[serde(default = "one")]
+    pub batch_size: usize,
     /// Write the training checkpoint every N epochs (always after the last one, and on
     /// Ctrl-C); 0: only then.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub checkpoint_every: usize,
+}
+
+fn one() -> usize {
+    1
 }

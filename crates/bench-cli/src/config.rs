@@ -2,16 +2,14 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use clap::parser::ValueSource;
 use clap::ArgMatches;
 use frames::moving_mnist::MovingMnist;
 use frames::{ColorMode, LoadOptions, Size, WindowSpec};
 use harness::adam::{AdamConfig, AdamForm};
 use harness::evaluate::Forecast;
 use harness::{SequenceModel, TrainConfig};
-use serde::{Deserialize, Serialize};
 
-use crate::args::{AdamKind, ColorKind, DataArgs, DeviceKind, HeadKind, ModelKind, TrainArgs};
+use crate::args::{AdamKind, ColorKind, DataArgs, DeviceKind, RunSettings, TrainArgs};
 
 /// The windows the flags ask for: `--seq-len`, or a forecast's context and horizon, or
 /// the default (a whole Moving MNIST sequence, or the seed's 26 frames).
@@ -120,7 +118,7 @@ pub fn device(kind: Option<DeviceKind>) -> Result<Device> {
             Device::new_cuda(0).map_err(|e| {
                 anyhow::anyhow!(
                     "--device cuda: no usable NVIDIA GPU found (CUDA said: {}); use --device cpu",
-                    crate::without_backtrace(&e.to_string()).trim()
+                    crate::errors::without_backtrace(&e.to_string()).trim()
                 )
             })
         }
@@ -129,143 +127,48 @@ pub fn device(kind: Option<DeviceKind>) -> Result<Device> {
     }
 }
 
-/// The training configuration, with flags that do not fit `model` refused.
-pub fn train_config(args: &TrainArgs, model: ModelKind) -> Result<TrainConfig> {
-    let conv_only = [
-        ("--hidden-channels", args.hidden_channels.is_some()),
-        ("--kernel", args.kernel.is_some()),
-        ("--peephole", args.peephole),
-        ("--head", args.head.is_some()),
-        ("--patch", args.patch.is_some()),
-    ];
-    for (flag, given) in conv_only {
-        if given && model != ModelKind::Conv {
-            bail!("{flag} applies to --model conv only");
-        }
-    }
-    if args.hidden.is_some() && model != ModelKind::Linear {
-        bail!("--hidden applies to --model linear only (the conv model's is --hidden-channels)");
-    }
-    if args.batch_size == 0 {
+/// The training configuration the flags describe, checked.
+pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
+    let run = &args.run;
+    if run.batch_size == 0 {
         bail!("--batch-size 0: use at least one window per update");
     }
-    if !(args.lr.is_finite() && args.lr > 0.0) {
+    if !(run.lr.is_finite() && run.lr > 0.0) {
         bail!(
             "--lr {}: the learning rate must be a positive number",
-            args.lr
+            run.lr
         );
     }
-    if args.epochs == 0 {
+    if run.epochs == 0 {
         bail!("--epochs 0: train at least one epoch");
     }
     if let Some(path) = &args.init_from {
         readable_file("--init-from", path)?;
     }
     Ok(TrainConfig {
-        epochs: args.epochs,
+        epochs: run.epochs,
         adam: AdamConfig {
-            lr: args.lr,
-            form: match args.adam {
+            lr: run.lr,
+            form: match run.adam {
                 AdamKind::Chainer => AdamForm::Chainer,
                 AdamKind::Torch => AdamForm::Torch,
             },
             ..AdamConfig::default()
         },
-        seed: args.seed,
-        shuffle: args.shuffle,
-        batch_size: args.batch_size,
-        forecast: forecast(args.context, args.horizon)?,
+        seed: run.seed,
+        shuffle: run.shuffle,
+        batch_size: run.batch_size,
+        forecast: forecast(run.context, run.horizon)?,
         out_dir: args.out.clone(),
         init_from: args.init_from.clone(),
         quiet: args.quiet,
         overwrite: args.force,
         resume: args.resume,
-        checkpoint_every: args.checkpoint_every,
+        checkpoint_every: run.checkpoint_every,
         stop: None,
         started: None,
-        launch: serde_json::to_value(Launch::of(args))?,
+        launch: serde_json::to_value(run)?,
     })
-}
-
-/// The conv model the flags describe, over frames of `frame` `[C, H, W]`, checked.
-pub fn conv_config(args: &TrainArgs, frame: [usize; 3]) -> Result<lstm_conv::Config> {
-    let list = |flag: &str, values: &Option<Vec<usize>>| -> Result<()> {
-        if let Some(v) = values {
-            if v.is_empty() || v.contains(&0) {
-                bail!("{flag} {}: every entry must be at least 1", join(v));
-            }
-        }
-        Ok(())
-    };
-    list("--hidden-channels", &args.hidden_channels)?;
-    list("--kernel", &args.kernel)?;
-    if let Some(k) = args.kernel.iter().flatten().find(|k| k.is_multiple_of(2)) {
-        bail!(
-            "--kernel {}: {k} is even; a kernel side must be odd (padding K/2 keeps the \
-             frame size)",
-            join(args.kernel.as_deref().unwrap_or_default())
-        );
-    }
-    if args.patch == Some(0) {
-        bail!("--patch 0: use 1 (no patches) or more");
-    }
-    let config = lstm_conv::Config {
-        channels: frame[0],
-        kernel: args.kernel.clone().unwrap_or_else(|| vec![5]),
-        hidden_channels: args.hidden_channels.clone().unwrap_or_default(),
-        peephole: args.peephole,
-        head: args.head.map_or(lstm_core::Head::None, |h| h.head()),
-        patch: args.patch.unwrap_or(1),
-    };
-    let layers = config.hidden().len();
-    if config.kernel.len() != 1 && config.kernel.len() != layers {
-        bail!(
-            "--kernel {}: give one kernel side for every layer or one per layer ({layers} \
-             layers)",
-            join(&config.kernel)
-        );
-    }
-    let size = [frame[1], frame[2]];
-    config
-        .stack(size)
-        .and_then(|_| config.check_kernel_fits(size))
-        .map_err(|e| anyhow::anyhow!("{}", flag_names(&e.to_string())))?;
-    Ok(config)
-}
-
-/// The linear model the flags describe, over frames of `frame` `[C, H, W]`.
-pub fn linear_config(args: &TrainArgs, [c, h, w]: [usize; 3]) -> Result<lstm_linear::Config> {
-    let hidden = args.hidden.clone().unwrap_or_else(|| vec![c * h * w]);
-    if hidden.is_empty() || hidden.contains(&0) {
-        bail!(
-            "--hidden {}: the linear model needs at least one hidden unit in every layer",
-            join(&hidden)
-        );
-    }
-    Ok(lstm_linear::Config {
-        channels: c,
-        height: h,
-        width: w,
-        hidden,
-    })
-}
-
-/// `1,2,3`.
-fn join(values: &[usize]) -> String {
-    values
-        .iter()
-        .map(usize::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// A shape error from the model, with the flags that set each thing named.
-pub fn flag_names(message: &str) -> String {
-    message
-        .replace("head none:", "--head none:")
-        .replace("add a head (conv1x1)", "add --head conv1x1")
-        .replace("patch ", "--patch ")
-        .replace("kernel ", "--kernel ")
 }
 
 /// The model to train: the one the flags describe or, with `--init-from` a file a run
@@ -276,8 +179,9 @@ pub fn model_config<M: SequenceModel>(
     args: &TrainArgs,
     matches: &ArgMatches,
     frame: [usize; 3],
-    from_flags: M::Config,
+    flags: &M::Flags,
 ) -> Result<M::Config> {
+    let from_flags = M::config(flags, frame)?;
     let Some(path) = &args.init_from else {
         return Ok(from_flags);
     };
@@ -300,10 +204,10 @@ pub fn model_config<M: SequenceModel>(
     if let Err(e) = M::parameter_specs(&recorded, frame) {
         bail!("--init-from {}: {e}", path.display());
     }
-    let typed: Vec<String> = MODEL_FLAGS
-        .iter()
-        .filter(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
-        .map(|id| format!("--{}", id.replace('_', "-")))
+    let typed: Vec<String> = crate::models::flags::<M>()
+        .into_iter()
+        .filter(|flag| crate::models::typed(matches, &flag.id))
+        .map(|flag| format!("--{}", flag.long))
         .collect();
     if !typed.is_empty() && recorded != from_flags {
         bail!(
@@ -318,143 +222,70 @@ pub fn model_config<M: SequenceModel>(
     Ok(recorded)
 }
 
-/// The flags (clap ids) that shape a model.
-const MODEL_FLAGS: [&str; 6] = [
-    "hidden",
-    "hidden_channels",
-    "kernel",
-    "peephole",
-    "head",
-    "patch",
-];
-
-/// The settings a run was started with, kept in its training checkpoint so that
-/// `--resume` needs no more than `--model` (and `--out`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Launch {
-    pub data: DataArgs,
-    pub epochs: usize,
-    pub lr: f64,
-    pub seed: u64,
-    pub adam: AdamKind,
-    pub shuffle: bool,
-    #[serde(default = "one")]
-    pub batch_size: usize,
-    #[serde(default, with = "lstm_core::stack::one_or_many_opt")]
-    pub hidden: Option<Vec<usize>>,
-    #[serde(default)]
-    pub hidden_channels: Option<Vec<usize>>,
-    #[serde(default, with = "lstm_core::stack::one_or_many_opt")]
-    pub kernel: Option<Vec<usize>>,
-    #[serde(default)]
-    pub peephole: bool,
-    #[serde(default)]
-    pub head: Option<HeadKind>,
-    #[serde(default)]
-    pub patch: Option<usize>,
-    #[serde(default)]
-    pub context: Option<usize>,
-    #[serde(default)]
-    pub horizon: Option<usize>,
-    pub checkpoint_every: usize,
+/// For `--resume`: the run's settings as its training checkpoint at `path` records them
+/// (`record`), each flag typed on this command line taking its typed value. The harness
+/// then refuses a typed value that changes the run (a different --lr, say) rather than just
+/// its length (--epochs), naming it.
+pub fn resume_settings(
+    run: &mut RunSettings,
+    matches: &ArgMatches,
+    record: serde_json::Value,
+    path: &std::path::Path,
+) -> Result<()> {
+    let Some(mut saved) = migrate(record) else {
+        bail!(
+            "{}: no command-line settings recorded to resume with",
+            path.display()
+        );
+    };
+    merge_typed(&mut saved, &serde_json::to_value(&*run)?, matches);
+    *run = serde_json::from_value(saved)
+        .with_context(|| format!("{}: unreadable run settings", path.display()))?;
+    Ok(())
 }
 
-fn one() -> usize {
-    1
+/// A record of [`RunSettings`] as this version reads it: records written before the models'
+/// flags had a field of their own kept them among the rest, where each model's `Flags`
+/// still finds its own (and ignores the others). `None` for no record.
+fn migrate(record: serde_json::Value) -> Option<serde_json::Value> {
+    let serde_json::Value::Object(mut fields) = record else {
+        return None;
+    };
+    if !fields.contains_key("model_flags") {
+        let flat = serde_json::Value::Object(fields.clone());
+        fields.insert("model_flags".into(), flat);
+    }
+    Some(serde_json::Value::Object(fields))
 }
 
-impl Launch {
-    fn of(args: &TrainArgs) -> Launch {
-        Launch {
-            data: args.data.clone(),
-            epochs: args.epochs,
-            lr: args.lr,
-            seed: args.seed,
-            adam: args.adam,
-            shuffle: args.shuffle,
-            batch_size: args.batch_size,
-            hidden: args.hidden.clone(),
-            hidden_channels: args.hidden_channels.clone(),
-            kernel: args.kernel.clone(),
-            peephole: args.peephole,
-            head: args.head,
-            patch: args.patch,
-            context: args.context,
-            horizon: args.horizon,
-            checkpoint_every: args.checkpoint_every,
+/// Into `saved`, every flag of `here` that was typed (or that `saved` lacks: one added
+/// since), walking nested flag groups; the serde names are the clap ids.
+fn merge_typed(saved: &mut serde_json::Value, here: &serde_json::Value, matches: &ArgMatches) {
+    let (serde_json::Value::Object(saved), serde_json::Value::Object(here)) = (saved, here) else {
+        return;
+    };
+    for (key, value) in here {
+        match saved.get_mut(key) {
+            Some(inner @ serde_json::Value::Object(_)) if value.is_object() => {
+                merge_typed(inner, value, matches)
+            }
+            Some(_) if !crate::models::typed(matches, key) => {}
+            _ => {
+                saved.insert(key.clone(), value.clone());
+            }
         }
     }
 }
 
-/// For `--resume`: every setting not typed on this command line comes from the run being
-/// resumed. One typed differently is kept, and the harness refuses it if it changes the
-/// run (a different --lr, say) rather than just its length (--epochs).
-pub fn resume_settings(args: &mut TrainArgs, matches: &ArgMatches, launch: Launch) {
-    let typed = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-    macro_rules! take {
-        ($($field:ident),*) => {$(
-            if !typed(stringify!($field)) {
-                args.$field = launch.$field;
-            }
-        )*};
-    }
-    take!(
-        epochs,
-        lr,
-        seed,
-        adam,
-        shuffle,
-        batch_size,
-        hidden,
-        hidden_channels,
-        kernel,
-        peephole,
-        head,
-        patch,
-        context,
-        horizon,
-        checkpoint_every
-    );
-    let data = &mut args.data;
-    let saved = launch.data;
-    macro_rules! take_data {
-        ($($field:ident),*) => {$(
-            if !typed(stringify!($field)) {
-                data.$field = saved.$field;
-            }
-        )*};
-    }
-    take_data!(
-        data,
-        size,
-        train_frames,
-        test_videos,
-        seq_len,
-        stride,
-        color,
-        sequences,
-        test_sequences,
-        mnist_seed
-    );
-}
-
 /// Sizes the thread pool every CPU kernel shares (rayon's global pool, which candle and the
-/// gemm crate use too). Must run before the first parallel operation, and before any other
-/// thread exists (it sets an environment variable).
-pub fn set_threads(args: &TrainArgs, model: ModelKind) -> Result<usize> {
-    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = match args.threads {
+/// gemm crate use too): `--threads`, or the model's `default` choice. Must run before the
+/// first parallel operation, and before any other thread exists (it sets an environment
+/// variable).
+pub fn set_threads(threads: Option<usize>, default: usize) -> Result<usize> {
+    let threads = match threads {
         Some(0) => bail!("--threads 0: use at least one thread"),
         Some(n) => n,
-        // The seed's 208-parameter ConvLSTM gains nothing from a second thread and, on a
-        // shared machine, a spinning second worker can stall the first; the linear model's
-        // matrix-vector products are bandwidth-bound and do gain from two. A ConvLSTM of
-        // many channels is matrix products: every core.
-        None => match model {
-            ModelKind::Conv if args.hidden_channels.is_some() => available,
-            ModelKind::Conv => 1,
-            ModelKind::Linear => available.min(2),
-        },
+        None => default,
     };
     // candle reads this for its own CPU kernels; rayon's pool is sized below.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
@@ -463,4 +294,9 @@ pub fn set_threads(args: &TrainArgs, model: ModelKind) -> Result<usize> {
         .build_global()
         .context("cannot start the thread pool")?;
     Ok(threads)
+}
+
+/// Cores this process may use.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

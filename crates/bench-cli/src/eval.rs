@@ -4,8 +4,6 @@ use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use harness::evaluate::{copy_last, evaluate, Forecast};
 use harness::SequenceModel;
-use lstm_conv::ConvLstm;
-use lstm_linear::LinearLstm;
 
 use crate::args::EvalArgs;
 use crate::config;
@@ -22,13 +20,33 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let forecast = config::forecast(args.context, args.horizon)?;
     let data = crate::fit::load_data(&args.data, forecast.map(|f| f.context + f.horizon))?;
     let device = config::device(args.device)?;
-    match kind.as_str() {
-        "conv" => eval::<ConvLstm>(args, &data, forecast, &device),
-        "linear" => eval::<LinearLstm>(args, &data, forecast, &device),
-        other => bail!(
-            "--checkpoint {}: a model of kind `{other}`, which this bench-cli does not know",
+    let job = Eval {
+        args,
+        data: &data,
+        forecast,
+        device: &device,
+    };
+    crate::models::with_model(&kind, job).unwrap_or_else(|| {
+        bail!(
+            "--checkpoint {}: a model of kind `{kind}`, which this bench-cli does not know",
             args.checkpoint.display()
-        ),
+        )
+    })
+}
+
+/// Evaluation, once the model's type is known.
+struct Eval<'a> {
+    args: &'a EvalArgs,
+    data: &'a frames::Dataset,
+    forecast: Option<Forecast>,
+    device: &'a candle_core::Device,
+}
+
+impl crate::models::WithModel for Eval<'_> {
+    type Output = Result<()>;
+
+    fn run<M: SequenceModel>(self) -> Result<()> {
+        eval::<M>(self.args, self.data, self.forecast, self.device)
     }
 }
 

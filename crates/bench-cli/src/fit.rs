@@ -8,7 +8,7 @@ use frames::Dataset;
 use harness::memory::{self, human, Needs, RunShape};
 use harness::SequenceModel;
 
-use crate::args::{DataArgs, TrainArgs};
+use crate::args::DataArgs;
 use crate::config::{self, MOVING_MNIST};
 
 /// What loading the flags' data would give.
@@ -138,17 +138,15 @@ pub fn check_frames(probe: &DataProbe) -> Result<()> {
 pub fn check_run<M: SequenceModel>(
     model: &M::Config,
     probe: &DataProbe,
-    args: &TrainArgs,
     config: &harness::TrainConfig,
     threads: usize,
     device: &Device,
 ) -> Result<Needs> {
-    let specs = M::parameter_specs(model, probe.frame)
-        .map_err(|e| anyhow::anyhow!("{}", config::flag_names(&e.to_string())))?;
+    let specs = M::parameter_specs(model, probe.frame)?;
     let stack = M::layout(model, probe.frame)?;
     let run = RunShape {
         frames: probe.frames,
-        batch: args.batch_size.min(probe.windows_at_most.max(1)),
+        batch: config.batch_size.min(probe.windows_at_most.max(1)),
         steps: probe.window.saturating_sub(1),
         threads,
         eval_batch: if config.forecast.is_some() {
@@ -167,11 +165,7 @@ pub fn check_run<M: SequenceModel>(
     };
     if needs.total() > available {
         let parameters = lstm_core::spec::parameter_count(&specs);
-        let hidden = if M::KIND == "linear" {
-            "--hidden"
-        } else {
-            "--hidden-channels"
-        };
+        let hidden = M::SIZE_FLAG;
         let advice = if needs.frames >= needs.model.max(needs.activations) {
             probe.frame_flags().to_string()
         } else if needs.model >= needs.activations {

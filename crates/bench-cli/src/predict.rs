@@ -4,10 +4,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use harness::SequenceModel;
 use image::{Rgb, RgbImage, Rgba, RgbaImage};
-use lstm_conv::ConvLstm;
-use lstm_linear::LinearLstm;
 
-use crate::args::{ModelKind, PredictArgs};
+use crate::args::PredictArgs;
 
 /// Grey level of the lines between cells.
 const SEPARATOR: u8 = 128;
@@ -30,9 +28,32 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         bail!("--scale {}: use 1 to 64", args.scale);
     }
     crate::config::readable_file("--checkpoint", &args.checkpoint)?;
-    match args.model {
-        ModelKind::Linear => draw::<LinearLstm>(args),
-        ModelKind::Conv => draw::<ConvLstm>(args),
+    // The file says which model it holds; a --model given is checked against it when the
+    // model loads. A file without a record (PyTorch's) is refused there, by name.
+    let recorded = harness::resume::recorded_model(&args.checkpoint)?.map(|(kind, _)| kind);
+    let Some(kind) = args.model.clone().or(recorded) else {
+        bail!(
+            "--checkpoint {}: no record of the model it holds (a file saved by PyTorch?); \
+             predict takes files written by training",
+            args.checkpoint.display()
+        );
+    };
+    crate::models::with_model(&kind, Draw(args)).unwrap_or_else(|| {
+        bail!(
+            "--checkpoint {}: a model of kind `{kind}`, which this bench-cli does not know",
+            args.checkpoint.display()
+        )
+    })
+}
+
+/// Drawing, once the model's type is known.
+struct Draw<'a>(&'a PredictArgs);
+
+impl crate::models::WithModel for Draw<'_> {
+    type Output = Result<()>;
+
+    fn run<M: SequenceModel>(self) -> Result<()> {
+        draw::<M>(self.0)
     }
 }
 

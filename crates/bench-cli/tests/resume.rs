@@ -608,3 +608,82 @@ fn linear_runs_killed_and_resumed_match_an_uninterrupted_run() {
         );
     }
 }
+
+/// The run settings a training checkpoint records, as JSON.
+fn recorded_settings(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let about = &header.metadata().as_ref().unwrap()["bench_cli"];
+    serde_json::from_str::<serde_json::Value>(about).unwrap()["launch"].clone()
+}
+
+/// `fixtures/old-settings/conv.resume.safetensors` was written by the binary of commit
+/// 43839a4, before a model's flags had a record of their own (`bench-cli --model conv
+/// --hidden-channels 2 --kernel 3 --head conv1x1 --epochs 1`): its settings hold the model's
+/// flags among the others. Resumed with nothing but `--epochs 2`, it trains the model it
+/// records and ends where an uninterrupted two-epoch run of today ends, bit for bit; its
+/// settings are written back in today's form; a model flag typed differently is refused by
+/// name.
+#[test]
+fn a_checkpoint_of_the_old_settings_layout_resumes_its_own_model() {
+    let fixture = common::repo_root().join("crates/bench-cli/tests/fixtures/old-settings");
+    let resumed = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture.join("conv.resume.safetensors"),
+        resumed.path().join("conv.resume.safetensors"),
+    )
+    .unwrap();
+    let dir = resumed.path();
+    let resume = |extra: &[&'static str]| {
+        let mut args = vec!["--model", "conv", "--out", s(dir), "--resume", "--quiet"];
+        args.extend_from_slice(extra);
+        args
+    };
+    ok(&resume(&["--epochs", "2"]));
+    let straight = tempfile::tempdir().unwrap();
+    let model = [
+        "--hidden-channels",
+        "2",
+        "--kernel",
+        "3",
+        "--head",
+        "conv1x1",
+    ];
+    let mut args = vec![
+        "--model",
+        "conv",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        s(straight.path()),
+    ];
+    args.extend(model);
+    ok(&args);
+    assert_eq!(
+        rows_without_timing(dir),
+        rows_without_timing(straight.path())
+    );
+    assert_eq!(
+        tensors(&dir.join("conv.safetensors")),
+        tensors(&straight.path().join("conv.safetensors"))
+    );
+    let settings = recorded_settings(&dir.join("conv.resume.safetensors"));
+    assert_eq!(settings["model"], "conv");
+    assert_eq!(
+        settings["model_flags"],
+        serde_json::json!({"hidden_channels": [2], "kernel": 3, "peephole": false,
+            "head": "conv1x1", "patch": null})
+    );
+    assert!(settings.get("hidden_channels").is_none(), "{settings}");
+    assert_eq!(
+        settings,
+        recorded_settings(&straight.path().join("conv.resume.safetensors")),
+        "a resumed run records what a fresh one does"
+    );
+    let refused = fails(&resume(&["--epochs", "3", "--kernel", "5"]));
+    assert!(
+        refused.contains("model_config.kernel (3 there, 5 here)"),
+        "{refused}"
+    );
+}

@@ -58,6 +58,7 @@
 //! ```
 
 pub mod cpu;
+mod flags;
 #[cfg(target_arch = "x86_64")]
 mod implicit;
 mod lowered;
@@ -84,6 +85,7 @@ use lstm_core::{
 use serde::{Deserialize, Serialize};
 
 use cpu::{padded, Geometry};
+pub use flags::{Flags, HeadKind};
 
 /// The conv model's shape. Defaults are the seed's: one layer of one channel (the frame's),
 /// 5x5 kernels, no peepholes, no head, no patches. Fields at their defaults are left out of
@@ -632,7 +634,20 @@ impl ConvLstm {
 
 impl lstm_core::SequenceModel for ConvLstm {
     const KIND: &'static str = "conv";
+    const ABOUT: &'static str = "ConvLSTM: by default the seed's (one 1-channel layer, 5x5 \
+        kernels, the prediction is h); --hidden-channels, --kernel, --peephole, --head and \
+        --patch make it Shi et al.'s";
+    const SIZE_FLAG: &'static str = "--hidden-channels";
     type Config = Config;
+    type Flags = Flags;
+
+    fn config(flags: &Flags, frame: [usize; 3]) -> Result<Config> {
+        flags.config(frame)
+    }
+
+    fn default_threads(flags: &Flags, available: usize) -> usize {
+        flags.default_threads(available)
+    }
 
     fn parameter_specs(config: &Config, [c, h, w]: [usize; 3]) -> Result<Vec<ParamSpec>> {
         check_channels(config, c)?;

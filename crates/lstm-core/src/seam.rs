@@ -27,8 +27,35 @@ use crate::stack::Stack;
 /// Dimension legend: `L` frames in a window, `B` windows in a batch, `C` channels,
 /// `H x W` frame size.
 pub trait SequenceModel: Recurrent + Sized {
-    /// Short name of the model family: the stem of its CSV and checkpoint files.
+    /// Short name of the model family: `--model`'s value, the stem of its CSV and
+    /// checkpoint files.
     const KIND: &'static str;
+
+    /// One line on the model, for `--model`'s help.
+    const ABOUT: &'static str;
+
+    /// The flag that sets the model's size, named when a run will not fit in memory.
+    const SIZE_FLAG: &'static str;
+
+    /// The model's command-line flags: a `clap::Args` struct the command line flattens in
+    /// (under its own help heading), recorded with a run so `--resume` restores them.
+    /// Every flag is optional: the defaults are the model's seed configuration.
+    type Flags: clap::Args
+        + Clone
+        + Debug
+        + Default
+        + PartialEq
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync;
+
+    /// The configuration `flags` describe over frames `[C, H, W]`, checked: an error names
+    /// the flag at fault and says what would do.
+    fn config(flags: &Self::Flags, frame: [usize; 3]) -> Result<Self::Config>;
+
+    /// Worker threads when `--threads` is not given, of `available` cores.
+    fn default_threads(flags: &Self::Flags, available: usize) -> usize;
 
     /// Everything that shapes the model but the frame size (layers, hidden sizes, ...).
     /// Saved in checkpoints.

@@ -33,6 +33,9 @@ use lstm_core::{
 };
 use serde::{Deserialize, Serialize};
 
+mod flags;
+pub use flags::Flags;
+
 /// The linear model's shape. Defaults are the seed's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
@@ -403,7 +406,20 @@ impl GateKernels for LinearLstm {
 
 impl lstm_core::SequenceModel for LinearLstm {
     const KIND: &'static str = "linear";
+    const ABOUT: &'static str = "Fully connected LSTM with a linear output layer";
+    const SIZE_FLAG: &'static str = "--hidden";
     type Config = Config;
+    type Flags = Flags;
+
+    fn config(flags: &Flags, frame: [usize; 3]) -> Result<Config> {
+        flags.config(frame)
+    }
+
+    /// Up to two: the matrix-vector products are bound by memory bandwidth, which a second
+    /// core adds to and a third does not (on the 2-core machines this was tuned on).
+    fn default_threads(_: &Flags, available: usize) -> usize {
+        available.min(2)
+    }
 
     fn parameter_specs(config: &Config, frame: [usize; 3]) -> Result<Vec<ParamSpec>> {
         check_frame(config, frame)?;
