@@ -163,6 +163,9 @@ pub struct BenchArgs {
     /// Threads, as for training (default: each model's own choice).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// How gradients are made, as for training.
+    #[arg(long, value_enum, default_value_t = BackwardKind::Fastest)]
+    pub backward: BackwardKind,
     /// Folder of frames.
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
@@ -191,6 +194,23 @@ pub enum AdamKind {
     Chainer,
     /// PyTorch's torch.optim.Adam.
     Torch,
+}
+
+/// `--backward`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackwardKind {
+    Fastest,
+    Autograd,
+}
+
+impl BackwardKind {
+    /// The flag's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackwardKind::Fastest => "fastest",
+            BackwardKind::Autograd => "autograd",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -284,6 +304,12 @@ pub struct TrainArgs {
     /// cpu (the default) or cuda (a build with the `cuda` feature and an NVIDIA GPU).
     #[arg(long, value_enum)]
     pub device: Option<DeviceKind>,
+    /// How gradients are made: fastest (the model's own backward: slice kernels on the
+    /// CPU, its written-out backward in candle ops elsewhere) or autograd (candle's autograd
+    /// over the model's forward: the reference they are tested against; slower, and it
+    /// keeps every op's output of a window).
+    #[arg(long, value_enum, default_value_t = BackwardKind::Fastest)]
+    pub backward: BackwardKind,
     /// Worker threads for the CPU kernels. Default: the model's own choice (the seed's conv
     /// model: 1, its kernels are too small to share; with --hidden-channels: every core;
     /// linear: up to 2, for memory bandwidth).

@@ -100,6 +100,7 @@ fn timed_row(
     if let Some(device) = args.device {
         cmd.args(["--device", device.name()]);
     }
+    cmd.args(["--backward", args.backward.name()]);
     let out = cmd.output().context("cannot run the training child")?;
     // The next configuration of the same model writes the same file names.
     for file in ["safetensors", "resume.safetensors", "summary.json"] {

@@ -7,9 +7,11 @@ use frames::moving_mnist::MovingMnist;
 use frames::{ColorMode, LoadOptions, Size, WindowSpec};
 use harness::adam::{AdamConfig, AdamForm};
 use harness::evaluate::Forecast;
-use harness::{SequenceModel, TrainConfig};
+use harness::{Backward, SequenceModel, TrainConfig, TrainSettings};
 
-use crate::args::{AdamKind, ColorKind, DataArgs, DeviceKind, RunSettings, TrainArgs};
+use crate::args::{
+    AdamKind, BackwardKind, ColorKind, DataArgs, DeviceKind, RunSettings, TrainArgs,
+};
 
 /// The windows the flags ask for: `--seq-len`, or a forecast's context and horizon, or
 /// the default (a whole Moving MNIST sequence, or the seed's 26 frames).
@@ -146,19 +148,21 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         readable_file("--init-from", path)?;
     }
     Ok(TrainConfig {
-        epochs: run.epochs,
-        adam: AdamConfig {
-            lr: run.lr,
-            form: match run.adam {
-                AdamKind::Chainer => AdamForm::Chainer,
-                AdamKind::Torch => AdamForm::Torch,
+        training: TrainSettings {
+            epochs: run.epochs,
+            adam: AdamConfig {
+                lr: run.lr,
+                form: match run.adam {
+                    AdamKind::Chainer => AdamForm::Chainer,
+                    AdamKind::Torch => AdamForm::Torch,
+                },
+                ..AdamConfig::default()
             },
-            ..AdamConfig::default()
+            seed: run.seed,
+            shuffle: run.shuffle,
+            batch_size: run.batch_size,
+            forecast: forecast(run.context, run.horizon)?,
         },
-        seed: run.seed,
-        shuffle: run.shuffle,
-        batch_size: run.batch_size,
-        forecast: forecast(run.context, run.horizon)?,
         out_dir: args.out.clone(),
         init_from: args.init_from.clone(),
         quiet: args.quiet,
@@ -168,6 +172,10 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         stop: None,
         started: None,
         launch: serde_json::to_value(run)?,
+        backward: match args.backward {
+            BackwardKind::Fastest => Backward::Fastest,
+            BackwardKind::Autograd => Backward::Autograd,
+        },
     })
 }
 

@@ -146,14 +146,15 @@ pub fn check_run<M: SequenceModel>(
     let stack = M::layout(model, probe.frame)?;
     let run = RunShape {
         frames: probe.frames,
-        batch: config.batch_size.min(probe.windows_at_most.max(1)),
+        batch: config.training.batch_size.min(probe.windows_at_most.max(1)),
         steps: probe.window.saturating_sub(1),
         threads,
-        eval_batch: if config.forecast.is_some() {
+        eval_batch: if config.training.forecast.is_some() {
             harness::evaluate::BATCH
         } else {
             1
         },
+        backward: config.backward,
     };
     let mut needs = memory::estimate(&specs, &stack, &run);
     if !device.is_cpu() {

@@ -64,7 +64,7 @@ impl models::WithModel for Train<'_> {
         let device = config::device(args.device)?;
         let probe = fit::probe(
             &args.run.data,
-            config.forecast.map(|f| f.context + f.horizon),
+            config.training.forecast.map(|f| f.context + f.horizon),
         )?;
         let model = config::model_config::<M>(&args, matches, probe.frame, &flags)?;
         let summary =
@@ -140,7 +140,10 @@ fn fit_load_train<M: SequenceModel>(
     if !config.quiet {
         eprintln!("{}...", probe.describe());
     }
-    let data = fit::load_data(data, config.forecast.map(|f| f.context + f.horizon))?;
+    let data = fit::load_data(
+        data,
+        config.training.forecast.map(|f| f.context + f.horizon),
+    )?;
     if data.frame_shape() != probe.frame {
         anyhow::bail!(
             "{}: the frames changed while loading ({:?} expected, {:?} found)",

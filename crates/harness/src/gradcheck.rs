@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use lstm_core::{tensors, Plan};
 
-use crate::model::{autograd_loss_and_grads, loss_and_grads, SequenceModel};
+use crate::model::{loss_and_grads, Backward, SequenceModel};
 use crate::params::{init_parameters, var_builder};
 use crate::Result;
 
@@ -52,7 +52,7 @@ pub fn check_gradients<M: SequenceModel>(
     let batch = batch.to_dtype(DType::F64)?;
     let (_, _, c, h, w) = batch.dims5()?;
     let (specs, vars, model) = generic_point::<M>(config, [c, h, w], seed, DType::F64, &device)?;
-    let (_, grads) = loss_and_grads(&model, &batch, plan)?;
+    let (_, grads) = loss_and_grads(&model, &batch, plan, Backward::Fastest)?;
     let loss_at = |model: &M| -> Result<f64> {
         let predictions = tensors::forward_plan(model, &batch, plan)?;
         Ok(tensors::loss(&predictions, &batch, plan)?.to_scalar::<f64>()?)
@@ -122,7 +122,7 @@ pub fn compare_with_autograd<M: SequenceModel>(
     let (_, _, c, h, w) = batch.dims5()?;
     let frame = [c, h, w];
     let (specs, vars, model) = generic_point::<M>(config, frame, seed, dtype, &device)?;
-    let (loss, grads) = loss_and_grads(&model, batch, plan)?;
+    let (loss, grads) = loss_and_grads(&model, batch, plan, Backward::Fastest)?;
     let ref_vars = vars
         .iter()
         .map(|v| Var::from_tensor(&v.as_tensor().to_dtype(reference_dtype)?))
@@ -133,7 +133,7 @@ pub fn compare_with_autograd<M: SequenceModel>(
         var_builder(&specs, &ref_vars, reference_dtype, &device),
     )?;
     let ref_batch = batch.to_dtype(reference_dtype)?;
-    let (ref_loss, ref_grads) = autograd_loss_and_grads(&ref_model, &ref_batch, plan, &ref_vars)?;
+    let (ref_loss, ref_grads) = loss_and_grads(&ref_model, &ref_batch, plan, Backward::Autograd)?;
     let checks = compare(&specs, &grads, &ref_grads)?;
     Ok((loss, ref_loss, checks))
 }
@@ -235,7 +235,7 @@ fn compare_saved<M: SequenceModel>(
     batch: &Tensor,
     plan: &Plan,
 ) -> Result<(f64, f64, Vec<GradCheck>)> {
-    let (loss, ours) = loss_and_grads(model, batch, plan)?;
+    let (loss, ours) = loss_and_grads(model, batch, plan, Backward::Fastest)?;
     let ref_loss = grads.get("loss")?.flatten_all()?.to_vec1::<f64>()?[0];
     let theirs = specs
         .iter()
@@ -351,7 +351,15 @@ pub fn weights_after_steps<M: SequenceModel>(
             generic_point::<M>(config, [c, h, w], 1, DType::F32, &Device::Cpu).unwrap();
         let mut adam = crate::adam::Adam::new(Default::default(), &vars).unwrap();
         for batch in batches {
-            let step = crate::model::train_step(&model, batch, plan, &vars, &mut adam).unwrap();
+            let step = crate::model::train_step(
+                &model,
+                batch,
+                plan,
+                &vars,
+                &mut adam,
+                crate::Backward::Fastest,
+            )
+            .unwrap();
             assert!(
                 matches!(
                     step,

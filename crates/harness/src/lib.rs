@@ -34,7 +34,7 @@ pub mod train;
 pub use error::{Error, Result};
 pub use lstm_core::{cell, cpu, linalg, Plan};
 pub use model::{
-    autograd_loss_and_grads, loss_and_grads, predict, train_step, window_loss, ParamInit,
-    ParamSpec, SequenceModel, Step,
+    loss_and_grads, predict, train_step, window_loss, Backward, ParamInit, ParamSpec,
+    SequenceModel, Step,
 };
-pub use train::{train, OutputPaths, RunSummary, TrainConfig};
+pub use train::{train, OutputPaths, RunSummary, TrainConfig, TrainSettings};

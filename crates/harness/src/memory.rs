@@ -55,7 +55,17 @@ pub struct RunShape {
     /// Windows evaluated at once: one for one-step evaluation, [`crate::evaluate::BATCH`]
     /// for forecasts.
     pub eval_batch: usize,
+    /// Which way gradients are made.
+    pub backward: crate::Backward,
 }
+
+/// What candle's autograd keeps per sample and step of a ConvLSTM layer, in units of its
+/// state `C*S`, from the forward's graph to the end of the backward: every op's output and,
+/// during the backward, their gradients. Measured, not read from a driver: candle holds
+/// these buffers (peak memory of Shi et al.'s 32x2 ConvLSTM, batches of 16 windows of 20
+/// frames: 1151 MiB with autograd, 375 MiB with the slice kernels,
+/// bench/logs/2026-12-07-backward.log has the benchmark's).
+pub const AUTOGRAD_STATES_PER_STEP: usize = 56;
 
 /// The frames alone: `count` frames of `frame` `[C, H, W]` as f32.
 pub fn frame_bytes(count: usize, [c, h, w]: [usize; 3]) -> f64 {
@@ -84,11 +94,17 @@ pub fn estimate(specs: &[ParamSpec], stack: &Stack, run: &RunShape) -> Needs {
     // states more (measured). Then the frames in model space, the inputs, the predictions
     // and their gradient.
     const WORKING_STATES: usize = 2;
-    let kept = slices::FORWARD_STATES_PER_STEP + slices::BACKWARD_STATES_PER_STEP;
-    let per_step_train = (kept + WORKING_STATES) as f64 * state + 4.0 * frame;
-    // Windows whose buffers are held at once: a batch of up to one shard runs whole; a
-    // larger one runs a shard per thread, each thread keeping its shard's buffers pooled.
-    let windows_train = if run.batch > SHARD {
+    let kept = match run.backward {
+        crate::Backward::Fastest => {
+            slices::FORWARD_STATES_PER_STEP + slices::BACKWARD_STATES_PER_STEP + WORKING_STATES
+        }
+        crate::Backward::Autograd => AUTOGRAD_STATES_PER_STEP,
+    };
+    let per_step_train = kept as f64 * state + 4.0 * frame;
+    // Windows whose buffers are held at once: a batch of up to one shard runs whole (and
+    // any batch under autograd); a larger one runs a shard per thread, each thread keeping
+    // its shard's buffers pooled.
+    let windows_train = if run.batch > SHARD && run.backward == crate::Backward::Fastest {
         (shards_at_once * SHARD).min(run.batch)
     } else {
         run.batch
@@ -198,6 +214,7 @@ mod tests {
             steps: 19,
             threads: 2,
             eval_batch: 16,
+            backward: crate::Backward::Fastest,
         };
         let needs = estimate(&[], &stack, &run);
         let (s, state, frame) = (256.0, 64.0 * 256.0, 16.0 * 256.0);
@@ -223,6 +240,7 @@ mod tests {
             steps: 1,
             threads,
             eval_batch: 1,
+            backward: crate::Backward::Fastest,
         };
         let small = estimate(std::slice::from_ref(&spec), &stack, &shape(8, 2));
         assert_eq!(small.model, 100.0 * 4.0 * 4.0);
@@ -263,6 +281,7 @@ mod tests {
             steps: 25,
             threads: 2,
             eval_batch: 1,
+            backward: crate::Backward::Fastest,
         };
         let needs = estimate(&[spec], &stack, &run);
         assert!(needs.model > 1e17 && needs.total().is_finite());

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use candle_core::{DType, Result, Tensor, Var};
 use lstm_core::cpu::{is_f32_cpu, with_f32_slices};
 use lstm_core::{slices, tensors, Grad, Plan, Recurrent, StackSlices};
+use serde::{Deserialize, Serialize};
 
 use crate::adam::Adam;
 pub use lstm_core::{ParamInit, ParamSpec, SequenceModel};
@@ -25,10 +26,26 @@ pub enum Step {
     LossNotFinite(f64),
 }
 
-/// Whether `batch` and the model's parameters are f32 on the CPU: what the slice driver
-/// takes. Anything else (f64, CUDA) runs the candle-ops driver.
+/// Which way the gradients of a training step are made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backward {
+    /// The fastest the model and the tensors allow: the slice kernels on f32 CPU tensors,
+    /// else the written-out backward in candle ops, else candle's autograd.
+    #[default]
+    Fastest,
+    /// Candle's autograd over the model's forward, whatever fast paths the model has: the
+    /// reference the fast paths are tested against, and what a model with no fast path
+    /// gets.
+    Autograd,
+}
+
+/// Whether the slice driver takes `batch`: the model has slice kernels, and `batch` and its
+/// parameters are f32 on the CPU.
 pub fn runs_on_slices<M: Recurrent>(model: &M, batch: &Tensor) -> bool {
-    is_f32_cpu(batch) && model.parameters().iter().all(|t| is_f32_cpu(t))
+    model.kernels().is_some()
+        && is_f32_cpu(batch)
+        && model.parameters().iter().all(|t| is_f32_cpu(t))
 }
 
 /// A batch of windows `[L, B, C, H, W]` (f32, CPU) in the slice driver's model space
@@ -47,18 +64,20 @@ fn model_space<M: Recurrent>(model: &M, batch: &Tensor) -> Result<Vec<f32>> {
 /// it is not finite, one Adam update of `params` (the variables the model was built from, in
 /// the drivers' layout order).
 ///
-/// On f32 CPU tensors the slice driver runs, and each weight gradient that is a sum of
-/// outer products is formed inside Adam's update, a register tile at a time, never stored
-/// (643 MB at the seed's linear size). Anything else runs the candle-ops driver, then the
-/// update.
+/// On f32 CPU tensors the slice driver runs where the model has slice kernels, and each
+/// weight gradient that is a sum of outer products is formed inside Adam's update, a
+/// register tile at a time, never stored (643 MB at the seed's linear size). Anything else
+/// runs the candle-ops driver (the written-out backward, else autograd), then the update
+/// (see [`Backward`]).
 pub fn train_step<M: Recurrent>(
     model: &M,
     batch: &Tensor,
     plan: &Plan,
     params: &[Var],
     adam: &mut Adam,
+    backward: Backward,
 ) -> Result<Step> {
-    let run = gradients(model, batch, plan)?;
+    let run = gradients(model, batch, plan, backward)?;
     // Test scaffolding: a NaN gradient in the first parameter (see `fault`).
     let poisoned = crate::fault::reached("window");
     let loss = run.loss();
@@ -79,7 +98,7 @@ pub fn train_step<M: Recurrent>(
             adam.update_with(params, |k| Grad::Values(Cow::Borrowed(&grads[k])))?
         }
         Gradients::Slices(bptt) => {
-            let mut grads = bptt.grads(model);
+            let mut grads = bptt.grads(kernels(model));
             if poisoned {
                 grads[0] = Grad::Values(Cow::Owned(vec![f32::NAN; params[0].elem_count()]));
             }
@@ -112,19 +131,30 @@ impl Gradients {
     }
 }
 
-/// Runs the driver that takes `batch` `[L, B, C, H, W]`: the slice driver on f32 CPU
-/// tensors (a batch of more than [`SHARD`] windows in shards), the candle-ops driver
-/// otherwise.
-fn gradients<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<Gradients> {
+/// Runs the driver that takes `batch` `[L, B, C, H, W]` (see [`Backward`]): the slice
+/// driver (a batch of more than [`SHARD`] windows in shards), the written-out backward in
+/// candle ops, or candle's autograd.
+fn gradients<M: Recurrent>(
+    model: &M,
+    batch: &Tensor,
+    plan: &Plan,
+    backward: Backward,
+) -> Result<Gradients> {
     check_batch(model, batch, plan)?;
-    Ok(if !runs_on_slices(model, batch) {
+    let fastest = backward == Backward::Fastest;
+    Ok(if fastest && runs_on_slices(model, batch) {
+        if plan.batch > SHARD {
+            let (loss, grads) = sharded(model, batch, plan)?;
+            Gradients::Values(loss, grads)
+        } else {
+            Gradients::Slices(Box::new(slice_bptt(model, batch, plan)?))
+        }
+    } else if fastest && model.backward_ops().is_some() {
         let (loss, grads) = tensors::bptt(model, batch, plan)?;
         Gradients::Tensors(loss, grads)
-    } else if plan.batch > SHARD {
-        let (loss, grads) = sharded(model, batch, plan)?;
-        Gradients::Values(loss, grads)
     } else {
-        Gradients::Slices(Box::new(slice_bptt(model, batch, plan)?))
+        let (loss, grads) = autograd(model, batch, plan)?;
+        Gradients::Tensors(loss, grads)
     })
 }
 
@@ -148,7 +178,7 @@ fn sharded<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<(f64,
             let part = batch.narrow(1, start, windows)?.contiguous()?;
             lstm_core::linalg::serial(|| -> Result<(f64, Vec<Vec<f32>>)> {
                 let bptt = slice_bptt(model, &part, &plan.shard(windows))?;
-                let grads = values(model, &bptt.grads(model));
+                let grads = values(model, &bptt.grads(kernels(model)));
                 Ok((bptt.loss, grads))
             })
         })
@@ -172,8 +202,15 @@ fn slice_bptt<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<sl
     let stack = model.stack();
     with_f32_slices(&model.parameters(), |params| {
         let weights = StackSlices::new(stack, params);
-        slices::bptt(model, stack, &weights, frames, plan)
+        slices::bptt(kernels(model), stack, &weights, frames, plan)
     })
+}
+
+/// The model's slice kernels, where [`runs_on_slices`] said it has them.
+fn kernels<M: Recurrent>(model: &M) -> &dyn lstm_core::GateKernels {
+    model
+        .kernels()
+        .expect("runs_on_slices checked the model has slice kernels")
 }
 
 /// Each gradient as values in its parameter's layout.
@@ -189,17 +226,18 @@ fn values<M: Recurrent>(model: &M, grads: &[Grad]) -> Vec<Vec<f32>> {
 }
 
 /// The loss of `plan` on a batch `[L, B, C, H, W]` and the gradient of every parameter, as
-/// tensors shaped like the parameters: the slice driver's on f32 CPU tensors, the
-/// candle-ops driver's otherwise. For tests and checks; training uses [`train_step`].
+/// tensors shaped like the parameters, from the driver [`Backward`] picks. For tests and
+/// checks; training uses [`train_step`].
 pub fn loss_and_grads<M: Recurrent>(
     model: &M,
     batch: &Tensor,
     plan: &Plan,
+    backward: Backward,
 ) -> Result<(f64, Vec<Tensor>)> {
-    let (loss, grads) = match gradients(model, batch, plan)? {
+    let (loss, grads) = match gradients(model, batch, plan, backward)? {
         Gradients::Tensors(loss, grads) => return Ok((loss, grads)),
         Gradients::Values(loss, grads) => (loss, grads),
-        Gradients::Slices(bptt) => (bptt.loss, values(model, &bptt.grads(model))),
+        Gradients::Slices(bptt) => (bptt.loss, values(model, &bptt.grads(kernels(model)))),
     };
     let grads = grads
         .into_iter()
@@ -209,25 +247,21 @@ pub fn loss_and_grads<M: Recurrent>(
     Ok((loss, grads))
 }
 
-/// The reference gradient path: the candle-ops forward, [`tensors::loss`], and candle's
-/// autograd. `params` are the variables the model was built from.
-pub fn autograd_loss_and_grads<M: Recurrent>(
-    model: &M,
-    batch: &Tensor,
-    plan: &Plan,
-    params: &[Var],
-) -> Result<(f64, Vec<Tensor>)> {
-    check_batch(model, batch, plan)?;
+/// The reference gradient path, and a model's whole backward when it has no fast path: the
+/// candle-ops forward, [`tensors::loss`], and candle's autograd. Its graph holds every op's
+/// output of the window until the backward.
+fn autograd<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<(f64, Vec<Tensor>)> {
     let predictions = tensors::forward_plan(model, batch, plan)?;
     let loss = tensors::loss(&predictions, batch, plan)?;
     let grads = loss.backward()?;
     let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-    let grads = params
-        .iter()
-        .map(|p| match grads.get(p.as_tensor()) {
+    let grads = model
+        .parameters()
+        .into_iter()
+        .map(|p| match grads.get(p) {
             Some(g) => Ok(g.clone()),
             // A parameter the loss does not reach has a zero gradient.
-            None => p.as_tensor().zeros_like(),
+            None => p.zeros_like(),
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((loss, grads))
@@ -263,7 +297,7 @@ pub fn forward_plan<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Res
     let stack = model.stack();
     let run = with_f32_slices(&model.parameters(), |params| {
         let weights = StackSlices::new(stack, params);
-        slices::forward(model, stack, &weights, frames, plan)
+        slices::forward(kernels(model), stack, &weights, frames, plan)
     })?;
     let predictions = if stack.flat || stack.patch == 1 {
         run.predictions().to_vec()

@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::adam::{Adam, AdamConfig};
+use crate::adam::Adam;
 use crate::error::{io_err, Error, Result};
 use crate::files::{write_atomic, F32View};
 use crate::keys::{moment_names, CHECKPOINT_METADATA_KEY};
 use crate::model::ParamSpec;
 use crate::rows::EpochRow;
+use crate::train::TrainSettings;
 
 /// The version of the layout below; a reader refuses any other.
 pub const FORMAT: u32 = 1;
@@ -82,7 +83,8 @@ impl DataFingerprint {
     }
 }
 
-/// A run's state between two windows.
+/// A run's state between two windows: what it is (model, data, training settings), where it
+/// stands, and how the command line launched it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainingState {
     pub format: u32,
@@ -90,34 +92,72 @@ pub struct TrainingState {
     pub model: String,
     pub model_config: serde_json::Value,
     pub data: DataFingerprint,
-    pub adam: AdamConfig,
-    pub seed: u64,
-    pub shuffle: bool,
-    /// Windows per update.
-    #[serde(default = "one")]
-    pub batch_size: usize,
-    /// Forecasting's context and horizon, if the run forecasts.
+    #[serde(flatten)]
+    pub training: TrainSettings,
+    #[serde(flatten)]
+    pub progress: Progress,
+    /// Adam's step count `t`.
+    pub adam_step: u64,
+    /// Whatever the caller (the command line) recorded about how it launched the run, so a
+    /// resume can reuse its settings.
     #[serde(default)]
-    pub forecast: Option<crate::evaluate::Forecast>,
-    /// Epochs the run was asked for; a resume may ask for more.
-    pub epochs: usize,
+    pub launch: serde_json::Value,
+}
+
+/// What must be the same for a run to continue another: everything that is not its
+/// length or its progress.
+pub fn identity(
+    model: &str,
+    model_config: &serde_json::Value,
+    data: &DataFingerprint,
+    training: &TrainSettings,
+) -> serde_json::Value {
+    let mut identity = match serde_json::to_value(training) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => unreachable!("training settings are a JSON object"),
+    };
+    identity.remove("epochs");
+    identity.insert("model".into(), model.into());
+    identity.insert("model_config".into(), model_config.clone());
+    identity.insert(
+        "data".into(),
+        serde_json::to_value(data).expect("a fingerprint is JSON"),
+    );
+    serde_json::Value::Object(identity)
+}
+
+/// Where training stands between two windows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Progress {
     /// Epochs finished, each with its row in `rows`.
     pub epochs_done: usize,
     /// Windows of epoch `epochs_done + 1` already trained on (0 at an epoch's end).
     pub windows_done: usize,
     /// Sum of those windows' losses and their training seconds, to finish the epoch's row.
-    pub partial_loss_sum: f64,
-    pub partial_seconds: f64,
-    /// Adam's step count `t`.
-    pub adam_step: u64,
-    /// The window-order generator's position (ChaCha8 word position, decimal) at the start
-    /// of epoch `epochs_done + 1`; it only moves with `shuffle`.
-    pub rng_word_pos: String,
+    #[serde(rename = "partial_loss_sum")]
+    pub loss_sum: f64,
+    #[serde(rename = "partial_seconds")]
+    pub seconds: f64,
+    /// The window-order generator's position (ChaCha8 word position; decimal in JSON) at
+    /// the start of epoch `epochs_done + 1`; it only moves with `shuffle`.
+    #[serde(with = "decimal")]
+    pub rng_word_pos: u128,
     pub rows: Vec<EpochRow>,
-    /// Whatever the caller (the command line) recorded about how it launched the run, so a
-    /// resume can reuse its settings.
-    #[serde(default)]
-    pub launch: serde_json::Value,
+}
+
+/// A `u128` as a decimal string: JSON readers keep no more than 53 bits of a number.
+mod decimal {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|_| D::Error::custom(format!("bad rng_word_pos `{text}`")))
+    }
 }
 
 /// Writes a training checkpoint atomically. f32 CPU parameters and their moments are
@@ -406,8 +446,4 @@ pub fn differences(there: &serde_json::Value, here: &serde_json::Value) -> Vec<S
     let mut out = Vec::new();
     walk("", there, here, &mut out);
     out
-}
-
-fn one() -> usize {
-    1
 }

@@ -20,19 +20,20 @@ use crate::adam::{Adam, AdamConfig};
 use crate::error::{io_err, Error, Result};
 use crate::evaluate::{copy_last, evaluate, Evaluation, Forecast};
 use crate::files::remove_stale_temporaries;
-use crate::model::{train_step, ParamSpec, SequenceModel, Step};
+use crate::model::{train_step, Backward, ParamSpec, SequenceModel, Step};
 use crate::params::{
     init_parameters, load_parameters, save_parameters, take_parameters, var_builder,
 };
-use crate::resume::{self, DataFingerprint, TrainingState};
+use crate::resume::{self, DataFingerprint, Progress, TrainingState};
 use lstm_core::{cpu, Plan};
 
 use crate::keys::CHECKPOINT_METADATA_KEY;
 use crate::rows::{write_csv, EpochRow};
 
-/// How to train; every default is the seed's.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainConfig {
+/// What a run trains with; every default is the seed's. All of it but `epochs` identifies
+/// the run: a resume must match it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
     /// Passes over the training windows. Seed: 10.
     pub epochs: usize,
     /// The optimizer. Seed: Chainer's Adam, lr 1e-3.
@@ -51,6 +52,26 @@ pub struct TrainConfig {
     /// is the sum over the steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast: Option<Forecast>,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            epochs: 10,
+            adam: AdamConfig::default(),
+            seed: 0,
+            shuffle: false,
+            batch_size: 1,
+            forecast: None,
+        }
+    }
+}
+
+/// How to train: the run's settings, and how this process runs it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    #[serde(flatten)]
+    pub training: TrainSettings,
     /// Folder for `<model>.csv`, `<model>.safetensors` and the training checkpoint.
     pub out_dir: PathBuf,
     /// Start from these weights instead of a seeded initialisation.
@@ -76,6 +97,9 @@ pub struct TrainConfig {
     /// Recorded in the training checkpoint for the caller's own use on resume.
     #[serde(skip)]
     pub launch: serde_json::Value,
+    /// Which way gradients are made (the fastest unless asked).
+    #[serde(skip)]
+    pub backward: Backward,
 }
 
 fn one() -> usize {
@@ -85,12 +109,7 @@ fn one() -> usize {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            epochs: 10,
-            adam: AdamConfig::default(),
-            seed: 0,
-            shuffle: false,
-            batch_size: 1,
-            forecast: None,
+            training: TrainSettings::default(),
             out_dir: PathBuf::from("results"),
             init_from: None,
             quiet: false,
@@ -100,6 +119,7 @@ impl Default for TrainConfig {
             stop: None,
             started: None,
             launch: serde_json::Value::Null,
+            backward: Backward::Fastest,
         }
     }
 }
@@ -139,29 +159,6 @@ impl OutputPaths {
 
     fn all(&self) -> [&Path; 4] {
         [&self.csv, &self.weights, &self.resume, &self.summary]
-    }
-}
-
-/// Where an epoch's training stands: restored from a checkpoint or fresh.
-struct Progress {
-    epochs_done: usize,
-    windows_done: usize,
-    loss_sum: f64,
-    seconds: f64,
-    rng_word_pos: u128,
-    rows: Vec<EpochRow>,
-}
-
-impl Progress {
-    fn fresh() -> Progress {
-        Progress {
-            epochs_done: 0,
-            windows_done: 0,
-            loss_sum: 0.0,
-            seconds: 0.0,
-            rng_word_pos: 0,
-            rows: Vec::new(),
-        }
     }
 }
 
@@ -213,7 +210,7 @@ pub fn train<M: SequenceModel>(
         config.resume,
         resumed.then_some((&progress, adam.step)),
     )?;
-    let copy_last = copy_last(&windows.test, config.forecast)?;
+    let copy_last = copy_last(&windows.test, config.training.forecast)?;
     report.baseline(&copy_last);
 
     // Epochs: train, evaluate, checkpoint, row.
@@ -229,7 +226,7 @@ pub fn train<M: SequenceModel>(
         model,
         // Window order: the seed's, or shuffled by a generator of its own (stream 1),
         // apart from the initialisation's.
-        rng: window_order(config.seed, progress.rng_word_pos),
+        rng: window_order(config.training.seed, progress.rng_word_pos),
         checkpoint_epoch: (progress.epochs_done > 0 || progress.windows_done > 0)
             .then_some(progress.epochs_done),
         progress,
@@ -238,7 +235,7 @@ pub fn train<M: SequenceModel>(
         last_test: None,
         _lock: run_lock,
     };
-    for epoch in run.progress.epochs_done + 1..=config.epochs {
+    for epoch in run.progress.epochs_done + 1..=config.training.epochs {
         if let Some(stopped) = run.epoch(epoch)? {
             return Ok(stopped);
         }
@@ -294,7 +291,7 @@ fn begin_writing(
 
 /// A forecast needs windows of exactly its context and horizon.
 fn check_forecast(config: &TrainConfig, data: &Dataset) -> Result<()> {
-    match config.forecast {
+    match config.training.forecast {
         Some(f)
             if f.context == 0 || f.horizon == 0 || data.windows.len != f.context + f.horizon =>
         {
@@ -409,24 +406,10 @@ fn fresh(
 ) -> Result<(Vec<Var>, Adam, Progress)> {
     let vars: Vec<Var> = match &config.init_from {
         Some(path) => load_parameters(path, specs, DType::F32, device)?,
-        None => init_parameters(specs, config.seed, DType::F32, device)?,
+        None => init_parameters(specs, config.training.seed, DType::F32, device)?,
     };
-    let adam = Adam::new(config.adam, &vars)?;
-    Ok((vars, adam, Progress::fresh()))
-}
-
-/// What must match between a checkpoint and the run that resumes it.
-fn identity(
-    about_model: &serde_json::Value,
-    data: &DataFingerprint,
-    adam: &AdamConfig,
-    (seed, shuffle): (u64, bool),
-    batch_size: usize,
-    forecast: Option<Forecast>,
-) -> serde_json::Value {
-    serde_json::json!({"model": about_model[0], "model_config": about_model[1], "data": data,
-        "adam": adam, "seed": seed, "shuffle": shuffle, "batch_size": batch_size,
-        "forecast": forecast})
+    let adam = Adam::new(config.training.adam, &vars)?;
+    Ok((vars, adam, Progress::default()))
 }
 
 /// The weights, Adam's state and the counters a training checkpoint holds, checked against
@@ -440,21 +423,17 @@ fn check_resumable(
     config: &TrainConfig,
 ) -> Result<()> {
     let state = &loaded.state;
-    let there = identity(
-        &serde_json::json!([state.model, state.model_config]),
+    let there = resume::identity(
+        &state.model,
+        &state.model_config,
         &state.data,
-        &state.adam,
-        (state.seed, state.shuffle),
-        state.batch_size,
-        state.forecast,
+        &state.training,
     );
-    let here = identity(
-        about_model,
+    let here = resume::identity(
+        about_model[0].as_str().unwrap_or_default(),
+        &about_model[1],
         fingerprint,
-        &config.adam,
-        (config.seed, config.shuffle),
-        config.batch_size,
-        config.forecast,
+        &config.training,
     );
     let differences = resume::differences(&there, &here);
     if !differences.is_empty() {
@@ -467,10 +446,10 @@ fn check_resumable(
             ),
         });
     }
-    if config.epochs < state.epochs_done {
+    if config.training.epochs < state.progress.epochs_done {
         return Err(Error::Config(format!(
             "--epochs {}: the run to resume has already done {} epochs",
-            config.epochs, state.epochs_done
+            config.training.epochs, state.progress.epochs_done
         )));
     }
     Ok(())
@@ -489,11 +468,6 @@ fn restore(
         path: loaded.path.clone(),
         message,
     };
-    let rng_word_pos = loaded
-        .state
-        .rng_word_pos
-        .parse()
-        .map_err(|_| bad(format!("bad rng_word_pos `{}`", loaded.state.rng_word_pos)))?;
     let mut take = |name: &str, spec: &ParamSpec| {
         let (shape, values) = loaded
             .tensors
@@ -519,17 +493,9 @@ fn restore(
         return Err(bad(format!("unexpected tensor `{extra}`")));
     }
     let vars = take_parameters(&loaded.path, &mut weights, specs, DType::F32, device)?;
-    let mut adam = Adam::new(config.adam, &vars)?;
-    let state = &loaded.state;
-    adam.restore(state.adam_step, moments)?;
-    let progress = Progress {
-        epochs_done: state.epochs_done,
-        windows_done: state.windows_done,
-        loss_sum: state.partial_loss_sum,
-        seconds: state.partial_seconds,
-        rng_word_pos,
-        rows: state.rows.clone(),
-    };
+    let mut adam = Adam::new(config.training.adam, &vars)?;
+    adam.restore(loaded.state.adam_step, moments)?;
+    let progress = loaded.state.progress;
     Ok((vars, adam, progress))
 }
 
@@ -595,7 +561,7 @@ impl Report {
             ProgressBar::hidden()
         } else {
             ProgressBar::with_draw_target(
-                Some((config.epochs * windows_per_epoch) as u64),
+                Some((config.training.epochs * windows_per_epoch) as u64),
                 ProgressDrawTarget::stderr(),
             )
         };
@@ -664,15 +630,15 @@ impl Report {
         self.say(&format!("data {}: {parts}", data.source));
         self.say(&format!(
             "train: {} epochs, Adam ({:?} form) lr {} betas ({}, {}) eps {}, seed {}{}{}, {} thread(s){}",
-            config.epochs,
-            config.adam.form,
-            config.adam.lr,
-            config.adam.beta1,
-            config.adam.beta2,
-            config.adam.eps,
-            config.seed,
-            if config.shuffle { ", shuffled windows" } else { "" },
-            match config.batch_size {
+            config.training.epochs,
+            config.training.adam.form,
+            config.training.adam.lr,
+            config.training.adam.beta1,
+            config.training.adam.beta2,
+            config.training.adam.eps,
+            config.training.seed,
+            if config.training.shuffle { ", shuffled windows" } else { "" },
+            match config.training.batch_size {
                 1 => String::new(),
                 b => format!(", batches of {b}"),
             },
@@ -734,7 +700,7 @@ impl<M: SequenceModel> Run<'_, M> {
         self.report.say(&format!(
             "epoch {:>3}/{}  train_loss {:.6}  test_loss {:.6}  psnr {:.2}  ssim {:.4}{}  {:.3} s  {:.0} frames/s",
             row.epoch,
-            self.config.epochs,
+            self.config.training.epochs,
             row.train_loss,
             row.test_loss,
             row.test_psnr,
@@ -752,9 +718,12 @@ impl<M: SequenceModel> Run<'_, M> {
 
         // Checkpoint, then the row: a run killed between the two resumes from the
         // checkpoint, whose rows rewrite the CSV.
-        let stopping = self.stop_requested() && epoch < self.config.epochs;
+        let stopping = self.stop_requested() && epoch < self.config.training.epochs;
         let every = self.config.checkpoint_every;
-        if (every > 0 && epoch.is_multiple_of(every)) || stopping || epoch == self.config.epochs {
+        if (every > 0 && epoch.is_multiple_of(every))
+            || stopping
+            || epoch == self.config.training.epochs
+        {
             self.checkpoint()?;
             self.checkpoint_epoch = Some(epoch);
             crate::fault::reached("checkpoint-saved");
@@ -772,26 +741,33 @@ impl<M: SequenceModel> Run<'_, M> {
         // epoch records it, to draw the same order again on resume.
         self.progress.rng_word_pos = self.rng.get_word_pos();
         let mut order: Vec<usize> = (0..windows_per_epoch).collect();
-        if self.config.shuffle {
+        if self.config.training.shuffle {
             order.shuffle(&mut self.rng);
         }
         let start = Instant::now();
         self.report
             .bar
-            .set_prefix(format!("{epoch}/{}", self.config.epochs));
+            .set_prefix(format!("{epoch}/{}", self.config.training.epochs));
         while self.progress.windows_done < windows_per_epoch {
             let k = self.progress.windows_done;
-            let batch_size = self.config.batch_size.min(windows_per_epoch - k);
+            let batch_size = self.config.training.batch_size.min(windows_per_epoch - k);
             let members: Vec<&Tensor> = order[k..k + batch_size]
                 .iter()
                 .map(|&w| &self.windows.train[w])
                 .collect();
             let batch = Tensor::stack(&members, 1)?; // [L, B, C, H, W]
-            let plan = match self.config.forecast {
+            let plan = match self.config.training.forecast {
                 Some(f) => f.plan(batch_size),
                 None => Plan::one_step(batch.dim(0)?, batch_size),
             };
-            let step = train_step(&self.model, &batch, &plan, &self.vars, &mut self.adam)?;
+            let step = train_step(
+                &self.model,
+                &batch,
+                &plan,
+                &self.vars,
+                &mut self.adam,
+                self.config.backward,
+            )?;
             let loss = self.check_step(epoch, k, step)?;
             // Summed per window, so the row's mean is over windows whatever the batches.
             self.progress.loss_sum += loss * batch_size as f64;
@@ -846,7 +822,11 @@ impl<M: SequenceModel> Run<'_, M> {
     /// The same window loss on the held-out windows, no update, and the image metrics of
     /// the same predictions.
     fn evaluate(&self, epoch: usize) -> Result<Evaluation> {
-        let test = evaluate(&self.model, &self.windows.test, self.config.forecast)?;
+        let test = evaluate(
+            &self.model,
+            &self.windows.test,
+            self.config.training.forecast,
+        )?;
         if !test.loss.is_finite() {
             return Err(Error::Numerical(format!(
                 "epoch {epoch}: the test loss is {} after the epoch's updates; stopping. {}; a \
@@ -860,25 +840,14 @@ impl<M: SequenceModel> Run<'_, M> {
 
     /// Writes the training checkpoint of the run as it stands.
     fn checkpoint(&self) -> Result<()> {
-        let progress = &self.progress;
         let state = TrainingState {
             format: resume::FORMAT,
             model: self.kind.to_string(),
             model_config: self.about_model[1].clone(),
             data: self.windows.fingerprint.clone(),
-            adam: self.config.adam,
-            seed: self.config.seed,
-            shuffle: self.config.shuffle,
-            batch_size: self.config.batch_size,
-            forecast: self.config.forecast,
-            epochs: self.config.epochs,
-            epochs_done: progress.epochs_done,
-            windows_done: progress.windows_done,
-            partial_loss_sum: progress.loss_sum,
-            partial_seconds: progress.seconds,
+            training: self.config.training.clone(),
+            progress: self.progress.clone(),
             adam_step: self.adam.step,
-            rng_word_pos: progress.rng_word_pos.to_string(),
-            rows: progress.rows.clone(),
             launch: self.config.launch.clone(),
         };
         resume::save(
@@ -943,7 +912,11 @@ impl<M: SequenceModel> Run<'_, M> {
         // A resumed run that had nothing left to train has no evaluation yet.
         let test = match self.last_test.take() {
             Some(test) => test,
-            None => evaluate(&self.model, &self.windows.test, self.config.forecast)?,
+            None => evaluate(
+                &self.model,
+                &self.windows.test,
+                self.config.training.forecast,
+            )?,
         };
         // The model's and copy-last's figures side by side under the same unit-named keys;
         // `final` is the CSV's last row, in the CSV's units (the README lists them).
@@ -952,7 +925,7 @@ impl<M: SequenceModel> Run<'_, M> {
             "model_config": model_config,
             "epochs": rows.len(),
             "final": rows.last(),
-            "forecast": self.config.forecast,
+            "forecast": self.config.training.forecast,
             "test": test.figures(),
             "copy_last_frame": copy_last.figures(),
         });

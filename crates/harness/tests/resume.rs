@@ -6,8 +6,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use harness::adam::{Adam, AdamConfig, AdamForm};
 use harness::files::remove_stale_temporaries;
 use harness::params::init_parameters;
-use harness::resume::{self, DataFingerprint, TrainingState};
+use harness::resume::{self, DataFingerprint, Progress, TrainingState};
 use harness::ParamSpec;
+use harness::TrainSettings;
 use rand::{Rng, SeedableRng};
 
 fn specs() -> Vec<ParamSpec> {
@@ -54,20 +55,20 @@ fn state(adam_step: u64) -> TrainingState {
             values_fnv1a: String::new(),
             videos: None,
         },
-        adam: AdamConfig::default(),
-        seed: 0,
-        shuffle: false,
-        batch_size: 1,
-        forecast: None,
-        epochs: 1,
-        epochs_done: 1,
-        windows_done: 0,
-        // Not a round number: must come back exactly.
-        partial_loss_sum: 0.1 + 0.2,
-        partial_seconds: 0.0,
+        training: TrainSettings {
+            epochs: 1,
+            ..TrainSettings::default()
+        },
+        progress: Progress {
+            epochs_done: 1,
+            windows_done: 0,
+            // Not a round number: must come back exactly.
+            loss_sum: 0.1 + 0.2,
+            seconds: 0.0,
+            rng_word_pos: 123456789012345678901234567890,
+            rows: Vec::new(),
+        },
         adam_step,
-        rng_word_pos: "123456789012345678901234567890".into(),
-        rows: Vec::new(),
         launch: serde_json::Value::Null,
     }
 }
@@ -91,8 +92,11 @@ fn a_saved_checkpoint_continues_adam_bit_for_bit() {
 
     let loaded = resume::load(&path).unwrap();
     assert_eq!(loaded.state.adam_step, 3);
-    assert_eq!(loaded.state.partial_loss_sum, 0.1 + 0.2);
-    assert_eq!(loaded.state.rng_word_pos, "123456789012345678901234567890");
+    assert_eq!(loaded.state.progress.loss_sum, 0.1 + 0.2);
+    assert_eq!(
+        loaded.state.progress.rng_word_pos,
+        123456789012345678901234567890
+    );
     assert_eq!(resume::peek(&path).unwrap().adam_step, 3);
     let mut tensors = loaded.tensors;
     let mut moments = Vec::new();

@@ -80,7 +80,8 @@ use lstm_core::cell::Peepholes;
 use lstm_core::linalg::matmul;
 use lstm_core::stack::one_or_many;
 use lstm_core::{
-    GateIo, GateKernels, GateOps, Grad, Head, HeadSlices, LayerSlices, ParamSpec, Recurrent, Stack,
+    GateIo, GateKernels, GateOps, GateOpsBackward, Grad, Head, HeadSlices, LayerSlices, ParamSpec,
+    Recurrent, Stack,
 };
 use serde::{Deserialize, Serialize};
 
@@ -390,6 +391,14 @@ impl Recurrent for ConvLstm {
         }
         all
     }
+
+    fn backward_ops(&self) -> Option<&dyn GateOpsBackward> {
+        Some(self)
+    }
+
+    fn kernels(&self) -> Option<&dyn GateKernels> {
+        Some(self)
+    }
 }
 
 impl GateOps for ConvLstm {
@@ -407,6 +416,20 @@ impl GateOps for ConvLstm {
         }
     }
 
+    fn peepholes(&self, k: usize) -> Option<Peepholes<'_>> {
+        self.layers[k]
+            .peepholes
+            .as_ref()
+            .map(|[ci, cf, co]| Peepholes { ci, cf, co })
+    }
+
+    fn head_forward(&self, h: &Tensor) -> Result<Tensor> {
+        let (w, b) = self.head.as_ref().expect("a head with weights");
+        h.conv2d(w, 0, 1, 1, 1)?.broadcast_add(&Self::bias_4d(b)?)
+    }
+}
+
+impl GateOpsBackward for ConvLstm {
     fn input_backward(&self, k: usize, d_preact: &Tensor) -> Result<Tensor> {
         // The gradient of a convolution with respect to its input is the transposed
         // convolution with the same kernel.
@@ -433,18 +456,6 @@ impl GateOps for ConvLstm {
         // b_ih and b_hh enter every step and pixel alike.
         let d_bias = d_preact.sum((0, 2, 3))?; // [4C]
         Ok([d_weight_ih, d_weight_hh, d_bias.clone(), d_bias])
-    }
-
-    fn peepholes(&self, k: usize) -> Option<Peepholes<'_>> {
-        self.layers[k]
-            .peepholes
-            .as_ref()
-            .map(|[ci, cf, co]| Peepholes { ci, cf, co })
-    }
-
-    fn head_forward(&self, h: &Tensor) -> Result<Tensor> {
-        let (w, b) = self.head.as_ref().expect("a head with weights");
-        h.conv2d(w, 0, 1, 1, 1)?.broadcast_add(&Self::bias_4d(b)?)
     }
 
     fn head_backward(&self, dy: &Tensor) -> Result<Tensor> {

@@ -10,7 +10,7 @@ use harness::gradcheck::{
     weights_after_steps,
 };
 use harness::params::{init_parameters, var_builder};
-use harness::{loss_and_grads, ParamInit, Plan, SequenceModel};
+use harness::{loss_and_grads, Backward, ParamInit, Plan, SequenceModel};
 use lstm_conv::{Config, ConvLstm};
 use lstm_core::Head;
 use lstm_linear::LinearLstm;
@@ -228,12 +228,14 @@ fn a_batch_is_the_mean_of_its_windows() {
     let batch = random_batch(5, 3, frame, 9, DType::F32).unwrap();
     let (_, _, model) =
         generic_point::<ConvLstm>(&config, frame, 2, DType::F32, &Device::Cpu).unwrap();
-    let (loss, grads) = loss_and_grads(&model, &batch, &Plan::one_step(5, 3)).unwrap();
+    let (loss, grads) =
+        loss_and_grads(&model, &batch, &Plan::one_step(5, 3), Backward::Fastest).unwrap();
     let mut sum = 0.0;
     let mut sums: Vec<Tensor> = grads.iter().map(|g| g.zeros_like().unwrap()).collect();
     for b in 0..3 {
         let one = batch.narrow(1, b, 1).unwrap().contiguous().unwrap();
-        let (l, g) = loss_and_grads(&model, &one, &Plan::one_step(5, 1)).unwrap();
+        let (l, g) =
+            loss_and_grads(&model, &one, &Plan::one_step(5, 1), Backward::Fastest).unwrap();
         sum += l / 3.0;
         for (s, g) in sums.iter_mut().zip(g) {
             *s = (&*s + (g / 3.0).unwrap()).unwrap();
@@ -291,7 +293,8 @@ fn stacked_gates_equal_the_seeds_eight_separate_convolutions() {
     let window = batch.squeeze(1).unwrap(); // [L, 1, H, W]
     let (specs, vars, model) =
         generic_point::<ConvLstm>(&config, frame, 6, DType::F64, &Device::Cpu).unwrap();
-    let (loss, grads) = loss_and_grads(&model, &batch, &Plan::one_step(6, 1)).unwrap();
+    let (loss, grads) =
+        loss_and_grads(&model, &batch, &Plan::one_step(6, 1), Backward::Fastest).unwrap();
 
     let split = |v: &Var| -> [Var; 4] {
         std::array::from_fn(|k| {

@@ -40,7 +40,8 @@ pub mod tensors;
 pub use grad::{Grad, Outer};
 pub use plan::{Objective, Plan};
 pub use seam::{
-    GateIo, GateKernels, GateOps, HeadSlices, LayerSlices, Recurrent, SequenceModel, StackSlices,
+    GateIo, GateKernels, GateOps, GateOpsBackward, HeadSlices, LayerSlices, Recurrent,
+    SequenceModel, StackSlices,
 };
 pub use spec::{ParamInit, ParamSpec};
 pub use stack::{Head, Stack};

@@ -4,8 +4,10 @@
 //! else (the cell, peepholes, the loop over time and layers, backpropagation through time,
 //! the loss) is the drivers', written once.
 //!
-//! Two forms of the same seam: [`GateOps`] in candle ops (any device and dtype;
-//! differentiable by candle's autograd), [`GateKernels`] on f32 slices (the CPU fast path).
+//! The seam in candle ops, [`GateOps`], is all a model must write: any device and dtype,
+//! differentiable by candle's autograd. Two fast paths are optional: its backward written
+//! out in candle ops ([`GateOpsBackward`]) and the whole seam on f32 slices
+//! ([`GateKernels`], the CPU's).
 //!
 //! Shapes, per sample: a layer's input `[C_in, S]`, its state `[C, S]`, its gate
 //! pre-activations `[4C, S]` (blocks i, f, g, o); `n` samples lie one after another. In
@@ -76,15 +78,30 @@ pub trait SequenceModel: Recurrent + Sized {
     fn load(config: &Self::Config, frame: [usize; 3], vb: VarBuilder) -> Result<Self>;
 }
 
-/// A model as the drivers see it.
-pub trait Recurrent: GateOps + GateKernels {
+/// A model as the drivers see it: its stack, its parameters, and its forward in candle ops
+/// ([`GateOps`]). That is a complete model: it trains on any device, candle's autograd
+/// differentiating the forward. Two fast paths are optional, each found by the driver
+/// when the model offers it and tested against autograd: the backward written out in candle
+/// ops ([`GateOpsBackward`]: one product per weight over all steps instead of autograd's
+/// graph), and the whole seam on f32 slices ([`GateKernels`]: the CPU's fast path).
+pub trait Recurrent: GateOps + Sync {
     fn stack(&self) -> &Stack;
 
     /// The parameter tensors, in the layout order [`Stack::params_per_layer`] describes.
     fn parameters(&self) -> Vec<&Tensor>;
+
+    /// The backward of [`GateOps`] written out, if the model has it.
+    fn backward_ops(&self) -> Option<&dyn GateOpsBackward> {
+        None
+    }
+
+    /// The seam on f32 slices, if the model has it.
+    fn kernels(&self) -> Option<&dyn GateKernels> {
+        None
+    }
 }
 
-/// The seam in candle ops.
+/// The seam in candle ops: the forward.
 pub trait GateOps {
     /// The input half of layer `k`'s pre-activations for `n` samples at once (time folded
     /// into the batch where the inputs are known), with whatever biases the model adds
@@ -95,6 +112,17 @@ pub trait GateOps {
     /// `None` where `h = 0`) and any bias not added yet.
     fn add_recurrent(&self, k: usize, preact: &Tensor, h: Option<&Tensor>) -> Result<Tensor>;
 
+    /// Layer `k`'s peephole weights, if the model has them.
+    fn peepholes(&self, _k: usize) -> Option<Peepholes<'_>> {
+        None
+    }
+
+    /// The head's affine map: `[n, C_top, ...] -> [n, C_m, ...]` (none: unused).
+    fn head_forward(&self, h: &Tensor) -> Result<Tensor>;
+}
+
+/// The backward of [`GateOps`], written out in candle ops (optional: see [`Recurrent`]).
+pub trait GateOpsBackward: GateOps {
     /// The gradient reaching the input from `d_preact`: `[n, 4C, ...] -> [n, C_in, ...]`.
     fn input_backward(&self, k: usize, d_preact: &Tensor) -> Result<Tensor>;
 
@@ -112,13 +140,7 @@ pub trait GateOps {
         recurrent: Option<(&Tensor, &Tensor)>,
     ) -> Result<[Tensor; 4]>;
 
-    /// Layer `k`'s peephole weights, if the model has them.
-    fn peepholes(&self, k: usize) -> Option<Peepholes<'_>>;
-
-    /// The head's affine map: `[n, C_top, ...] -> [n, C_m, ...]` (none: unused).
-    fn head_forward(&self, h: &Tensor) -> Result<Tensor>;
-
-    /// Its transpose: `[n, C_m, ...] -> [n, C_top, ...]`.
+    /// The head's transpose: `[n, C_m, ...] -> [n, C_top, ...]`.
     fn head_backward(&self, dy: &Tensor) -> Result<Tensor>;
 
     /// `[d_weight, d_bias]` of the head, summed over the `n` samples of `h` and `dy`.

@@ -12,7 +12,7 @@ use candle_core::{DType, Result, Tensor};
 
 use crate::cell::{lstm_step_backward, lstm_step_forward, StepCache};
 use crate::plan::{Objective, Plan};
-use crate::seam::{GateOps, Recurrent};
+use crate::seam::{GateOps, GateOpsBackward, Recurrent};
 use crate::stack::{Head, Stack};
 
 /// Frames `[n, C, H, W]` to model space `[n, C_m, ...]`: flattened for the linear model,
@@ -96,6 +96,7 @@ struct StepRun {
 
 /// A forward, kept for the backward.
 struct Run {
+    stack: Stack,
     /// Per layer: the inputs it read, in runs of steps (`[n*B, C_in, ...]` each), and
     /// every step's cache.
     inputs: Vec<Vec<Tensor>>,
@@ -129,6 +130,7 @@ impl Run {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut run = Run {
+            stack: stack.clone(),
             inputs: vec![Vec::new(); stack.layers()],
             steps: (0..stack.layers()).map(|_| Vec::new()).collect(),
             preds: Vec::new(),
@@ -228,6 +230,13 @@ pub fn bptt<M: Recurrent + ?Sized>(
     let d_preds = diff.broadcast_mul(&weights.reshape(shape)?.affine(2.0 / frame, 0.0)?)?;
 
     let mut back = Backward::new(model, &run)?;
+    let model = model.backward_ops().ok_or_else(|| {
+        candle_core::Error::Msg(
+            "the model has no written-out backward: differentiate tensors::forward_plan with \
+             candle's autograd instead"
+                .into(),
+        )
+    })?;
     // Steps that read the previous prediction, last first.
     let mut d_fed: Option<Tensor> = None;
     for t in (known..steps).rev() {
@@ -240,7 +249,7 @@ pub fn bptt<M: Recurrent + ?Sized>(
         let mut d_above = d_top;
         for k in (0..stack.layers()).rev() {
             let d_preact = back.layer_step(model, &run, k, t, &d_above)?;
-            d_above = GateOps::input_backward(model, k, &d_preact)?;
+            d_above = GateOpsBackward::input_backward(model, k, &d_preact)?;
         }
         d_fed = Some(match d_x {
             Some(d_x) => (d_above + d_x)?,
@@ -264,7 +273,7 @@ pub fn bptt<M: Recurrent + ?Sized>(
                 .iter()
                 .map(|d| d.clone().expect("every known step went backward"))
                 .collect::<Vec<_>>();
-            d_above = GateOps::input_backward(model, k, &Tensor::cat(&d_preact, 0)?)?;
+            d_above = GateOpsBackward::input_backward(model, k, &Tensor::cat(&d_preact, 0)?)?;
         }
     }
     Ok((loss, back.grads(model, &run, steps, batch)?))
@@ -284,7 +293,7 @@ struct Backward {
 }
 
 impl Backward {
-    fn new<M: Recurrent + ?Sized>(model: &M, run: &Run) -> Result<Backward> {
+    fn new<M: GateOps + ?Sized>(model: &M, run: &Run) -> Result<Backward> {
         let layers = run.steps.len();
         Ok(Backward {
             dh_next: run.zeros.clone(),
@@ -306,14 +315,14 @@ impl Backward {
 
     /// The head's backward for run `segment` of predictions: returns the gradient reaching
     /// the top layer's `h` and, for the residual head, the one reaching the input.
-    fn head<M: Recurrent + ?Sized>(
+    fn head<M: GateOpsBackward + ?Sized>(
         &mut self,
         model: &M,
         run: &Run,
         segment: usize,
         d_pred: &Tensor,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let head = model.stack().head;
+        let head = run.stack.head;
         let d_y = match head {
             Head::None => return Ok((d_pred.clone(), None)),
             Head::AffineSigmoid => {
@@ -322,7 +331,7 @@ impl Backward {
             }
             Head::Affine | Head::Residual => d_pred.clone(),
         };
-        let d_top = GateOps::head_backward(model, &d_y)?;
+        let d_top = GateOpsBackward::head_backward(model, &d_y)?;
         self.d_y[segment] = Some(d_y);
         let d_x = (head == Head::Residual).then(|| d_pred.clone());
         Ok((d_top, d_x))
@@ -330,7 +339,7 @@ impl Backward {
 
     /// Layer `k`'s step `t`, given the gradient reaching its `h` from above; returns and
     /// keeps dLoss/d(pre-activations).
-    fn layer_step<M: Recurrent + ?Sized>(
+    fn layer_step<M: GateOpsBackward + ?Sized>(
         &mut self,
         model: &M,
         run: &Run,
@@ -352,7 +361,7 @@ impl Backward {
             &self.dc_next[k],
         )?;
         if t > 0 {
-            self.dh_next[k] = GateOps::recurrent_backward(model, k, &grads.d_preact)?;
+            self.dh_next[k] = GateOpsBackward::recurrent_backward(model, k, &grads.d_preact)?;
         }
         self.dc_next[k] = grads.dc_prev;
         if let (Some(sum), Some(step)) = (&mut self.d_peep[k], grads.d_peepholes) {
@@ -364,14 +373,14 @@ impl Backward {
         Ok(grads.d_preact)
     }
 
-    fn grads<M: Recurrent + ?Sized>(
+    fn grads<M: GateOpsBackward + ?Sized>(
         self,
         model: &M,
         run: &Run,
         steps: usize,
         batch: usize,
     ) -> Result<Vec<Tensor>> {
-        let stack = model.stack();
+        let stack = &run.stack;
         let mut grads = Vec::with_capacity(stack.param_count());
         for k in 0..stack.layers() {
             let inputs = Tensor::cat(&run.inputs[k], 0)?; // [T*B, C_in, ...]
@@ -389,7 +398,7 @@ impl Backward {
                 None
             };
             let recurrent = recurrent.as_ref().map(|(h, d)| (h, d));
-            grads.extend(GateOps::gate_grads(
+            grads.extend(GateOpsBackward::gate_grads(
                 model, k, &inputs, &d_preact, recurrent,
             )?);
             if let Some(d_peep) = &self.d_peep[k] {
@@ -404,7 +413,7 @@ impl Backward {
                 .into_iter()
                 .map(|d| d.expect("every run of steps went through the head"))
                 .collect();
-            grads.extend(GateOps::head_grads(
+            grads.extend(GateOpsBackward::head_grads(
                 model,
                 &Tensor::cat(&hs, 0)?,
                 &Tensor::cat(&d_y, 0)?,

@@ -24,12 +24,11 @@ use std::borrow::Cow;
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use lstm_core::cell::Peepholes;
 use lstm_core::linalg::{gemv, gemv_t, matmul};
 use lstm_core::stack::one_or_many;
 use lstm_core::{
-    GateIo, GateKernels, GateOps, Grad, Head, HeadSlices, LayerSlices, Outer, ParamSpec, Recurrent,
-    Stack,
+    GateIo, GateKernels, GateOps, GateOpsBackward, Grad, Head, HeadSlices, LayerSlices, Outer,
+    ParamSpec, Recurrent, Stack,
 };
 use serde::{Deserialize, Serialize};
 
@@ -195,6 +194,14 @@ impl Recurrent for LinearLstm {
         all.extend([&self.out_weight, &self.out_bias]);
         all
     }
+
+    fn backward_ops(&self) -> Option<&dyn GateOpsBackward> {
+        Some(self)
+    }
+
+    fn kernels(&self) -> Option<&dyn GateKernels> {
+        Some(self)
+    }
 }
 
 impl GateOps for LinearLstm {
@@ -226,6 +233,16 @@ impl GateOps for LinearLstm {
         }
     }
 
+    /// The output layer, `out_w h + out_b`: `[n, N] -> [n, D]`.
+    fn head_forward(&self, h: &Tensor) -> Result<Tensor> {
+        self.out_weight
+            .matmul(&h.t()?)? // [D, n]
+            .t()? // [n, D]
+            .broadcast_add(&self.out_bias)
+    }
+}
+
+impl GateOpsBackward for LinearLstm {
     fn input_backward(&self, k: usize, d_preact: &Tensor) -> Result<Tensor> {
         d_preact.matmul(&self.layers[k].weight_ih) // [n, in]
     }
@@ -249,18 +266,6 @@ impl GateOps for LinearLstm {
         };
         let d_bias = d_preact.sum(0)?; // [4N]: b_ih and b_hh enter every step alike
         Ok([d_weight_ih, d_weight_hh, d_bias.clone(), d_bias])
-    }
-
-    fn peepholes(&self, _: usize) -> Option<Peepholes<'_>> {
-        None
-    }
-
-    /// The output layer, `out_w h + out_b`: `[n, N] -> [n, D]`.
-    fn head_forward(&self, h: &Tensor) -> Result<Tensor> {
-        self.out_weight
-            .matmul(&h.t()?)? // [D, n]
-            .t()? // [n, D]
-            .broadcast_add(&self.out_bias)
     }
 
     fn head_backward(&self, dy: &Tensor) -> Result<Tensor> {

@@ -9,7 +9,7 @@ use harness::gradcheck::{
     assert_agree, assert_matches_autograd, check_gradients, generic_point, random_batch,
     weights_after_steps,
 };
-use harness::{loss_and_grads, train_step, window_loss, Plan, Step};
+use harness::{loss_and_grads, train_step, window_loss, Backward, Plan, Step};
 use lstm_linear::{Config, LinearLstm};
 
 fn config(c: usize, h: usize, w: usize, hidden: &[usize]) -> Config {
@@ -173,7 +173,8 @@ fn stacked_gates_equal_the_seeds_eight_separate_layers() {
     let window = batch.squeeze(1).unwrap(); // [L, C, H, W]
     let (specs, vars, model) =
         generic_point::<LinearLstm>(&config, [1, 7, 7], 5, DType::F64, &Device::Cpu).unwrap();
-    let (loss, grads) = loss_and_grads(&model, &batch, &Plan::one_step(6, 1)).unwrap();
+    let (loss, grads) =
+        loss_and_grads(&model, &batch, &Plan::one_step(6, 1), Backward::Fastest).unwrap();
 
     // Cut the stacked tensors into the seed's eight layers, each its own variable.
     let split = |v: &Var| -> [Var; 4] {
@@ -307,7 +308,9 @@ fn fused_training_step_equals_gradients_then_update() {
             let mut losses = Vec::new();
             for batch in &batches {
                 let loss = if fused {
-                    match train_step(&model, batch, &plan, &vars, &mut adam).unwrap() {
+                    match train_step(&model, batch, &plan, &vars, &mut adam, Backward::Fastest)
+                        .unwrap()
+                    {
                         Step::Updated {
                             loss,
                             not_finite: None,
@@ -315,7 +318,8 @@ fn fused_training_step_equals_gradients_then_update() {
                         step => panic!("{step:?}"),
                     }
                 } else {
-                    let (loss, grads) = loss_and_grads(&model, batch, &plan).unwrap();
+                    let (loss, grads) =
+                        loss_and_grads(&model, batch, &plan, Backward::Fastest).unwrap();
                     assert_eq!(adam.update(&vars, &grads).unwrap(), None);
                     loss
                 };
