@@ -201,6 +201,7 @@ mod tests {
             hidden,
             peephole: false,
             head: Head::Affine,
+            wiring: Default::default(),
         }
     }
 
@@ -269,6 +270,7 @@ mod tests {
             hidden: vec![100_000_000],
             peephole: false,
             head: Head::Affine,
+            wiring: Default::default(),
         };
         let spec = ParamSpec {
             name: "w".into(),

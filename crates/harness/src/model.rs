@@ -40,10 +40,11 @@ pub enum Backward {
     Autograd,
 }
 
-/// Whether the slice driver takes `batch`: the model has slice kernels, and `batch` and its
-/// parameters are f32 on the CPU.
+/// Whether the slice driver takes `batch`: the model has slice kernels, its stack is plain
+/// (see [`lstm_core::Wiring`]), and `batch` and its parameters are f32 on the CPU.
 pub fn runs_on_slices<M: Recurrent>(model: &M, batch: &Tensor) -> bool {
     model.kernels().is_some()
+        && model.stack().wiring.is_plain()
         && is_f32_cpu(batch)
         && model.parameters().iter().all(|t| is_f32_cpu(t))
 }
@@ -149,7 +150,7 @@ fn gradients<M: Recurrent>(
         } else {
             Gradients::Slices(Box::new(slice_bptt(model, batch, plan)?))
         }
-    } else if fastest && model.backward_ops().is_some() {
+    } else if fastest && model.backward_ops().is_some() && model.stack().wiring.is_plain() {
         let (loss, grads) = tensors::bptt(model, batch, plan)?;
         Gradients::Tensors(loss, grads)
     } else {

@@ -179,6 +179,7 @@ impl Config {
             hidden,
             peephole: self.peephole,
             head: self.head,
+            wiring: Default::default(),
         };
         stack.check().map_err(candle_core::Error::Msg)?;
         Ok(stack)

@@ -44,4 +44,4 @@ pub use seam::{
     SequenceModel, StackSlices,
 };
 pub use spec::{ParamInit, ParamSpec};
-pub use stack::{Head, Stack};
+pub use stack::{Head, Stack, Wiring};

@@ -50,6 +50,32 @@ impl Head {
     }
 }
 
+/// How a stack's layers connect, as data. By default the plain stack: layer `k` reads layer
+/// `k - 1`'s `h` of the same step, the head reads the top layer's. A model may ask for more
+/// without a driver of its own: the head reading several layers, a state flowing from the
+/// top layer back to the bottom one. candle's autograd runs any wiring; the fast paths
+/// (the written-out backward, the slice kernels) take plain stacks, and the harness picks
+/// autograd for the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Wiring {
+    /// Layers whose `h` the head reads, concatenated over channels in this order; empty:
+    /// the top layer's alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub head_reads: Vec<usize>,
+    /// The bottom layer at step `t` also reads the top layer's `h` of step `t - 1` (zero at
+    /// the first step), concatenated after its input: a state flowing from the top of one
+    /// step to the bottom of the next, as PredRNN's spatiotemporal memory flows.
+    #[serde(default)]
+    pub top_down: bool,
+}
+
+impl Wiring {
+    /// The plain stack, which every driver runs.
+    pub fn is_plain(&self) -> bool {
+        self.head_reads.is_empty() && !self.top_down
+    }
+}
+
 /// A stacked LSTM's shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stack {
@@ -64,6 +90,8 @@ pub struct Stack {
     /// Shi et al.'s peephole weights in every layer.
     pub peephole: bool,
     pub head: Head,
+    /// How the layers connect.
+    pub wiring: Wiring,
 }
 
 impl Stack {
@@ -99,18 +127,27 @@ impl Stack {
         self.hidden.len()
     }
 
-    /// Channels of layer `k`'s input.
+    /// Channels of layer `k`'s input: the frame's (and with [`Wiring::top_down`] the top
+    /// layer's) for the bottom layer, the layer below's for the others.
     pub fn input_channels(&self, k: usize) -> usize {
-        if k == 0 {
-            self.model_channels()
-        } else {
-            self.hidden[k - 1]
+        match k {
+            0 if self.wiring.top_down => self.model_channels() + self.top_channels(),
+            0 => self.model_channels(),
+            _ => self.hidden[k - 1],
         }
     }
 
-    /// Channels of the prediction before the head: the last layer's.
+    /// Channels of the top layer.
     pub fn top_channels(&self) -> usize {
         *self.hidden.last().expect("a stack has at least one layer")
+    }
+
+    /// Channels the head reads: the top layer's, or those of [`Wiring::head_reads`].
+    pub fn head_channels(&self) -> usize {
+        match self.wiring.head_reads.as_slice() {
+            [] => self.top_channels(),
+            reads => reads.iter().map(|&k| self.hidden[k]).sum(),
+        }
     }
 
     /// Parameters per layer in the fixed layout both drivers read: `weight_ih`,
@@ -149,6 +186,15 @@ impl Stack {
         }
         if self.flat && self.patch != 1 {
             return Err("patches apply to the conv model only".into());
+        }
+        if let Some(k) = self.wiring.head_reads.iter().find(|&&k| k >= self.layers()) {
+            return Err(format!(
+                "the head reads layer {k} of a stack of {} layers",
+                self.layers()
+            ));
+        }
+        if self.head.is_none() && !self.wiring.head_reads.is_empty() {
+            return Err("a head that reads several layers needs weights (conv1x1)".into());
         }
         if self.head.is_none() && self.top_channels() != self.model_channels() {
             return Err(format!(
@@ -281,6 +327,7 @@ mod tests {
             hidden: vec![3, 2],
             peephole: false,
             head: Head::None,
+            wiring: Default::default(),
         };
         let err = stack.check().unwrap_err();
         assert!(err.contains("4 channels") && err.contains("not 2"), "{err}");

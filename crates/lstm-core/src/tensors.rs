@@ -120,6 +120,7 @@ impl Run {
         let (dtype, device) = (inputs.dtype(), inputs.device());
         let (_, _, c, h, w) = inputs.dims5()?;
         let x0 = to_model_space(stack, &inputs.reshape((known * batch, c, h, w))?)?;
+        let wired = !stack.wiring.is_plain();
         let zeros = stack
             .hidden
             .iter()
@@ -136,6 +137,10 @@ impl Run {
             preds: Vec::new(),
             zeros,
         };
+        if wired {
+            run.forward_wired(model, &x0, steps, batch, known)?;
+            return Ok(run);
+        }
         // Known inputs: layer by layer; each layer's input half folded over the steps.
         let mut input = x0.clone();
         for k in 0..stack.layers() {
@@ -162,6 +167,53 @@ impl Run {
             run.preds.push(head(model, stack, &input, &fed)?);
         }
         Ok(run)
+    }
+
+    /// Any [`crate::stack::Wiring`], step by step (a state may flow from the top layer of
+    /// one step to the bottom layer of the next), each step's prediction in a run of its
+    /// own. `x0`: the known inputs in model space, `[known*B, C_m, ...]`.
+    fn forward_wired<M: Recurrent + ?Sized>(
+        &mut self,
+        model: &M,
+        x0: &Tensor,
+        steps: usize,
+        batch: usize,
+        known: usize,
+    ) -> Result<()> {
+        let stack = model.stack();
+        let top = stack.layers() - 1;
+        for t in 0..steps {
+            let x = match t < known {
+                true => x0.narrow(0, t * batch, batch)?,
+                false => {
+                    let last = self.preds.last().expect("a step before");
+                    last.clone()
+                }
+            }; // [B, C_m, ...]
+            let mut input = x.clone();
+            if stack.wiring.top_down {
+                let h_top = self.steps[top].last().map_or(&self.zeros[top], |s| &s.h);
+                input = Tensor::cat(&[&input, h_top], 1)?;
+            }
+            for k in 0..stack.layers() {
+                self.inputs[k].push(input.clone());
+                let px = GateOps::input_preact(model, k, &input)?; // [B, 4C, ...]
+                self.step(model, k, &px)?;
+                input = self.steps[k].last().expect("a step").h.clone();
+            }
+            let read = match stack.wiring.head_reads.as_slice() {
+                [] => input,
+                reads => {
+                    let hs: Vec<&Tensor> = reads
+                        .iter()
+                        .map(|&k| &self.steps[k].last().expect("a step").h)
+                        .collect();
+                    Tensor::cat(&hs, 1)? // [B, sum C_k, ...]
+                }
+            };
+            self.preds.push(head(model, stack, &read, &x)?);
+        }
+        Ok(())
     }
 
     /// Layer `k`'s next step from the input half of its pre-activations `px` `[B, 4C, ...]`.
@@ -205,6 +257,13 @@ pub fn bptt<M: Recurrent + ?Sized>(
     plan: &Plan,
 ) -> Result<(f64, Vec<Tensor>)> {
     let stack = model.stack();
+    if !stack.wiring.is_plain() {
+        candle_core::bail!(
+            "the written-out backward runs plain stacks only; differentiate \
+             tensors::forward_plan with candle's autograd for {:?}",
+            stack.wiring
+        );
+    }
     let (steps, batch, known) = (plan.steps, plan.batch, plan.known);
     let inputs = windows.narrow(0, 0, known)?;
     let run = Run::forward(model, &inputs, steps, batch, known)?;

@@ -75,6 +75,7 @@ impl Config {
             hidden: self.hidden.clone(),
             peephole: false,
             head: Head::Affine,
+            wiring: Default::default(),
         };
         stack.check().map_err(candle_core::Error::Msg)?;
         Ok(stack)

@@ -1,0 +1,86 @@
+"""Independent PyTorch reference (float64) for a stack that is not plain: two fully
+connected LSTM layers where the bottom layer at step t also reads the top layer's h of step
+t-1 (a state flowing from the top of one step to the bottom of the next) and the output
+layer reads both layers' h. It writes the fixture crates/harness/tests/wiring.rs reads.
+
+    /work/torch-venv/bin/python bench/torch_wiring.py crates/harness/tests/fixtures/wiring/top_down.safetensors
+
+The contract (float64; gates stacked i, f, g, o as in nn.LSTM):
+- Frames [C, H, W] = [1, 3, 4], flattened to D = 12 values. A batch of B = 2 windows of
+  L = 5 frames, `window` [L, B, C, H, W] (time-major).
+- Layer k (hidden N_k = 5, 4): pre = x W_ih^T + b_ih + h_prev W_hh^T + b_hh;
+  i, f, o = sigmoid, g = tanh; c = f c_prev + i g; h = o tanh(c); h, c start at zero.
+  Layer 0 reads cat(x_t, h1_{t-1}) (D + N_1 = 16 values), layer 1 reads h0_t.
+- Output: y_t = cat(h0_t, h1_t) W^T + b, W [D, N_0 + N_1].
+- A forecast of 2 frames after 3: steps t = 0 .. 3; steps 0 .. 2 read frame t, step 3
+  reads y_2; the loss is the mean over the last 2 steps and the B windows of the per-frame
+  mean squared error against frame t + 1.
+- Parameters layers.{k}.weight_ih, layers.{k}.weight_hh, layers.{k}.bias_ih,
+  layers.{k}.bias_hh, head.weight, head.bias ~ N(0, 0.5^2) from torch.manual_seed(0); the
+  window ~ U(0, 1). Saved with each gradient as grad.<name> and the loss as `loss` [1].
+"""
+
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+D, HIDDEN, B, L, CONTEXT, HORIZON = 12, [5, 4], 2, 5, 3, 2
+
+
+def parameters():
+    g = torch.Generator().manual_seed(0)
+    draw = lambda *shape: (0.5 * torch.randn(*shape, generator=g, dtype=torch.float64))
+    params = {}
+    inputs = [D + HIDDEN[-1], HIDDEN[0]]
+    for k, n in enumerate(HIDDEN):
+        params[f"layers.{k}.weight_ih"] = draw(4 * n, inputs[k])
+        params[f"layers.{k}.weight_hh"] = draw(4 * n, n)
+        params[f"layers.{k}.bias_ih"] = draw(4 * n)
+        params[f"layers.{k}.bias_hh"] = draw(4 * n)
+    params["head.weight"] = draw(D, sum(HIDDEN))
+    params["head.bias"] = draw(D)
+    window = torch.rand(L, B, 1, 3, 4, generator=g, dtype=torch.float64)
+    return params, window
+
+
+def cell(p, k, x, h, c):
+    pre = x @ p[f"layers.{k}.weight_ih"].T + p[f"layers.{k}.bias_ih"]
+    pre = pre + h @ p[f"layers.{k}.weight_hh"].T + p[f"layers.{k}.bias_hh"]
+    i, f, g, o = pre.chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def loss_of(p, window):
+    frames = window.reshape(L, B, D)
+    hs = [torch.zeros(B, n, dtype=torch.float64) for n in HIDDEN]
+    cs = [torch.zeros(B, n, dtype=torch.float64) for n in HIDDEN]
+    steps = CONTEXT + HORIZON - 1
+    losses, y = [], None
+    for t in range(steps):
+        x = frames[t] if t < CONTEXT else y
+        hs[0], cs[0] = cell(p, 0, torch.cat([x, hs[1]], dim=1), hs[0], cs[0])
+        hs[1], cs[1] = cell(p, 1, hs[0], hs[1], cs[1])
+        y = torch.cat(hs, dim=1) @ p["head.weight"].T + p["head.bias"]
+        if t >= steps - HORIZON:
+            losses.append(((y - frames[t + 1]) ** 2).mean(dim=1).sum())
+    return sum(losses) / (HORIZON * B)
+
+
+def main(out):
+    params, window = parameters()
+    for t in params.values():
+        t.requires_grad_(True)
+    loss = loss_of(params, window)
+    loss.backward()
+    tensors = {name: t.detach() for name, t in params.items()}
+    tensors.update({f"grad.{name}": t.grad for name, t in params.items()})
+    tensors["window"] = window
+    tensors["loss"] = loss.detach().reshape(1)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, out)
+    print(f"loss {loss.item():.17g}; wrote {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
