@@ -67,12 +67,20 @@ pub struct Wiring {
     /// step to the bottom of the next, as PredRNN's spatiotemporal memory flows.
     #[serde(default)]
     pub top_down: bool,
+    /// Shi et al.'s encoder-forecaster: the first this many layers are the encoder, the
+    /// rest (as many, of the same sizes) the forecaster; 0: one stack. In a forecast, the
+    /// encoder reads the context's frames but the last; the forecaster, starting from the
+    /// encoder's `h` and `c` layer by layer, reads the last context frame and then each of
+    /// its own predictions, and makes every prediction that counts (the earlier steps'
+    /// predictions, which count for nothing, are the head's of zero states).
+    #[serde(default)]
+    pub encoder_layers: usize,
 }
 
 impl Wiring {
     /// The plain stack, which every driver runs.
     pub fn is_plain(&self) -> bool {
-        self.head_reads.is_empty() && !self.top_down
+        self.head_reads.is_empty() && !self.top_down && self.encoder_layers == 0
     }
 }
 
@@ -133,6 +141,7 @@ impl Stack {
         match k {
             0 if self.wiring.top_down => self.model_channels() + self.top_channels(),
             0 => self.model_channels(),
+            k if k == self.wiring.encoder_layers => self.model_channels(),
             _ => self.hidden[k - 1],
         }
     }
@@ -192,6 +201,20 @@ impl Stack {
                 "the head reads layer {k} of a stack of {} layers",
                 self.layers()
             ));
+        }
+        let encoder = self.wiring.encoder_layers;
+        if encoder > 0 {
+            let (enc, fore) = self.hidden.split_at(encoder.min(self.layers()));
+            if enc != fore {
+                return Err(format!(
+                    "an encoder of {encoder} layers needs a forecaster of the same sizes: \
+                     hidden sizes {:?}",
+                    self.hidden
+                ));
+            }
+            if self.wiring.top_down {
+                return Err("an encoder-forecaster cannot also be wired top-down".into());
+            }
         }
         if self.head.is_none() && !self.wiring.head_reads.is_empty() {
             return Err("a head that reads several layers needs weights (conv1x1)".into());

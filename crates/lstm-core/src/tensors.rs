@@ -105,6 +105,9 @@ struct Run {
     preds: Vec<Tensor>,
     /// Per layer, `h_0 = c_0 = 0`, `[B, C, ...]`.
     zeros: Vec<Tensor>,
+    /// Per layer, the `h` and `c` its first step starts from where they are not zero (an
+    /// encoder-forecaster's forecaster).
+    starts: Vec<Option<(Tensor, Tensor)>>,
 }
 
 impl Run {
@@ -135,6 +138,7 @@ impl Run {
             inputs: vec![Vec::new(); stack.layers()],
             steps: (0..stack.layers()).map(|_| Vec::new()).collect(),
             preds: Vec::new(),
+            starts: vec![None; stack.layers()],
             zeros,
         };
         if wired {
@@ -181,36 +185,54 @@ impl Run {
         known: usize,
     ) -> Result<()> {
         let stack = model.stack();
-        let top = stack.layers() - 1;
+        let (layers, encoder) = (stack.layers(), stack.wiring.encoder_layers);
+        if encoder > 0 && known >= steps {
+            candle_core::bail!(
+                "an encoder-forecaster forecasts: it needs a plan with steps that read \
+                 predictions (--context and --horizon)"
+            );
+        }
         for t in 0..steps {
             let x = match t < known {
                 true => x0.narrow(0, t * batch, batch)?,
-                false => {
-                    let last = self.preds.last().expect("a step before");
-                    last.clone()
-                }
+                false => self.preds.last().expect("a step before").clone(),
             }; // [B, C_m, ...]
+               // The layers that step: all, or the encoder's before the last known frame and
+               // the forecaster's from it on.
+            let active = match encoder {
+                0 => 0..layers,
+                e if t + 1 < known => 0..e,
+                e => e..layers,
+            };
+            if encoder > 0 && t + 1 == known {
+                for k in 0..encoder {
+                    self.starts[encoder + k] = self.steps[k]
+                        .last()
+                        .map(|s| (s.h.clone(), s.cache.c.clone()));
+                }
+            }
             let mut input = x.clone();
             if stack.wiring.top_down {
+                let top = layers - 1;
                 let h_top = self.steps[top].last().map_or(&self.zeros[top], |s| &s.h);
                 input = Tensor::cat(&[&input, h_top], 1)?;
             }
-            for k in 0..stack.layers() {
+            for k in active.clone() {
                 self.inputs[k].push(input.clone());
                 let px = GateOps::input_preact(model, k, &input)?; // [B, 4C, ...]
                 self.step(model, k, &px)?;
                 input = self.steps[k].last().expect("a step").h.clone();
             }
-            let read = match stack.wiring.head_reads.as_slice() {
-                [] => input,
-                reads => {
-                    let hs: Vec<&Tensor> = reads
-                        .iter()
-                        .map(|&k| &self.steps[k].last().expect("a step").h)
-                        .collect();
-                    Tensor::cat(&hs, 1)? // [B, sum C_k, ...]
-                }
+            // The head reads the states of this step, or zeros for a layer that has not
+            // stepped yet (the forecaster's, during the encoder's steps).
+            let h_of = |k: usize| match active.contains(&k) {
+                true => &self.steps[k].last().expect("a step").h,
+                false => &self.zeros[k],
             };
+            let read = match stack.wiring.head_reads.as_slice() {
+                [] => h_of(layers - 1).clone(),
+                reads => Tensor::cat(&reads.iter().map(|&k| h_of(k)).collect::<Vec<_>>(), 1)?,
+            }; // [B, C_head, ...]
             self.preds.push(head(model, stack, &read, &x)?);
         }
         Ok(())
@@ -219,9 +241,10 @@ impl Run {
     /// Layer `k`'s next step from the input half of its pre-activations `px` `[B, 4C, ...]`.
     fn step<M: Recurrent + ?Sized>(&mut self, model: &M, k: usize, px: &Tensor) -> Result<()> {
         let done = &self.steps[k];
-        let (h_prev, c_prev) = match done.last() {
-            Some(s) => (Some(&s.h), &s.cache.c),
-            None => (None, &self.zeros[k]),
+        let (h_prev, c_prev) = match (done.last(), &self.starts[k]) {
+            (Some(s), _) => (Some(&s.h), &s.cache.c),
+            (None, Some((h, c))) => (Some(h), c),
+            (None, None) => (None, &self.zeros[k]),
         };
         let preact = GateOps::add_recurrent(model, k, px, h_prev)?; // [B, 4C, ...]
         let (h, cache) = lstm_step_forward(&preact, c_prev, GateOps::peepholes(model, k))?;
