@@ -3,12 +3,12 @@
 //! cross-entropy, and for forecasts each of those per frame ahead.
 
 use candle_core::{DType, Tensor};
-use lstm_core::{Objective, Plan, Recurrent};
+use lstm_core::{tensors, Objective, Plan, Recurrent};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metrics::FrameMetrics;
-use crate::model::{forward_plan, predict, window_loss};
+use crate::model::{forward_plan, predict};
 
 /// Test windows forecast at once.
 pub const BATCH: usize = 16;
@@ -128,7 +128,7 @@ impl Evaluation {
 }
 
 /// Evaluates `model` on `windows` (each `[L, C, H, W]`): one step ahead, or forecasting.
-/// One-step windows go one at a time through [`predict`] and [`window_loss`], as the seed's
+/// One-step windows go one at a time through [`predict`] and [`tensors::loss`], as the seed's
 /// runs were evaluated; forecasts [`BATCH`] at a time through [`forward_plan`].
 pub fn evaluate<M: Recurrent>(
     model: &M,
@@ -181,7 +181,11 @@ fn forecasts(
             let predicted = predicted_all.narrow(1, b, 1)?.squeeze(1)?; // [N, C, H, W]
             let truth = window.narrow(0, f.context, f.horizon)?;
             let metrics = per_frame_metrics(&predicted, &truth)?;
-            losses.push(metrics_loss(&predicted, &truth)?);
+            // The window loss of the predicted frames alone: a forecast of them after the
+            // last context frame.
+            let read = window.narrow(0, f.context - 1, f.horizon + 1)?; // [N+1, C, H, W]
+            let plan = Plan::forecast(1, f.horizon, 1);
+            losses.push(window_loss(&predicted, &read, &plan)?);
             per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
             for (k, m) in metrics.into_iter().enumerate() {
                 by_horizon[k].push(m);
@@ -203,9 +207,8 @@ fn one_step(
     let mut per_window = Vec::new();
     for window in windows {
         let predicted = predictions(window)?; // [L-1, C, H, W]
-        loss_sum += window_loss(&predicted, window)?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?;
+        let plan = Plan::one_step(window.dim(0)?, 1);
+        loss_sum += window_loss(&predicted, window, &plan)?;
         let truth = window.narrow(0, 1, predicted.dim(0)?)?;
         let metrics = per_frame_metrics(&predicted, &truth)?;
         per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
@@ -237,16 +240,10 @@ fn summarise(
     }
 }
 
-/// A forecast's window loss: the mean over the predicted frames of the per-frame mean
-/// squared error (unclipped, as training computes it).
-fn metrics_loss(predicted: &Tensor, truth: &Tensor) -> Result<f64> {
-    Ok((predicted - truth)?
-        .sqr()?
-        .flatten_from(1)?
-        .mean(1)?
-        .mean_all()?
-        .to_dtype(DType::F64)?
-        .to_scalar::<f64>()?)
+/// [`tensors::loss`] of one window `[L, C, H, W]` and its predictions `[T, C, H, W]`.
+fn window_loss(predicted: &Tensor, window: &Tensor, plan: &Plan) -> Result<f64> {
+    let loss = tensors::loss(&predicted.unsqueeze(1)?, &window.unsqueeze(1)?, plan)?;
+    Ok(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
 fn mean(values: &[f64]) -> f64 {

@@ -34,7 +34,6 @@ pub mod train;
 pub use error::{Error, Result};
 pub use lstm_core::{cell, cpu, linalg, Plan};
 pub use model::{
-    loss_and_grads, predict, train_step, window_loss, Backward, ParamInit, ParamSpec,
-    SequenceModel, Step,
+    loss_and_grads, predict, train_step, Backward, ParamInit, ParamSpec, SequenceModel, Step,
 };
 pub use train::{train, OutputPaths, RunSummary, TrainConfig, TrainSettings};

@@ -320,18 +320,3 @@ pub fn predict<M: Recurrent>(model: &M, window: &Tensor) -> Result<Tensor> {
     let inputs = window.narrow(0, 0, steps)?.unsqueeze(1)?; // [T, 1, C, H, W]
     tensors::forward(model, &inputs)?.squeeze(1) // [T, C, H, W]
 }
-
-/// The seed's window loss: the sum over steps of the per-step mean squared error.
-///
-/// ## Parameters
-/// - `predictions`: `[L-1, C, H, W]`.
-/// - `window`: `[L, C, H, W]`; targets are frames `1 .. L-1`.
-///
-/// ## Returns
-/// A scalar tensor: `sum_t mean_{c,y,x} (pred_t - frame_{t+1})^2`.
-pub fn window_loss(predictions: &Tensor, window: &Tensor) -> Result<Tensor> {
-    let steps = predictions.dim(0)?;
-    let targets = window.narrow(0, 1, steps)?; // [L-1, C, H, W]
-    let per_step = (predictions - targets)?.sqr()?.flatten_from(1)?.mean(1)?; // [L-1]
-    per_step.sum_all()
-}

@@ -67,9 +67,12 @@ pub fn forward_plan<M: Recurrent + ?Sized>(
     run.predictions(model.stack(), plan.steps, plan.batch)
 }
 
-/// The batch loss of `plan` (see [`Plan::weight`]) from `predictions` `[T, B, C, H, W]`
-/// and `windows` `[L, B, C, H, W]`, as a scalar tensor that autograd can differentiate.
-/// For the seed's plan this is the sum over steps of the per-step mean squared error.
+/// The window loss: the batch loss of `plan` (see [`Plan::weight`]) from `predictions`
+/// `[T, B, C, H, W]` and `windows` `[L, B, C, H, W]`, as a scalar tensor that autograd can
+/// differentiate. For the seed's plan this is the sum over steps of the per-step mean
+/// squared error. Training under autograd, the written-out backward and every evaluation
+/// take it from here; the slice driver fuses the same per-step weights with its gradient,
+/// and is tested against it.
 pub fn loss(predictions: &Tensor, windows: &Tensor, plan: &Plan) -> Result<Tensor> {
     let (steps, batch) = (plan.steps, plan.batch);
     let targets = windows.narrow(0, 1, steps)?; // [T, B, C, H, W]
@@ -291,7 +294,8 @@ pub fn bptt<M: Recurrent + ?Sized>(
     let inputs = windows.narrow(0, 0, known)?;
     let run = Run::forward(model, &inputs, steps, batch, known)?;
 
-    // Loss and dLoss/d(prediction), in model space.
+    // The loss, and dLoss/d(prediction) in model space: its weights are the plan's, as
+    // [`loss`]'s are.
     let [c, h, w] = stack.frame;
     let frame = (c * h * w) as f64;
     let targets = windows
@@ -302,10 +306,7 @@ pub fn bptt<M: Recurrent + ?Sized>(
     let diff = (&preds - &targets)?;
     let weights: Vec<f64> = (0..steps * batch).map(|s| plan.weight(s / batch)).collect();
     let weights = Tensor::new(weights.as_slice(), preds.device())?.to_dtype(preds.dtype())?;
-    let per_frame = diff.sqr()?.flatten_from(1)?.sum(1)?; // [T*B]
-    let loss = (per_frame * &weights)?
-        .sum_all()?
-        .affine(1.0 / frame, 0.0)?;
+    let loss = loss(&run.predictions(stack, steps, batch)?, windows, plan)?;
     let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     let mut shape = vec![steps * batch];
     shape.extend(std::iter::repeat_n(1, preds.rank() - 1));
