@@ -405,3 +405,14 @@ pub fn assert_agree(checks: &[GradCheck], rel: f64, floor: f64) {
         );
     }
 }
+
+/// The seed's window loss, written as the seed wrote it: the sum over steps of the per-step
+/// mean squared error of predictions `[L-1, C, H, W]` against frames `1 .. L-1` of `window`
+/// `[L, C, H, W]`. An independent reference for tests, apart from [`tensors::loss`].
+pub fn seed_window_loss(predictions: &Tensor, window: &Tensor) -> Tensor {
+    let steps = predictions.dim(0).unwrap();
+    let targets = window.narrow(0, 1, steps).unwrap();
+    let squared = (predictions - targets).and_then(|d| d.sqr()).unwrap();
+    let per_step = squared.flatten_from(1).and_then(|s| s.mean(1)).unwrap();
+    per_step.sum_all().unwrap()
+}

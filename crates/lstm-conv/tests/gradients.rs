@@ -309,7 +309,7 @@ fn stacked_gates_equal_the_seeds_eight_separate_convolutions() {
     );
     let t = |vs: &[Var; 4]| -> [Tensor; 4] { std::array::from_fn(|k| vs[k].as_tensor().clone()) };
     let pred = seed_eight_convs(&window, &t(&w), &t(&b), &t(&r), &t(&rb));
-    let seed_loss = seed_window_loss(&pred, &window);
+    let seed_loss = harness::gradcheck::seed_window_loss(&pred, &window);
     let seed_grads = seed_loss.backward().unwrap();
     let seed_loss = seed_loss.to_scalar::<f64>().unwrap();
     assert!(
@@ -525,15 +525,4 @@ fn max_abs(t: &Tensor) -> f64 {
         .unwrap()
         .to_scalar::<f64>()
         .unwrap()
-}
-
-/// The seed's window loss, written as the seed wrote it: the sum over steps of the per-step
-/// mean squared error of predictions `[L-1, C, H, W]` against frames `1 .. L-1` of `window`
-/// `[L, C, H, W]`.
-fn seed_window_loss(predictions: &Tensor, window: &Tensor) -> Tensor {
-    let steps = predictions.dim(0).unwrap();
-    let targets = window.narrow(0, 1, steps).unwrap();
-    let squared = (predictions - targets).and_then(|d| d.sqr()).unwrap();
-    let per_step = squared.flatten_from(1).and_then(|s| s.mean(1)).unwrap();
-    per_step.sum_all().unwrap()
 }
