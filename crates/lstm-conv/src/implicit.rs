@@ -27,7 +27,6 @@
 //! and pixels, in an order fixed by the shapes alone, whatever the number of threads.
 
 use std::arch::x86_64::*;
-use std::cell::RefCell;
 
 use crate::cpu::{pad_into, Geometry};
 
@@ -45,23 +44,10 @@ pub(crate) fn available() -> bool {
     lstm_core::simd::available("avx2,fma")
 }
 
-thread_local! {
-    /// Padded inputs, and the kernel gradient's tiles and transposed output gradient, kept
-    /// between calls (allocated afresh, their pages would be zeroed each call).
-    static SCRATCH: RefCell<[Vec<f32>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
-}
-
-/// Runs `f` with this thread's scratch buffers, each resized to `lens` and zeroed.
+/// Runs `f` with three zeroed scratch buffers of `lens` values: padded inputs, and the
+/// kernel gradient's tiles and transposed output gradient.
 fn with_scratch<R>(lens: [usize; 3], f: impl FnOnce([&mut [f32]; 3]) -> R) -> R {
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        let [a, b, c] = &mut *scratch;
-        for (v, len) in [&mut *a, &mut *b, &mut *c].into_iter().zip(lens) {
-            v.clear();
-            v.resize(len, 0.0);
-        }
-        f([&mut a[..], &mut b[..], &mut c[..]])
-    })
+    lstm_core::scratch::with(lens, true, f)
 }
 
 /// The panels rows `0..m` are cut into: `(first row, rows)`, panels of 6 and up to two of 4

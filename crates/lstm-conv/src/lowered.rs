@@ -17,31 +17,14 @@
 //! over to [`crate::implicit`], the same products without the unrolled copies; the unrolled
 //! path serves every other CPU.
 
-use std::cell::RefCell;
-
 use lstm_core::linalg::matmul;
 
 use crate::cpu::Geometry;
 
-thread_local! {
-    /// The unrolled columns and a product's output, kept between calls: allocated afresh,
-    /// their pages would be zeroed by the kernel on every call.
-    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
-}
-
-/// Runs `f` with this thread's two scratch buffers, each at least `lens` long (contents
-/// unspecified: every user overwrites what it reads).
+/// Runs `f` with two scratch buffers of `lens` values (contents unspecified: every user
+/// overwrites what it reads): the unrolled columns and a product's output.
 fn with_scratch<R>(lens: [usize; 2], f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        let [a, b] = &mut *scratch;
-        for (v, len) in [&mut *a, &mut *b].into_iter().zip(lens) {
-            if v.len() < len {
-                v.resize(len, 0.0);
-            }
-        }
-        f(&mut a[..lens[0]], &mut b[..lens[1]])
-    })
+    lstm_core::scratch::with(lens, false, |[a, b]| f(a, b))
 }
 
 /// Samples per lowered product. Two keep the unrolled columns of a 32-channel 16x16 layer

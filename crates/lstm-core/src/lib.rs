@@ -30,6 +30,7 @@ pub mod cpu;
 pub mod grad;
 pub mod linalg;
 pub mod plan;
+pub mod scratch;
 pub mod seam;
 pub mod simd;
 pub mod slices;

@@ -14,11 +14,11 @@
 //! reverse; weight gradients are formed at the end, from what the backward kept.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 
 use crate::cell::slices::sigmoid;
 use crate::grad::Grad;
 use crate::plan::Plan;
+use crate::scratch::{give_back, take, take_zeroed};
 use crate::seam::{GateIo, GateKernels, StackSlices};
 use crate::stack::{Head, Stack};
 
@@ -51,70 +51,6 @@ struct Layer {
     d_above: Vec<f32>,
     /// The gradients of `w_ci, w_cf, w_co`, `[C*S]` each, when the model has peepholes.
     d_peep: Option<[Vec<f32>; 3]>,
-}
-
-thread_local! {
-    /// Buffers of finished batches, for the next one: a batch of a large model keeps
-    /// hundreds of MB, and allocated afresh they came back from the kernel as new pages
-    /// to be zeroed and faulted in (a sixth of a batch's time).
-    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// At most this many buffers wait in the pool: a batch uses about eight per layer.
-const POOL_SIZE: usize = 64;
-
-/// A buffer of `len` values that its user overwrites whole (reused as it is: the previous
-/// batch's values).
-fn buffer(len: usize) -> Vec<f32> {
-    pooled(len, false)
-}
-
-/// A zeroed buffer of `len` values.
-fn zeroed(len: usize) -> Vec<f32> {
-    pooled(len, true)
-}
-
-/// The smallest pooled buffer of at least `len` values, or a new one.
-fn pooled(len: usize, zero: bool) -> Vec<f32> {
-    let reused = POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let best = pool
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.capacity() >= len)
-            .min_by_key(|(_, v)| v.capacity())
-            .map(|(i, _)| i);
-        best.map(|i| pool.swap_remove(i))
-    });
-    match reused {
-        Some(mut v) if zero => {
-            v.clear();
-            v.resize(len, 0.0);
-            v
-        }
-        Some(mut v) => {
-            v.resize(len, 0.0);
-            v
-        }
-        None => vec![0f32; len],
-    }
-}
-
-/// Returns `v` to the pool (large buffers only; the smallest is dropped when it is full).
-fn recycle(v: Vec<f32>) {
-    if v.capacity() < 1 << 16 {
-        return;
-    }
-    POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        pool.push(v);
-        if pool.len() > POOL_SIZE {
-            let smallest = (0..pool.len())
-                .min_by_key(|&i| pool[i].capacity())
-                .expect("a full pool");
-            pool.swap_remove(smallest);
-        }
-    });
 }
 
 /// A batch's forward and backward through time: the loss, and what the parameters'
@@ -169,7 +105,7 @@ pub fn forward<M: GateKernels + ?Sized>(
     );
     let samples = steps * batch;
     let fed = (known < steps).then(|| {
-        let mut inputs = buffer(samples * frame);
+        let mut inputs = take(samples * frame);
         inputs[..known * batch * frame].copy_from_slice(&frames[..known * batch * frame]);
         inputs
     });
@@ -180,10 +116,10 @@ pub fn forward<M: GateKernels + ?Sized>(
             let state = c * stack.positions();
             Layer {
                 state,
-                gates: buffer(samples * GATES * state),
-                cells: buffer(samples * state),
-                tanh_c: buffer(samples * state),
-                hs: buffer(samples * state),
+                gates: take(samples * GATES * state),
+                cells: take(samples * state),
+                tanh_c: take(samples * state),
+                hs: take(samples * state),
                 d_preact: Vec::new(),
                 d_above: Vec::new(),
                 d_peep: None,
@@ -197,7 +133,7 @@ pub fn forward<M: GateKernels + ?Sized>(
         frames,
         fed,
         layers,
-        preds: buffer(samples * frame),
+        preds: take(samples * frame),
         d_y: Vec::new(),
     };
     // Known inputs: layer by layer, each layer's input half folded over the steps.
@@ -238,7 +174,7 @@ impl Drop for Bptt {
                 all.push(std::mem::take(v));
             }
         }
-        all.into_iter().for_each(recycle);
+        all.into_iter().for_each(give_back);
     }
 }
 
@@ -352,7 +288,7 @@ impl Bptt {
         let frame = self.frame_len();
         let batch = self.plan.batch;
         // Steps whose predictions do not count keep a zero gradient.
-        let mut d_preds = zeroed(self.preds.len());
+        let mut d_preds = take_zeroed(self.preds.len());
         let mut loss = 0f64;
         for t in 0..self.plan.steps {
             let weight = self.plan.weight(t);
@@ -381,7 +317,7 @@ impl Bptt {
         if self.stack.head.is_none() {
             top.d_above = d_preds;
         } else {
-            top.d_above = buffer(self.preds.len() / frame * top.state);
+            top.d_above = take(self.preds.len() / frame * top.state);
             self.d_y = d_preds;
         }
         loss
@@ -394,16 +330,16 @@ impl Bptt {
         let samples = steps * batch;
         let top = self.stack.layers() - 1;
         for (k, layer) in self.layers.iter_mut().enumerate() {
-            layer.d_preact = buffer(samples * GATES * layer.state);
+            layer.d_preact = take(samples * GATES * layer.state);
             if k < top {
-                layer.d_above = buffer(samples * layer.state);
+                layer.d_above = take(samples * layer.state);
             }
             if self.stack.peephole {
                 layer.d_peep = Some(std::array::from_fn(|_| vec![0f32; layer.state]));
             }
         }
         // The gradient reaching each fed input (a prediction read again).
-        let mut d_fed = self.fed.as_ref().map(|_| zeroed(samples * frame));
+        let mut d_fed = self.fed.as_ref().map(|_| take_zeroed(samples * frame));
         let mut dh_next: Vec<Vec<f32>> = self
             .layers
             .iter()
