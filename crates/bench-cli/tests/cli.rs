@@ -245,13 +245,13 @@ fn general_convlstm_trains_predicts_and_restarts_from_its_files() {
     );
 
     // Tensor names and shapes: 65x65 frames in 5x5 patches are 25 channels of 13x13.
-    let file = harness::params::Checkpoint::read(&weights).unwrap();
-    let shape = |name: &str| file.tensors[name].dims().to_vec();
+    let file = harness::checkpoint::Checkpoint::read(&weights).unwrap();
+    let shape = |name: &str| file.tensors[name].shape.clone();
     assert_eq!(shape("convlstm.weight_ih_l0"), [16, 25, 5, 5]);
     assert_eq!(shape("convlstm.weight_hh_l1"), [12, 3, 3, 3]);
     assert_eq!(shape("convlstm.weight_co_l1"), [3, 13, 13]);
     assert_eq!(shape("head.weight"), [25, 3, 1, 1]);
-    assert_eq!(file.names.len(), 2 * 7 + 2);
+    assert_eq!(file.names().len(), 2 * 7 + 2);
     let about: serde_json::Value = serde_json::from_str(&file.metadata["bench_cli"]).unwrap();
     assert_eq!(
         about["model_config"],

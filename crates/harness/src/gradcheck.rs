@@ -178,29 +178,15 @@ pub fn compare_with_files<M: SequenceModel>(
 }
 
 /// A safetensors file's tensors, read as f64.
-struct Saved {
-    path: std::path::PathBuf,
-    file: crate::params::Checkpoint,
-}
+struct Saved(crate::checkpoint::Checkpoint);
 
 impl Saved {
     fn read(path: &std::path::Path) -> Result<Saved> {
-        Ok(Saved {
-            path: path.to_path_buf(),
-            file: crate::params::Checkpoint::read(path)?,
-        })
+        Ok(Saved(crate::checkpoint::Checkpoint::read(path)?))
     }
 
     fn get(&self, name: &str) -> Result<Tensor> {
-        let tensor = self
-            .file
-            .tensors
-            .get(name)
-            .ok_or_else(|| crate::Error::Checkpoint {
-                path: self.path.clone(),
-                message: format!("no tensor `{name}`"),
-            })?;
-        Ok(tensor.to_dtype(DType::F64)?)
+        Ok(self.0.tensor(name)?.to_dtype(DType::F64)?)
     }
 }
 

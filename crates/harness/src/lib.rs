@@ -14,6 +14,7 @@
 //! ```
 
 pub mod adam;
+pub mod checkpoint;
 mod error;
 pub mod evaluate;
 pub mod fault;

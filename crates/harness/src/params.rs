@@ -8,7 +8,8 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::error::{io_err, Error, Result};
+use crate::checkpoint::Checkpoint;
+use crate::error::Result;
 use crate::files::write_atomic;
 use crate::model::{ParamInit, ParamSpec};
 
@@ -77,88 +78,32 @@ pub fn load_parameters(
     dtype: DType,
     device: &Device,
 ) -> Result<Vec<Var>> {
-    let checkpoint = Checkpoint::read(path)?;
-    let mut tensors = checkpoint.tensors;
-    tensors.retain(|name, _| !name.starts_with(crate::keys::ADAM_PREFIX));
-    take_parameters(path, &mut tensors, specs, dtype, device)
+    let mut checkpoint = Checkpoint::read(path)?;
+    checkpoint
+        .tensors
+        .retain(|name, _| !name.starts_with(crate::keys::ADAM_PREFIX));
+    take_parameters(&mut checkpoint, specs, dtype, device)
 }
 
-/// Takes the tensors of `specs` out of `tensors` (read from `path`), checking each name and
-/// shape; fails on any tensor left over.
+/// Takes the tensors of `specs` out of `checkpoint`, checking each name and shape, as
+/// variables of `dtype` on `device`; fails on any tensor left over.
 pub fn take_parameters(
-    path: &Path,
-    tensors: &mut HashMap<String, Tensor>,
+    checkpoint: &mut Checkpoint,
     specs: &[ParamSpec],
     dtype: DType,
     device: &Device,
 ) -> Result<Vec<Var>> {
-    let bad = |message: String| Error::Checkpoint {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut held: Vec<String> = tensors.keys().cloned().collect();
-    held.sort();
-    let mut vars = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let Some(tensor) = tensors.remove(&spec.name) else {
-            return Err(bad(format!(
-                "tensor `{}` {:?} is missing; the file holds: {}",
-                spec.name,
-                spec.shape,
-                held.join(", ")
-            )));
-        };
-        if tensor.dims() != spec.shape.as_slice() {
-            return Err(bad(format!(
-                "tensor `{}` has shape {:?} in the file but the model needs {:?}",
-                spec.name,
-                tensor.dims(),
-                spec.shape
-            )));
-        }
-        let tensor = tensor.to_dtype(dtype)?.to_device(device)?;
-        vars.push(Var::from_tensor(&tensor)?);
-    }
-    if !tensors.is_empty() {
-        let mut extra: Vec<_> = tensors.keys().cloned().collect();
-        extra.sort();
-        return Err(bad(format!(
-            "unexpected tensors for this model: {}",
-            extra.join(", ")
-        )));
-    }
-    Ok(vars)
-}
-
-/// A safetensors file as read back: tensors on the CPU, and the string metadata.
-pub struct Checkpoint {
-    pub names: Vec<String>,
-    pub tensors: HashMap<String, Tensor>,
-    pub metadata: HashMap<String, String>,
-}
-
-impl Checkpoint {
-    pub fn read(path: &Path) -> Result<Checkpoint> {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut crate::files::open_regular(path)?, &mut bytes)
-            .map_err(io_err(path))?;
-        let bad = |message: String| Error::Checkpoint {
-            path: path.to_path_buf(),
-            message,
-        };
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("not a readable safetensors file: {e}")))?;
-        let metadata = header.metadata().clone().unwrap_or_default();
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .map_err(|e| bad(format!("cannot read its tensors: {e}")))?;
-        let mut names: Vec<String> = tensors.keys().cloned().collect();
-        names.sort();
-        Ok(Checkpoint {
-            names,
-            tensors,
-            metadata,
+    let vars = specs
+        .iter()
+        .map(|spec| {
+            let tensor = checkpoint.take(&spec.name, &spec.shape)?.into_tensor()?;
+            Ok(Var::from_tensor(
+                &tensor.to_dtype(dtype)?.to_device(device)?,
+            )?)
         })
-    }
+        .collect::<Result<Vec<_>>>()?;
+    checkpoint.nothing_left()?;
+    Ok(vars)
 }
 
 /// Writes `vars` under the names of `specs` as safetensors, with `metadata` in the header,

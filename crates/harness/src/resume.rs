@@ -9,14 +9,14 @@
 //! checkpoint and can neither duplicate nor lose a row, wherever the last run died.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::adam::Adam;
-use crate::error::{io_err, Error, Result};
+use crate::checkpoint::{read_header, Checkpoint};
+use crate::error::{Error, Result};
 use crate::files::{write_atomic, F32View};
 use crate::keys::{moment_names, CHECKPOINT_METADATA_KEY};
 use crate::model::ParamSpec;
@@ -255,17 +255,14 @@ impl safetensors::View for AnyView<'_> {
 /// Reads only the state of a training checkpoint (its header), not its tensors: cheap even
 /// for the linear model's 1.9 GB file.
 pub fn peek(path: &Path) -> Result<TrainingState> {
-    let mut file = crate::files::open_regular(path)?;
-    let header = read_header(&mut file, path)?;
-    state_of(&header, path)
+    state_of(read_header(path)?.about(), path)
 }
 
 /// The model kind and configuration a weights file or training checkpoint written by a run
 /// records in its metadata (read from its header alone), or `None` for a file without them
 /// (one saved from PyTorch, say).
 pub fn recorded_model(path: &Path) -> Result<Option<(String, serde_json::Value)>> {
-    let mut file = crate::files::open_regular(path)?;
-    let header = read_header(&mut file, path)?;
+    let header = read_header(path)?;
     let Some(about) = header.about() else {
         return Ok(None);
     };
@@ -279,67 +276,8 @@ pub fn recorded_model(path: &Path) -> Result<Option<(String, serde_json::Value)>
     })
 }
 
-/// A safetensors header, checked: offsets in order and matching the shapes (safetensors'
-/// own validation) and the tensors ending exactly where the file does.
-struct Header {
-    /// Where the tensor data starts in the file.
-    data_start: u64,
-    metadata: safetensors::tensor::Metadata,
-}
-
-fn read_header(file: &mut std::fs::File, path: &Path) -> Result<Header> {
-    let bad = |message: String| Error::Checkpoint {
-        path: path.to_path_buf(),
-        message,
-    };
-    let file_len = file.metadata().map_err(io_err(path))?.len();
-    let mut len_bytes = [0u8; 8];
-    file.read_exact(&mut len_bytes)
-        .map_err(|_| bad("not a safetensors file: shorter than its 8-byte header length".into()))?;
-    let header_len = u64::from_le_bytes(len_bytes);
-    // safetensors' own limit on a header; anything longer is not a checkpoint.
-    if header_len > 100_000_000 || 8 + header_len > file_len {
-        return Err(bad(format!(
-            "not a safetensors file, or truncated: it announces a {header_len}-byte header in \
-             a {file_len}-byte file"
-        )));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header).map_err(io_err(path))?;
-    let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&header)
-        .map_err(|e| bad(format!("not a readable safetensors file: {e}")))?;
-    let data_start = 8 + header_len;
-    let data_len = metadata
-        .tensors()
-        .values()
-        .map(|info| info.data_offsets.1 as u64)
-        .max()
-        .unwrap_or(0);
-    if data_start + data_len != file_len {
-        return Err(bad(format!(
-            "truncated or damaged: its header describes {} bytes, the file has {file_len}",
-            data_start + data_len
-        )));
-    }
-    Ok(Header {
-        data_start,
-        metadata,
-    })
-}
-
-impl Header {
-    /// The run's record in the metadata (one JSON object), if the file has one.
-    fn about(&self) -> Option<&str> {
-        self.metadata
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(CHECKPOINT_METADATA_KEY))
-            .map(String::as_str)
-    }
-}
-
-fn state_of(header: &Header, path: &Path) -> Result<TrainingState> {
-    let about = header.about().ok_or_else(|| Error::Checkpoint {
+fn state_of(about: Option<&str>, path: &Path) -> Result<TrainingState> {
+    let about = about.ok_or_else(|| Error::Checkpoint {
         path: path.to_path_buf(),
         message: format!("not a training checkpoint: no `{CHECKPOINT_METADATA_KEY}` metadata"),
     })?;
@@ -371,49 +309,22 @@ fn parse_state(path: &Path, about: &str) -> Result<TrainingState> {
     serde_json::from_value(value).map_err(|e| bad(format!("unreadable training state: {e}")))
 }
 
-/// A training checkpoint as read back: its state, and its tensors as shapes and f32 values.
+/// A training checkpoint as read back: its state, and the file's tensors.
 pub struct Loaded {
     pub path: PathBuf,
     pub state: TrainingState,
-    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    pub checkpoint: Checkpoint,
 }
 
-/// Reads a whole training checkpoint, each tensor straight from the file into its own
-/// vector: for the linear model that is 1.9 GB held once, where reading the file and then
-/// decoding it would hold it twice.
+/// Reads a whole training checkpoint ([`Checkpoint::read`]: each tensor straight from the
+/// file into its own buffer).
 pub fn load(path: &Path) -> Result<Loaded> {
-    let bad = |message: String| Error::Checkpoint {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut file = crate::files::open_regular(path)?;
-    let header = read_header(&mut file, path)?;
-    let state = state_of(&header, path)?;
-    let mut tensors = HashMap::new();
-    for (name, info) in header.metadata.tensors() {
-        if info.dtype != safetensors::Dtype::F32 {
-            return Err(bad(format!(
-                "tensor `{name}` is {:?}; a training checkpoint holds F32 tensors",
-                info.dtype
-            )));
-        }
-        // The header was checked against the file's length, so this is no larger than it.
-        let (start, end) = info.data_offsets;
-        let mut values = vec![0f32; (end - start) / 4];
-        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut values);
-        file.seek(std::io::SeekFrom::Start(header.data_start + start as u64))
-            .and_then(|_| file.read_exact(bytes))
-            .map_err(io_err(path))?;
-        #[cfg(not(target_endian = "little"))]
-        for v in &mut values {
-            *v = f32::from_bits(u32::from_le(v.to_bits()));
-        }
-        tensors.insert(name, (info.shape.clone(), values));
-    }
+    let checkpoint = Checkpoint::read(path)?;
+    let state = state_of(checkpoint.about(), path)?;
     Ok(Loaded {
         path: path.to_path_buf(),
         state,
-        tensors,
+        checkpoint,
     })
 }
 

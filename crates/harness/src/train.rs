@@ -25,7 +25,7 @@ use crate::params::{
     init_parameters, load_parameters, save_parameters, take_parameters, var_builder,
 };
 use crate::resume::{self, DataFingerprint, Progress, TrainingState};
-use lstm_core::{cpu, Plan};
+use lstm_core::Plan;
 
 use crate::keys::CHECKPOINT_METADATA_KEY;
 use crate::rows::{write_csv, EpochRow};
@@ -464,35 +464,15 @@ fn restore(
     device: &Device,
 ) -> Result<(Vec<Var>, Adam, Progress)> {
     check_resumable(&loaded, about_model, fingerprint, config)?;
-    let bad = |message: String| Error::Checkpoint {
-        path: loaded.path.clone(),
-        message,
-    };
-    let mut take = |name: &str, spec: &ParamSpec| {
-        let (shape, values) = loaded
-            .tensors
-            .remove(name)
-            .ok_or_else(|| bad(format!("tensor `{name}` is missing")))?;
-        if shape != spec.shape {
-            return Err(bad(format!(
-                "tensor `{name}` has shape {shape:?} but the model needs {:?}",
-                spec.shape
-            )));
-        }
-        Ok(values)
-    };
+    let file = &mut loaded.checkpoint;
     let mut moments = Vec::with_capacity(specs.len());
-    let mut weights = HashMap::new();
     for spec in specs {
         let (m_name, v_name) = crate::keys::moment_names(&spec.name);
-        moments.push((take(&m_name, spec)?, take(&v_name, spec)?));
-        let values = take(&spec.name, spec)?;
-        weights.insert(spec.name.clone(), cpu::tensor_from(values, &spec.shape)?);
+        let m = file.take(&m_name, &spec.shape)?.into_f32()?;
+        let v = file.take(&v_name, &spec.shape)?.into_f32()?;
+        moments.push((m, v));
     }
-    if let Some(extra) = loaded.tensors.keys().next() {
-        return Err(bad(format!("unexpected tensor `{extra}`")));
-    }
-    let vars = take_parameters(&loaded.path, &mut weights, specs, DType::F32, device)?;
+    let vars = take_parameters(file, specs, DType::F32, device)?;
     let mut adam = Adam::new(config.training.adam, &vars)?;
     adam.restore(loaded.state.adam_step, moments)?;
     let progress = loaded.state.progress;

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use harness::params::{init_parameters, load_parameters, save_parameters, Checkpoint};
+use harness::checkpoint::Checkpoint;
+use harness::params::{init_parameters, load_parameters, save_parameters};
 use harness::ParamSpec;
 
 fn specs() -> Vec<ParamSpec> {

@@ -98,17 +98,17 @@ fn a_saved_checkpoint_continues_adam_bit_for_bit() {
         123456789012345678901234567890
     );
     assert_eq!(resume::peek(&path).unwrap().adam_step, 3);
-    let mut tensors = loaded.tensors;
+    let mut file = loaded.checkpoint;
     let mut moments = Vec::new();
     let mut restored_vars = Vec::new();
     for spec in &specs {
         let (m, v) = harness::keys::moment_names(&spec.name);
-        moments.push((tensors.remove(&m).unwrap().1, tensors.remove(&v).unwrap().1));
-        let (shape, values) = tensors.remove(&spec.name).unwrap();
-        assert_eq!(shape, spec.shape);
-        restored_vars.push(Var::from_vec(values, shape.as_slice(), &Device::Cpu).unwrap());
+        let mut take = |name: &str| file.take(name, &spec.shape).unwrap();
+        moments.push((take(&m).into_f32().unwrap(), take(&v).into_f32().unwrap()));
+        let values = take(&spec.name).into_f32().unwrap();
+        restored_vars.push(Var::from_vec(values, spec.shape.as_slice(), &Device::Cpu).unwrap());
     }
-    assert!(tensors.is_empty());
+    file.nothing_left().unwrap();
     let mut restored = Adam::new(config, &restored_vars).unwrap();
     restored.restore(3, moments).unwrap();
     assert_eq!(bits(&vars), bits(&restored_vars));

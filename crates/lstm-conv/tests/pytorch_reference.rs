@@ -61,7 +61,7 @@ fn seed_loss_and_gradients_match_pytorch() {
 
 /// A fixture's configuration and plan, from the JSON `bench/torch_general.py` writes.
 fn case(path: &Path) -> (Config, Plan) {
-    let file = harness::params::Checkpoint::read(path).unwrap();
+    let file = harness::checkpoint::Checkpoint::read(path).unwrap();
     let about: serde_json::Value = serde_json::from_str(&file.metadata["config"]).unwrap();
     let sizes = |key: &str| -> Vec<usize> {
         about[key]

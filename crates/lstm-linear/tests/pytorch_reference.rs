@@ -69,7 +69,7 @@ fn every_option_matches_pytorch() {
     paths.sort();
     assert_eq!(paths.len(), 4, "{paths:?}");
     for path in paths {
-        let file = harness::params::Checkpoint::read(&path).unwrap();
+        let file = harness::checkpoint::Checkpoint::read(&path).unwrap();
         let about: serde_json::Value = serde_json::from_str(&file.metadata["config"]).unwrap();
         let number = |key: &str| about[key].as_u64().map(|v| v as usize);
         let config = Config {
