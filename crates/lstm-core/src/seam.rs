@@ -117,7 +117,9 @@ pub trait GateOps {
         None
     }
 
-    /// The head's affine map: `[n, C_top, ...] -> [n, C_m, ...]` (none: unused).
+    /// The head's affine map: `[n, C_head, ...] -> [n, C_m, ...]`, `C_head` the top
+    /// layer's channels or, with [`crate::Wiring::head_reads`], those of the layers it
+    /// reads (none: unused).
     fn head_forward(&self, h: &Tensor) -> Result<Tensor>;
 }
 

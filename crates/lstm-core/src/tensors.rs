@@ -283,13 +283,7 @@ pub fn bptt<M: Recurrent + ?Sized>(
     plan: &Plan,
 ) -> Result<(f64, Vec<Tensor>)> {
     let stack = model.stack();
-    if !stack.wiring.is_plain() {
-        candle_core::bail!(
-            "the written-out backward runs plain stacks only; differentiate \
-             tensors::forward_plan with candle's autograd for {:?}",
-            stack.wiring
-        );
-    }
+    check_plain(stack)?;
     let (steps, batch, known) = (plan.steps, plan.batch, plan.known);
     let inputs = windows.narrow(0, 0, known)?;
     let run = Run::forward(model, &inputs, steps, batch, known)?;
@@ -360,6 +354,18 @@ pub fn bptt<M: Recurrent + ?Sized>(
         }
     }
     Ok((loss, back.grads(model, &run, steps, batch)?))
+}
+
+/// Refuses a stack that is not plain: the written-out backward runs plain stacks only.
+fn check_plain(stack: &Stack) -> Result<()> {
+    if !stack.wiring.is_plain() {
+        candle_core::bail!(
+            "the written-out backward runs plain stacks only; differentiate \
+             tensors::forward_plan with candle's autograd for {:?}",
+            stack.wiring
+        );
+    }
+    Ok(())
 }
 
 /// What the backward accumulates.
