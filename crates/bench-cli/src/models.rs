@@ -38,7 +38,10 @@ macro_rules! models {
     };
 }
 
-models!(lstm_linear::LinearLstm, lstm_conv::ConvLstm,);
+models! {
+    lstm_linear::LinearLstm,
+    lstm_conv::ConvLstm,
+}
 
 /// What the command line shows and checks of a model.
 pub struct About {
