@@ -252,6 +252,38 @@ pub fn resume_settings(
     Ok(())
 }
 
+/// For `eval` and `predict`: the data settings of the run that wrote `checkpoint` (its
+/// frames' size and colour, the data it read, its windows), each flag typed on this command
+/// line taking its typed value. With `own_windows` (a forecast asked for here) the windows
+/// stay this command's. A file without that record leaves `data` as typed.
+pub fn recorded_data(
+    data: &mut DataArgs,
+    checkpoint: &std::path::Path,
+    matches: &ArgMatches,
+    own_windows: bool,
+) -> Result<()> {
+    let Some(launch) = harness::resume::recorded_launch(checkpoint)? else {
+        return Ok(());
+    };
+    let Some(mut saved) = launch.get("data").cloned().filter(|d| d.is_object()) else {
+        return Ok(());
+    };
+    let here = serde_json::to_value(&*data)?;
+    if own_windows {
+        for key in ["seq_len", "stride"] {
+            saved[key] = here[key].clone();
+        }
+    }
+    merge_typed(&mut saved, &here, matches);
+    *data = serde_json::from_value(saved).with_context(|| {
+        format!(
+            "--checkpoint {}: unreadable data settings",
+            checkpoint.display()
+        )
+    })?;
+    Ok(())
+}
+
 /// A record of [`RunSettings`] as this version reads it: records written before the models'
 /// flags had a field of their own kept them among the rest, where each model's `Flags`
 /// still finds its own (and ignores the others). `None` for no record.

@@ -8,8 +8,11 @@ use harness::SequenceModel;
 use crate::args::EvalArgs;
 use crate::config;
 
-pub fn run(args: &EvalArgs) -> Result<()> {
+pub fn run(mut args: EvalArgs, matches: &clap::ArgMatches) -> Result<()> {
     config::readable_file("--checkpoint", &args.checkpoint)?;
+    let forecasting = args.context.is_some();
+    config::recorded_data(&mut args.data, &args.checkpoint, matches, forecasting)?;
+    let args = &args;
     let Some((kind, _)) = harness::resume::recorded_model(&args.checkpoint)? else {
         bail!(
             "--checkpoint {}: no record of the model it holds (a file saved by PyTorch?); \
@@ -72,8 +75,10 @@ fn eval<M: SequenceModel>(
         args.checkpoint.display()
     );
     println!(
-        "data {}: {} test window(s) of {} frames, {}",
+        "data {} ({}, {} channel(s)): {} test window(s) of {} frames, {}",
         data.source,
+        data.size(),
+        data.channels(),
         windows.len(),
         data.windows.len,
         match forecast {

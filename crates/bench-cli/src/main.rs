@@ -74,9 +74,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Frames(args)) => show_frames::run(&args),
-        Some(Command::Eval(args)) => eval::run(&args),
+        Some(Command::Eval(args)) => eval::run(args, subcommand(matches, "eval")),
         Some(Command::Bench(args)) => bench::run(&args),
-        Some(Command::Predict(args)) => predict::run(&args),
+        Some(Command::Predict(args)) => predict::run(args, subcommand(matches, "predict")),
         Some(Command::Plot(args)) => {
             if args.horizon {
                 plot::plot_horizon(&args.csvs, &args.output, args.metric.as_deref())?;
@@ -89,4 +89,11 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         None => return train::run(cli.train, matches),
     }
     .map(|()| ExitCode::SUCCESS)
+}
+
+/// The matches of subcommand `name`, which clap parsed.
+fn subcommand<'a>(matches: &'a ArgMatches, name: &str) -> &'a ArgMatches {
+    matches
+        .subcommand_matches(name)
+        .expect("clap parsed this subcommand")
 }

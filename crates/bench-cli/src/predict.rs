@@ -12,7 +12,7 @@ const SEPARATOR: u8 = 128;
 /// Absolute errors are drawn times this, so 0.5 is white.
 const ERROR_GAIN: f32 = 2.0;
 
-pub fn run(args: &PredictArgs) -> Result<()> {
+pub fn run(mut args: PredictArgs, matches: &clap::ArgMatches) -> Result<()> {
     let extension = args
         .output
         .extension()
@@ -28,6 +28,8 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         bail!("--scale {}: use 1 to 64", args.scale);
     }
     crate::config::readable_file("--checkpoint", &args.checkpoint)?;
+    crate::config::recorded_data(&mut args.data, &args.checkpoint, matches, false)?;
+    let args = &args;
     // The file says which model it holds; a --model given is checked against it when the
     // model loads. A file without a record (PyTorch's) is refused there, by name.
     let recorded = harness::resume::recorded_model(&args.checkpoint)?.map(|(kind, _)| kind);

@@ -991,3 +991,26 @@ fn a_second_run_into_the_same_folder_is_refused_naming_the_first() {
         s(out.path()),
     ]);
 }
+
+/// `eval` and `predict` read the data settings of the run that wrote the weights (here its
+/// frame size, which the linear model's weights fix), so they need none of its flags; a
+/// flag typed again takes its typed value.
+#[test]
+fn eval_and_predict_take_the_runs_data_settings() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = s(out.path());
+    let args = ["--model", "linear", "--size", "12x10", "--hidden", "8"];
+    ok(&[&args[..], &["--epochs", "1", "--quiet", "--out", dir]].concat());
+    let weights = out.path().join("linear.safetensors");
+    let eval = ok(&["eval", "--checkpoint", s(&weights)]);
+    assert!(
+        eval.stdout.contains("(12x10, 1 channel(s))"),
+        "{}",
+        eval.stdout
+    );
+    let png = out.path().join("p.png");
+    ok(&["predict", "--checkpoint", s(&weights), "-o", s(&png)]);
+    assert!(png.exists());
+    let refused = fails(&["eval", "--checkpoint", s(&weights), "--size", "16"]);
+    assert!(refused.contains("16x16"), "{refused}");
+}

@@ -190,8 +190,18 @@ fn rgb_frames_train_predict_and_evaluate_end_to_end() {
         Some(last.test_loss),
         "{figures:#}"
     );
-    // Grey frames for an RGB model are refused, naming both shapes.
-    let err = fails(&["eval", "--checkpoint", s(&weights), "--size", "17"]);
+    // Left out, the colour is the run's; grey frames typed for an RGB model are refused,
+    // naming both shapes.
+    let rgb = ok(&["eval", "--checkpoint", s(&weights), "--size", "17"]);
+    assert!(rgb.stdout.contains("3 channel(s)"), "{}", rgb.stdout);
+    let luma = ["--color", "luma"];
+    let err = fails(
+        &[
+            &["eval", "--checkpoint", s(&weights), "--size", "17"][..],
+            &luma,
+        ]
+        .concat(),
+    );
     assert!(err.contains("3") && err.contains("1"), "{err}");
 }
 

@@ -258,22 +258,39 @@ pub fn peek(path: &Path) -> Result<TrainingState> {
     state_of(read_header(path)?.about(), path)
 }
 
-/// The model kind and configuration a weights file or training checkpoint written by a run
-/// records in its metadata (read from its header alone), or `None` for a file without them
-/// (one saved from PyTorch, say).
-pub fn recorded_model(path: &Path) -> Result<Option<(String, serde_json::Value)>> {
+/// The record a weights file or training checkpoint written by a run holds in its metadata
+/// (read from its header alone), as JSON, or `None` for a file without one (one saved from
+/// PyTorch, say).
+fn record(path: &Path) -> Result<Option<serde_json::Value>> {
     let header = read_header(path)?;
     let Some(about) = header.about() else {
         return Ok(None);
     };
-    let about: serde_json::Value = serde_json::from_str(about).map_err(|e| Error::Checkpoint {
+    let about = serde_json::from_str(about).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
         message: format!("unreadable metadata: {e}"),
     })?;
+    Ok(Some(about))
+}
+
+/// The model kind and configuration a file written by a run records, or `None` for a file
+/// without them.
+pub fn recorded_model(path: &Path) -> Result<Option<(String, serde_json::Value)>> {
+    let Some(about) = record(path)? else {
+        return Ok(None);
+    };
     Ok(match (about["model"].as_str(), about.get("model_config")) {
         (Some(kind), Some(config)) => Some((kind.to_string(), config.clone())),
         _ => None,
     })
+}
+
+/// What the command line recorded about the run that wrote the file (its settings), or
+/// `None` for a file without that record (one written before weights files held it).
+pub fn recorded_launch(path: &Path) -> Result<Option<serde_json::Value>> {
+    Ok(record(path)?
+        .and_then(|about| about.get("launch").cloned())
+        .filter(|launch| launch.is_object()))
 }
 
 fn state_of(about: Option<&str>, path: &Path) -> Result<TrainingState> {

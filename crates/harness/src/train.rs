@@ -886,6 +886,7 @@ impl<M: SequenceModel> Run<'_, M> {
             "frame": self.windows.frame,
             "train_config": self.config,
             "epochs_done": rows.len(),
+            "launch": self.config.launch,
         });
         let metadata = HashMap::from([(CHECKPOINT_METADATA_KEY.to_string(), about.to_string())]);
         save_parameters(&self.paths.weights, &self.specs, &self.vars, metadata)?;
