@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The general ConvLSTM (issue 11's shape: 64x64 frames in 4x4 patches, two layers of 32
+# The general ConvLSTM (Shi et al.'s shape here: 64x64 frames in 4x4 patches, two layers of 32
 # channels, 5x5 kernels, a 1x1 sigmoid head, batches of 16 windows of 20 frames), Rust and
 # PyTorch alternating in one run, so that both see the same machine. Seconds per training
 # batch (forward, backward through time, Adam); each row is one process's median over its

@@ -30,6 +30,7 @@ pub mod params;
 pub mod predict;
 pub mod resume;
 pub mod rows;
+mod settings;
 pub mod train;
 
 pub use error::{Error, Result};
@@ -37,4 +38,5 @@ pub use lstm_core::{cell, cpu, linalg, Plan};
 pub use model::{
     loss_and_grads, predict, train_step, Backward, ParamInit, ParamSpec, SequenceModel, Step,
 };
-pub use train::{train, OutputPaths, RunSummary, TrainConfig, TrainSettings};
+pub use settings::TrainSettings;
+pub use train::{train, OutputPaths, RunSummary, TrainConfig};

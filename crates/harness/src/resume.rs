@@ -21,7 +21,7 @@ use crate::files::{write_atomic, F32View};
 use crate::keys::{moment_names, CHECKPOINT_METADATA_KEY};
 use crate::model::ParamSpec;
 use crate::rows::EpochRow;
-use crate::train::TrainSettings;
+use crate::settings::TrainSettings;
 
 /// The version of the layout below; a reader refuses any other.
 pub const FORMAT: u32 = 1;

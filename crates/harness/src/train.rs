@@ -16,56 +16,20 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::adam::{Adam, AdamConfig};
+use crate::adam::Adam;
 use crate::error::{io_err, Error, Result};
-use crate::evaluate::{copy_last, evaluate, Evaluation, Forecast};
+use crate::evaluate::{copy_last, evaluate, Evaluation};
 use crate::files::remove_stale_temporaries;
 use crate::model::{train_step, Backward, ParamSpec, SequenceModel, Step};
 use crate::params::{
     init_parameters, load_parameters, save_parameters, take_parameters, var_builder,
 };
 use crate::resume::{self, DataFingerprint, Progress, TrainingState};
+use crate::settings::TrainSettings;
 use lstm_core::Plan;
 
 use crate::keys::CHECKPOINT_METADATA_KEY;
 use crate::rows::{write_csv, EpochRow};
-
-/// What a run trains with; every default is the seed's. All of it but `epochs` identifies
-/// the run: a resume must match it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainSettings {
-    /// Passes over the training windows. Seed: 10.
-    pub epochs: usize,
-    /// The optimizer. Seed: Chainer's Adam, lr 1e-3.
-    pub adam: AdamConfig,
-    /// Seed of the weight initialisation and of the window order. Seed: 0.
-    pub seed: u64,
-    /// Train on the windows in a new random order each epoch (the seed: in order).
-    #[serde(default)]
-    pub shuffle: bool,
-    /// Windows per Adam update, the loss averaged over them. The seed: 1.
-    #[serde(default = "one")]
-    pub batch_size: usize,
-    /// Forecasting: read `context` frames, predict `horizon`, each step after the context
-    /// reading the previous prediction; the loss is the mean over the predicted frames of
-    /// the per-frame mean squared error. `None`: the seed's one-step prediction, whose loss
-    /// is the sum over the steps.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forecast: Option<Forecast>,
-}
-
-impl Default for TrainSettings {
-    fn default() -> Self {
-        TrainSettings {
-            epochs: 10,
-            adam: AdamConfig::default(),
-            seed: 0,
-            shuffle: false,
-            batch_size: 1,
-            forecast: None,
-        }
-    }
-}
 
 /// How to train: the run's settings, and how this process runs it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
