@@ -86,7 +86,8 @@ pub struct FramesArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Write every video as a folder of PNG frames into this folder (e.g. to look at
-    /// --data moving-mnist).
+    /// --data moving-mnist), or, for a name ending in .npy, all of them as one uint8 array
+    /// in the layout of the field's mnist_test_seq.npy ([T, N, H, W]).
     #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
 }
@@ -229,6 +230,16 @@ impl DeviceKind {
     }
 }
 
+/// `--npy-layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NpyLayoutKind {
+    /// `[T, N, H, W]`: frames first.
+    Tnhw,
+    /// `[N, T, H, W]`: sequences first.
+    Nthw,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColorKind {
@@ -242,7 +253,8 @@ pub enum ColorKind {
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct DataArgs {
     /// A folder of frames (png, jpg, bmp, in natural name order: one video), a folder of
-    /// such folders (one video each, the last --test-videos held out whole), or
+    /// such folders (one video each, the last --test-videos held out whole), a .npy file of
+    /// sequences (uint8, or floats in [0, 1]; one video each, held out as folders are), or
     /// `moving-mnist`: Moving MNIST generated in memory (--sequences, --test-sequences).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
@@ -267,6 +279,11 @@ pub struct DataArgs {
     /// Luma (one channel) or RGB.
     #[arg(long, value_enum, default_value_t = ColorKind::Luma)]
     pub color: ColorKind,
+    /// A four-dimensional .npy file's axes: tnhw (frames first, as the field's
+    /// mnist_test_seq.npy) or nthw. Five dimensions are always [N, T, C, H, W].
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub npy_layout: Option<NpyLayoutKind>,
     /// Moving MNIST: training sequences of 20 frames, 64x64, two digits each.
     #[arg(long, default_value_t = 2000)]
     #[serde(default = "default_sequences")]

@@ -10,24 +10,27 @@ use harness::evaluate::Forecast;
 use harness::{Backward, SequenceModel, TrainConfig, TrainSettings};
 
 use crate::args::{
-    AdamKind, BackwardKind, ColorKind, DataArgs, DeviceKind, RunSettings, TrainArgs,
+    AdamKind, BackwardKind, ColorKind, DataArgs, DeviceKind, NpyLayoutKind, RunSettings, TrainArgs,
 };
 
 /// The windows the flags ask for: `--seq-len`, or a forecast's context and horizon, or
-/// the default (a whole Moving MNIST sequence, or the seed's 26 frames).
+/// the default (a whole sequence of Moving MNIST or of a .npy file, or the seed's 26
+/// frames).
 pub fn window_spec(args: &DataArgs, seq_len: Option<usize>) -> Result<WindowSpec> {
     let len = match (args.seq_len, seq_len) {
         (Some(typed), Some(needed)) if typed != needed => bail!(
             "--seq-len {typed}: a window of --context and --horizon is {needed} frames; leave \
              --seq-len out"
         ),
-        (typed, needed) => typed
-            .or(needed)
-            .unwrap_or(if args.data.as_os_str() == MOVING_MNIST {
-                20
-            } else {
-                26
-            }),
+        (Some(len), _) | (None, Some(len)) => len,
+        (None, None) if args.data.as_os_str() == MOVING_MNIST => 20,
+        (None, None) if frames::npy::is_npy(&args.data) => {
+            let header = frames::npy::read_header(&args.data)?;
+            header
+                .videos(&args.data, load_options(args)?.npy_layout)?
+                .frames
+        }
+        (None, None) => 26,
     };
     Ok(WindowSpec::new(len, args.stride)?)
 }
@@ -78,6 +81,10 @@ pub fn load_options(args: &DataArgs) -> Result<LoadOptions> {
             ColorKind::Rgb => ColorMode::Rgb,
         },
         test_videos: args.test_videos,
+        npy_layout: match args.npy_layout {
+            Some(NpyLayoutKind::Nthw) => frames::npy::Layout4::SequencesFirst,
+            Some(NpyLayoutKind::Tnhw) | None => frames::npy::Layout4::FramesFirst,
+        },
     })
 }
 

@@ -70,11 +70,18 @@ pub fn run(args: &FramesArgs) -> Result<()> {
     );
     if let Some(dir) = &args.export {
         data.export(dir)?;
-        println!(
-            "wrote {} folders of PNG frames into {}",
-            data.videos.len(),
-            dir.display()
-        );
+        match frames::npy::is_npy(dir) {
+            true => println!(
+                "wrote {} sequences as one uint8 array to {}",
+                data.videos.len(),
+                dir.display()
+            ),
+            false => println!(
+                "wrote {} folders of PNG frames into {}",
+                data.videos.len(),
+                dir.display()
+            ),
+        }
     }
     Ok(())
 }

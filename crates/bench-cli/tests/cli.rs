@@ -1014,3 +1014,62 @@ fn eval_and_predict_take_the_runs_data_settings() {
     let refused = fails(&["eval", "--checkpoint", s(&weights), "--size", "16"]);
     assert!(refused.contains("16x16"), "{refused}");
 }
+
+/// Moving MNIST written as a `.npy` file (`frames --export FILE.npy`, the layout of the
+/// field's `mnist_test_seq.npy`) is the same data read back: the same copy-last figure, and
+/// a model trains on it and evaluates from its record alone.
+#[test]
+fn a_npy_file_of_sequences_trains_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mm.npy");
+    let mnist = [
+        "--data",
+        "moving-mnist",
+        "--sequences",
+        "12",
+        "--test-sequences",
+        "4",
+    ];
+    let export = ok(&[&["frames"][..], &mnist, &["--export", s(&file)]].concat());
+    assert!(
+        export
+            .stdout
+            .contains("wrote 16 sequences as one uint8 array"),
+        "{}",
+        export.stdout
+    );
+    let copy_last = |out: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with("copy-last"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let generated = ok(&[&["frames"][..], &mnist].concat());
+    let read = ok(&["frames", "--data", s(&file), "--test-videos", "4"]);
+    assert!(
+        read.stdout.contains("16 video(s), 320 frames, 64x64"),
+        "{}",
+        read.stdout
+    );
+    assert_eq!(copy_last(&read.stdout), copy_last(&generated.stdout));
+    let out = dir.path().join("run");
+    ok(&[
+        "--model",
+        "conv",
+        "--data",
+        s(&file),
+        "--test-videos",
+        "4",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        s(&out),
+    ]);
+    let eval = ok(&["eval", "--checkpoint", s(&out.join("conv.safetensors"))]);
+    assert!(
+        eval.stdout.contains("4 test window(s) of 20 frames"),
+        "{}",
+        eval.stdout
+    );
+}

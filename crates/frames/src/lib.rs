@@ -28,6 +28,7 @@ use candle_core::{Device, Tensor};
 use image::DynamicImage;
 
 pub mod moving_mnist;
+pub mod npy;
 
 /// Everything that can go wrong turning a folder into frames and windows. Every variant
 /// that concerns a file or folder carries its path.
@@ -62,6 +63,8 @@ pub enum Error {
     BadSize(String),
     #[error("{0}")]
     TooLarge(String),
+    #[error("{path}: {reason}")]
+    Npy { path: PathBuf, reason: String },
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
 }
@@ -151,6 +154,8 @@ pub struct LoadOptions {
     /// A folder of videos: how many (the last, in name order) are held out for testing.
     /// `None`: a sixth, at least one.
     pub test_videos: Option<usize>,
+    /// A four-dimensional `.npy` file's axes.
+    pub npy_layout: npy::Layout4,
 }
 
 /// One video: the frames of a folder, in natural name order, or generated ones.
@@ -353,6 +358,15 @@ pub fn luma(r: f32, g: f32, b: f32) -> f32 {
 /// alone: the number of frames and their shape `[C, H, W]` (after `options.size`), before
 /// any is decoded. A folder of videos counts the frames of all of them.
 pub fn probe(dir: &Path, options: &LoadOptions) -> Result<(usize, [usize; 3])> {
+    if npy::is_npy(dir) {
+        let videos = npy::read_header(dir)?.videos(dir, options.npy_layout)?;
+        let [c, h, w] = videos.frame;
+        let channels = match options.color {
+            ColorMode::Luma => 1,
+            ColorMode::Rgb => c,
+        };
+        return Ok((videos.count.saturating_mul(videos.frames), [channels, h, w]));
+    }
     let (count, first) = match list_images(dir) {
         Ok(paths) => (paths.len(), paths[0].clone()),
         Err(Error::NoImages { .. }) => {
@@ -577,6 +591,9 @@ impl Dataset {
         train_frames: Option<usize>,
     ) -> Result<Dataset> {
         let source = dir.display().to_string();
+        if npy::is_npy(dir) {
+            return Self::load_npy(dir, options, windows, train_frames);
+        }
         match list_images(dir) {
             Err(Error::NoImages { .. }) => {
                 let folders = list_videos(dir)?;
@@ -612,6 +629,36 @@ impl Dataset {
                 })
             }
         }
+    }
+
+    /// The sequences of a `.npy` file, one video each, the last `options.test_videos` (a
+    /// sixth, at least one) held out whole.
+    fn load_npy(
+        path: &Path,
+        options: &LoadOptions,
+        windows: WindowSpec,
+        train_frames: Option<usize>,
+    ) -> Result<Dataset> {
+        let refuse = |flag: &str| {
+            Err(Error::Split(format!(
+                "{}: {flag} applies to image folders; a .npy file's frames are used at their \
+                 size and its sequences are held out whole (--test-videos)",
+                path.display()
+            )))
+        };
+        if options.size.is_some() {
+            return refuse("--size");
+        }
+        if train_frames.is_some() {
+            return refuse("--train-frames");
+        }
+        let videos = npy::load(path, options.npy_layout, options.color)?;
+        Self::of_videos(
+            path.display().to_string(),
+            videos,
+            windows,
+            options.test_videos,
+        )
     }
 
     /// Several videos of one size, the last `test` (default: a sixth, at least one) held out.
@@ -741,8 +788,11 @@ impl Dataset {
     }
 
     /// Writes every video as a folder of PNG frames under `dir`: `<name>/000.png`, ... (8-bit
-    /// grey or RGB).
+    /// grey or RGB); a `dir` ending in `.npy` gets one uint8 array instead ([`npy::write`]).
     pub fn export(&self, dir: &Path) -> Result<()> {
+        if npy::is_npy(dir) {
+            return npy::write(dir, &self.videos);
+        }
         for video in &self.videos {
             let folder = dir.join(&video.name);
             std::fs::create_dir_all(&folder).map_err(|error| Error::ReadDir {
