@@ -76,6 +76,11 @@ pub struct EvalArgs {
     /// Also write the figures as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Also write the frames scored into this folder, as OpenSTL saves them: preds.npy
+    /// (the model's predictions), trues.npy (the true frames) and inputs.npy (the frames
+    /// read before them), each float32 [N, T, C, H, W], so any figure can be recomputed.
+    #[arg(long, value_name = "DIR")]
+    pub save_predictions: Option<PathBuf>,
     /// cpu or cuda, as for training.
     #[arg(long, value_enum)]
     pub device: Option<DeviceKind>,

@@ -1,8 +1,8 @@
 //! `bench-cli eval`: a trained model on any frames, beside copying the last frame.
 
 use anyhow::{bail, Context, Result};
-use candle_core::DType;
-use harness::evaluate::{copy_last, evaluate, Forecast};
+use candle_core::{DType, Tensor};
+use harness::evaluate::{copy_last, evaluate, evaluate_seeing, Forecast};
 use harness::SequenceModel;
 
 use crate::args::EvalArgs;
@@ -66,7 +66,20 @@ fn eval<M: SequenceModel>(
         .into_iter()
         .map(|w| Ok(w.to_dtype(DType::F32)?.to_device(device)?))
         .collect::<Result<Vec<_>>>()?;
-    let test = evaluate(&model, &windows, forecast)?;
+    let mut saved = Saved::default();
+    let test = match &args.save_predictions {
+        None => evaluate(&model, &windows, forecast)?,
+        Some(_) => evaluate_seeing(&model, &windows, forecast, &mut |predicted, truth| {
+            saved.add(predicted, truth)
+        })?,
+    };
+    if let Some(dir) = &args.save_predictions {
+        let read = match forecast {
+            Some(f) => f.context,
+            None => data.windows.len - 1,
+        };
+        saved.write(dir, &windows, read)?;
+    }
     let copy = copy_last(&windows, forecast)?;
     println!(
         "model {} {} from {}",
@@ -128,4 +141,52 @@ fn eval<M: SequenceModel>(
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The frames an evaluation scored, window after window, for `--save-predictions`.
+#[derive(Default)]
+struct Saved {
+    predicted: Vec<f32>,
+    truth: Vec<f32>,
+    /// `[T, C, H, W]` of one window's predicted frames.
+    shape: Vec<usize>,
+    windows: usize,
+}
+
+impl Saved {
+    fn add(&mut self, predicted: &Tensor, truth: &Tensor) -> harness::Result<()> {
+        self.shape = predicted.dims().to_vec();
+        self.predicted
+            .extend(predicted.flatten_all()?.to_vec1::<f32>()?);
+        self.truth.extend(truth.flatten_all()?.to_vec1::<f32>()?);
+        self.windows += 1;
+        Ok(())
+    }
+
+    /// Writes `dir/preds.npy`, `dir/trues.npy` and `dir/inputs.npy` (the first `read`
+    /// frames of each window), each float32 `[N, T, C, H, W]`: OpenSTL's names and layout.
+    fn write(&self, dir: &std::path::Path, windows: &[Tensor], read: usize) -> Result<()> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--save-predictions {}: cannot make it", dir.display()))?;
+        let shape: Vec<usize> = [self.windows].iter().chain(&self.shape).copied().collect();
+        let mut inputs = Vec::new();
+        for window in windows {
+            inputs.extend(window.narrow(0, 0, read)?.flatten_all()?.to_vec1::<f32>()?);
+        }
+        let mut input_shape = shape.clone();
+        input_shape[1] = read;
+        for (name, values, shape) in [
+            ("preds.npy", &self.predicted, &shape),
+            ("trues.npy", &self.truth, &shape),
+            ("inputs.npy", &inputs, &input_shape),
+        ] {
+            frames::npy::write_f32(&dir.join(name), shape, values)?;
+        }
+        println!(
+            "wrote {0}/preds.npy, {0}/trues.npy and {0}/inputs.npy (float32 {shape:?}, the \
+             inputs {input_shape:?})",
+            dir.display()
+        );
+        Ok(())
+    }
 }

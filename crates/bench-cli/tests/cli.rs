@@ -1073,3 +1073,106 @@ fn a_npy_file_of_sequences_trains_and_evaluates() {
         eval.stdout
     );
 }
+
+/// A float32 `.npy` file that `eval --save-predictions` wrote: its shape and values, read
+/// here with a parser of its own (the header's length, its `shape`, then the data).
+fn read_f32_npy(path: &std::path::Path) -> (Vec<usize>, Vec<f64>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{}", path.display());
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape: Vec<usize> = shape
+        .split(',')
+        .filter_map(|d| d.trim().parse().ok())
+        .collect();
+    let values = bytes[10 + len..]
+        .chunks_exact(4)
+        .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+        .collect();
+    (shape, values)
+}
+
+/// `eval --save-predictions` writes the frames it scored as OpenSTL does (preds, trues,
+/// inputs, float32 `[N, T, C, H, W]`); the figures recomputed from those files alone, here
+/// and with numpy where it is installed (`bench/recompute_figures.py`), are eval's.
+#[test]
+fn saved_predictions_give_evals_figures_when_recomputed() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = s(out.path());
+    let model = [
+        "--model",
+        "conv",
+        "--hidden-channels",
+        "3",
+        "--head",
+        "conv1x1-sigmoid",
+    ];
+    ok(&[
+        &model[..],
+        &["--size", "16", "--epochs", "1", "--quiet", "--out", dir],
+    ]
+    .concat());
+    let (json, saved) = (out.path().join("eval.json"), out.path().join("saved"));
+    let weights = out.path().join("conv.safetensors");
+    let forecast = ["--context", "4", "--horizon", "3"];
+    let eval = ok(&[
+        &["eval", "--checkpoint", s(&weights), "--json", s(&json)][..],
+        &forecast,
+        &["--save-predictions", s(&saved)],
+    ]
+    .concat());
+    assert!(eval.stdout.contains("preds.npy"), "{}", eval.stdout);
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let test = &figures["test"];
+    let (shape, preds) = read_f32_npy(&saved.join("preds.npy"));
+    let (true_shape, trues) = read_f32_npy(&saved.join("trues.npy"));
+    let (input_shape, _) = read_f32_npy(&saved.join("inputs.npy"));
+    let windows = test["windows"].as_u64().unwrap() as usize;
+    assert_eq!(shape, [windows, 3, 1, 16, 16]);
+    assert_eq!(true_shape, shape);
+    assert_eq!(input_shape, [windows, 4, 1, 16, 16]);
+    let pairs = || preds.iter().zip(&trues);
+    let mse = pairs()
+        .map(|(p, t)| (p.clamp(0.0, 1.0) - t).powi(2))
+        .sum::<f64>()
+        / preds.len() as f64;
+    let bce = pairs()
+        .map(|(p, t)| {
+            let p = p.clamp(1e-7, 1.0 - 1e-7);
+            -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())
+        })
+        .sum::<f64>()
+        / windows as f64;
+    let close = |ours: f64, key: &str| {
+        let theirs = test[key].as_f64().unwrap();
+        assert!(
+            (ours - theirs).abs() <= 1e-6 * theirs.abs(),
+            "{key}: {ours} vs eval's {theirs}"
+        );
+    };
+    close(mse, "mse_per_pixel");
+    close(bce, "bce_per_window");
+    let numpy = std::process::Command::new("python3")
+        .arg(common::repo_root().join("bench/recompute_figures.py"))
+        .arg(&saved)
+        .output();
+    match numpy {
+        Ok(run) if run.status.success() => {
+            let theirs: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+            for key in ["mse_per_pixel", "mae_per_pixel", "bce_per_window"] {
+                close(theirs[key].as_f64().unwrap(), key);
+            }
+            println!("numpy agrees: {theirs}");
+        }
+        other => println!("numpy's recomputation skipped (no python3 with numpy): {other:?}"),
+    }
+}

@@ -394,9 +394,27 @@ pub fn write(path: &Path, videos: &[Frames]) -> Result<()> {
             all.iter().flatten().map(|&v| byte(v)).collect(),
         ),
     };
+    write_array(path, "|u1", &shape, &data)
+}
+
+/// Writes `values` (row-major, of `shape`) as a float32 array, atomically.
+pub fn write_f32(path: &Path, shape: &[usize], values: &[f32]) -> Result<()> {
+    if shape.iter().product::<usize>() != values.len() {
+        return Err(bad(
+            path,
+            format!("{} values for shape {shape:?}", values.len()),
+        ));
+    }
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_array(path, "<f4", shape, &bytes)
+}
+
+/// Writes a version 1.0 `.npy` file of `descr` and `shape` holding `data`, atomically (a
+/// temporary beside it, renamed into place).
+fn write_array(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> Result<()> {
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
     let mut header = format!(
-        "{{'descr': '|u1', 'fortran_order': False, 'shape': ({}), }}",
+        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}), }}",
         dims.join(", ") + if shape.len() == 1 { "," } else { "" }
     );
     // The data starts on a multiple of 64 bytes; the header ends in a newline.
@@ -409,7 +427,7 @@ pub fn write(path: &Path, videos: &[Frames]) -> Result<()> {
         file.write_all(b"\x93NUMPY\x01\x00")?;
         file.write_all(&(header.len() as u16).to_le_bytes())?;
         file.write_all(header.as_bytes())?;
-        file.write_all(&data)?;
+        file.write_all(data)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

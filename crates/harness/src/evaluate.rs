@@ -135,29 +135,59 @@ pub fn evaluate<M: Recurrent>(
     windows: &[Tensor],
     forecast: Option<Forecast>,
 ) -> Result<Evaluation> {
+    evaluate_seeing(model, windows, forecast, &mut |_, _| Ok(()))
+}
+
+/// What an evaluation scored, window by window: the predicted frames `[N, C, H, W]` and
+/// the true ones.
+pub type Seen<'a> = dyn FnMut(&Tensor, &Tensor) -> Result<()> + 'a;
+
+/// [`evaluate`], showing `seen` each window's predicted and true frames as they are scored
+/// (to save them, say).
+pub fn evaluate_seeing<M: Recurrent>(
+    model: &M,
+    windows: &[Tensor],
+    forecast: Option<Forecast>,
+    seen: &mut Seen,
+) -> Result<Evaluation> {
     let Some(f) = forecast else {
-        return one_step(windows, |window| Ok(predict(model, window)?.detach()));
+        return one_step(windows, |window| Ok(predict(model, window)?.detach()), seen);
     };
-    forecasts(windows, f, |batch, plan| {
-        let predictions = forward_plan(model, batch, plan)?; // [T, B, C, H, W]
-        Ok(predictions.narrow(0, f.context - 1, f.horizon)?) // [N, B, C, H, W]
-    })
+    forecasts(
+        windows,
+        f,
+        |batch, plan| {
+            let predictions = forward_plan(model, batch, plan)?; // [T, B, C, H, W]
+            Ok(predictions.narrow(0, f.context - 1, f.horizon)?) // [N, B, C, H, W]
+        },
+        seen,
+    )
 }
 
 /// Copying the last frame, on the same windows and frames as [`evaluate`]: one step ahead,
 /// each frame from the one before; forecasting, every predicted frame from the last frame
 /// of the context.
 pub fn copy_last(windows: &[Tensor], forecast: Option<Forecast>) -> Result<Evaluation> {
+    let seen = &mut |_: &Tensor, _: &Tensor| Ok(());
     let Some(f) = forecast else {
-        return one_step(windows, |window| {
-            let steps = window.dim(0)? - 1;
-            Ok(window.narrow(0, 0, steps)?)
-        });
+        return one_step(
+            windows,
+            |window| {
+                let steps = window.dim(0)? - 1;
+                Ok(window.narrow(0, 0, steps)?)
+            },
+            seen,
+        );
     };
-    forecasts(windows, f, |batch, _| {
-        let last = batch.narrow(0, f.context - 1, 1)?; // [1, B, C, H, W]
-        Ok(last.repeat((f.horizon, 1, 1, 1, 1))?) // [N, B, C, H, W]
-    })
+    forecasts(
+        windows,
+        f,
+        |batch, _| {
+            let last = batch.narrow(0, f.context - 1, 1)?; // [1, B, C, H, W]
+            Ok(last.repeat((f.horizon, 1, 1, 1, 1))?) // [N, B, C, H, W]
+        },
+        seen,
+    )
 }
 
 /// Forecasts of `windows` (each `[L, C, H, W]`), [`BATCH`] at a time: `ahead` turns a batch
@@ -167,6 +197,7 @@ fn forecasts(
     windows: &[Tensor],
     f: Forecast,
     ahead: impl Fn(&Tensor, &Plan) -> Result<Tensor>,
+    seen: &mut Seen,
 ) -> Result<Evaluation> {
     let mut losses = Vec::new();
     let mut per_window = Vec::new();
@@ -180,6 +211,7 @@ fn forecasts(
         for (b, window) in chunk.iter().enumerate() {
             let predicted = predicted_all.narrow(1, b, 1)?.squeeze(1)?; // [N, C, H, W]
             let truth = window.narrow(0, f.context, f.horizon)?;
+            seen(&predicted, &truth)?;
             let metrics = per_frame_metrics(&predicted, &truth)?;
             // The window loss of the predicted frames alone: a forecast of them after the
             // last context frame.
@@ -201,6 +233,7 @@ fn forecasts(
 fn one_step(
     windows: &[Tensor],
     predictions: impl Fn(&Tensor) -> Result<Tensor>,
+    seen: &mut Seen,
 ) -> Result<Evaluation> {
     let mut loss_sum = 0.0;
     let mut frames = Vec::new();
@@ -210,6 +243,7 @@ fn one_step(
         let plan = Plan::one_step(window.dim(0)?, 1);
         loss_sum += window_loss(&predicted, window, &plan)?;
         let truth = window.narrow(0, 1, predicted.dim(0)?)?;
+        seen(&predicted, &truth)?;
         let metrics = per_frame_metrics(&predicted, &truth)?;
         per_window.push(metrics.iter().map(|m| m.bce).sum::<f64>());
         frames.extend(metrics);
