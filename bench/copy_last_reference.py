@@ -12,6 +12,9 @@ frames, the last 5 forecast by repeating frame 21), each holding every key of th
                         MSE; forecast: the mean over the 5 predicted frames of their MSE
     mse_per_pixel       squared error, mean over pixels and predicted frames
     mae_per_pixel       absolute error, mean over pixels and predicted frames
+    mse_sum_per_frame   OpenSTL's MSE: squared error summed over a frame's pixels, mean
+                        over frames
+    mae_sum_per_frame   OpenSTL's MAE: absolute error summed likewise
     psnr_db_per_frame   10 log10(1 / frame MSE), capped at 100 dB, mean over frames
     ssim_per_frame      skimage structural_similarity(gaussian_weights=True, sigma=1.5,
                         use_sample_covariance=False, data_range=1.0), mean over frames
@@ -61,6 +64,8 @@ def figures(predicted, truth, loss):
         "loss_per_window": float(loss(frame_mse)),
         "mse_per_pixel": float(frame_mse.mean()),
         "mae_per_pixel": float(np.abs(err).mean()),
+        "mse_sum_per_frame": float((err**2).sum(axis=(1, 2)).mean()),
+        "mae_sum_per_frame": float(np.abs(err).sum(axis=(1, 2)).mean()),
         "psnr_db_per_frame": float(psnr.mean()),
         "ssim_per_frame": float(np.mean(ssim)),
         "bce_per_frame": float(bce.mean()),

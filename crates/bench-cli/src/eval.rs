@@ -112,6 +112,12 @@ fn eval<M: SequenceModel>(
             name, m.mse, m.mae, m.psnr, m.ssim, m.bce, e.bce_per_window
         );
     }
+    let (t, c) = (test.figures(), copy.figures());
+    println!(
+        "OpenSTL's convention (error summed over a frame's pixels, mean over frames): mse \
+         {:.2} / {:.2}, mae {:.2} / {:.2} (model / copy last)",
+        t.mse_sum_per_frame, c.mse_sum_per_frame, t.mae_sum_per_frame, c.mae_sum_per_frame
+    );
     if !test.per_horizon.is_empty() {
         println!("frames ahead: mse/pixel (model / copy last), ssim (model / copy last)");
         for (k, (a, b)) in test.per_horizon.iter().zip(&copy.per_horizon).enumerate() {

@@ -34,6 +34,9 @@ pub struct Evaluation {
     pub windows: usize,
     /// Frames predicted per window.
     pub predicted_per_window: usize,
+    /// Values in a frame, `C*H*W`.
+    #[serde(default)]
+    pub pixels_per_frame: usize,
     /// The window loss the model trains on, mean over windows.
     pub loss: f64,
     /// The metrics of every predicted frame, mean over frames (`bce` per frame).
@@ -66,6 +69,14 @@ pub struct Figures {
     /// Absolute error per pixel, mean over pixels and frames.
     #[serde(with = "crate::rows::metric")]
     pub mae_per_pixel: f64,
+    /// OpenSTL's MSE (the convention of its Moving MNIST table): squared error summed over
+    /// a frame's pixels (all channels), mean over frames: `mse_per_pixel` times the values
+    /// in a frame.
+    #[serde(with = "crate::rows::metric")]
+    pub mse_sum_per_frame: f64,
+    /// OpenSTL's MAE: absolute error summed over a frame's pixels, mean over frames.
+    #[serde(with = "crate::rows::metric")]
+    pub mae_sum_per_frame: f64,
     /// PSNR of each frame in dB (capped at [`crate::metrics::PSNR_CAP_DB`]), mean over
     /// frames.
     #[serde(with = "crate::rows::metric")]
@@ -112,6 +123,8 @@ impl Evaluation {
             loss_per_window: self.loss,
             mse_per_pixel: m.mse,
             mae_per_pixel: m.mae,
+            mse_sum_per_frame: m.mse * self.pixels_per_frame as f64,
+            mae_sum_per_frame: m.mae * self.pixels_per_frame as f64,
             psnr_db_per_frame: m.psnr,
             ssim_per_frame: m.ssim,
             bce_per_frame: m.bce,
@@ -224,7 +237,12 @@ fn forecasts(
             }
         }
     }
-    Ok(summarise(losses, per_window, by_horizon))
+    Ok(summarise(
+        losses,
+        per_window,
+        by_horizon,
+        pixels_per_frame(windows),
+    ))
 }
 
 /// One step ahead over each window `[L, C, H, W]`, its predictions `[L-1, C, H, W]` of
@@ -251,6 +269,7 @@ fn one_step(
     Ok(Evaluation {
         windows: windows.len(),
         predicted_per_window: frames.len() / windows.len().max(1),
+        pixels_per_frame: pixels_per_frame(windows),
         loss: loss_sum / windows.len().max(1) as f64,
         metrics: FrameMetrics::mean(&frames),
         bce_per_window: mean(&per_window),
@@ -262,11 +281,13 @@ fn summarise(
     losses: Vec<f64>,
     per_window: Vec<f64>,
     by_horizon: Vec<Vec<FrameMetrics>>,
+    pixels_per_frame: usize,
 ) -> Evaluation {
     let all: Vec<FrameMetrics> = by_horizon.iter().flatten().copied().collect();
     Evaluation {
         windows: losses.len(),
         predicted_per_window: by_horizon.len(),
+        pixels_per_frame,
         loss: mean(&losses),
         metrics: FrameMetrics::mean(&all),
         bce_per_window: mean(&per_window),
@@ -278,6 +299,13 @@ fn summarise(
 fn window_loss(predicted: &Tensor, window: &Tensor, plan: &Plan) -> Result<f64> {
     let loss = tensors::loss(&predicted.unsqueeze(1)?, &window.unsqueeze(1)?, plan)?;
     Ok(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// `C*H*W` of the windows' frames (`[L, C, H, W]` each).
+fn pixels_per_frame(windows: &[Tensor]) -> usize {
+    windows
+        .first()
+        .map_or(0, |w| w.dims()[1..].iter().product())
 }
 
 fn mean(values: &[f64]) -> f64 {
