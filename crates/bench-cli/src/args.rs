@@ -235,6 +235,18 @@ impl DeviceKind {
     }
 }
 
+/// `--lr-schedule`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    #[default]
+    Constant,
+    Cosine,
+    #[value(name = "onecycle")]
+    #[serde(rename = "onecycle")]
+    OneCycle,
+}
+
 /// `--npy-layout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -381,6 +393,12 @@ pub struct RunSettings {
     /// Adam's form.
     #[arg(long, value_enum, default_value_t = AdamKind::Chainer)]
     pub adam: AdamKind,
+    /// How the learning rate moves over the run's updates, --lr its peak: constant (the
+    /// seed), cosine (decay to 0), onecycle (PyTorch's OneCycleLR defaults, as OpenSTL
+    /// trains). The CSV gains an lr column with a schedule.
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Constant)]
+    #[serde(default)]
+    pub lr_schedule: ScheduleKind,
     /// Forecast: read K frames, then predict --horizon frames, each step reading its own
     /// previous prediction; windows are K + N frames and the loss is the mean over the N
     /// predicted frames of the per-frame mean squared error. Without it: one step ahead,

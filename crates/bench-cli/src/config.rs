@@ -7,10 +7,11 @@ use frames::moving_mnist::MovingMnist;
 use frames::{ColorMode, LoadOptions, Size, WindowSpec};
 use harness::adam::{AdamConfig, AdamForm};
 use harness::evaluate::Forecast;
-use harness::{Backward, SequenceModel, TrainConfig, TrainSettings};
+use harness::{Backward, LrSchedule, SequenceModel, TrainConfig, TrainSettings};
 
 use crate::args::{
-    AdamKind, BackwardKind, ColorKind, DataArgs, DeviceKind, NpyLayoutKind, RunSettings, TrainArgs,
+    AdamKind, BackwardKind, ColorKind, DataArgs, DeviceKind, NpyLayoutKind, RunSettings,
+    ScheduleKind, TrainArgs,
 };
 
 /// The windows the flags ask for: `--seq-len`, or a forecast's context and horizon, or
@@ -169,6 +170,11 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             shuffle: run.shuffle,
             batch_size: run.batch_size,
             forecast: forecast(run.context, run.horizon)?,
+            lr_schedule: match run.lr_schedule {
+                ScheduleKind::Constant => LrSchedule::Constant,
+                ScheduleKind::Cosine => LrSchedule::Cosine,
+                ScheduleKind::OneCycle => LrSchedule::OneCycle,
+            },
         },
         out_dir: args.out.clone(),
         init_from: args.init_from.clone(),

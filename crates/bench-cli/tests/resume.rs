@@ -687,3 +687,26 @@ fn a_checkpoint_of_the_old_settings_layout_resumes_its_own_model() {
         "{refused}"
     );
 }
+
+/// A learning-rate schedule resumes exactly too (the step it reads is Adam's, which the
+/// checkpoint holds), and the CSV records each epoch's rate, falling under cosine decay.
+#[test]
+fn a_scheduled_run_resumes_exactly_and_records_its_rates() {
+    let schedule = ["--lr-schedule", "cosine"];
+    let reference = reference_run(&schedule);
+    let dir = tempfile::tempdir().unwrap();
+    killed_by("kill:window:7", dir.path(), &schedule);
+    ok(&train_args(dir.path(), &["--resume"]));
+    assert_same_run(dir.path(), reference.path(), "cosine, killed in epoch 2");
+    let csv = std::fs::read_to_string(dir.path().join("conv.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with(",lr"), "{csv}");
+    let rates: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        rates.windows(2).all(|w| w[1] < w[0]) && rates[2] < 1e-4,
+        "{rates:?}"
+    );
+}

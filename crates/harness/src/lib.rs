@@ -38,5 +38,5 @@ pub use lstm_core::{cell, cpu, linalg, Plan};
 pub use model::{
     loss_and_grads, predict, train_step, Backward, ParamInit, ParamSpec, SequenceModel, Step,
 };
-pub use settings::TrainSettings;
+pub use settings::{LrSchedule, TrainSettings};
 pub use train::{train, OutputPaths, RunSummary, TrainConfig};

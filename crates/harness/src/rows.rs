@@ -39,6 +39,10 @@ pub struct EpochRow {
     /// frames and their pixels (predictions clipped to [1e-7, 1 - 1e-7]), mean over windows.
     #[serde(default, with = "metric")]
     pub test_bce: f64,
+    /// The learning rate of the epoch's last update, where a schedule moves it (the column
+    /// is absent otherwise, as in the seed's CSVs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
 }
 
 /// Rewrites the whole CSV atomically, so a reader never sees half a row.
@@ -155,7 +159,25 @@ mod tests {
             test_psnr: f64::INFINITY,
             test_ssim: f64::NAN,
             test_bce: 6837.3,
+            lr: None,
         }
+    }
+
+    #[test]
+    fn a_learning_rate_column_appears_only_with_a_schedule() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.csv");
+        write_csv(&path, &[row()]).unwrap();
+        let plain = std::fs::read_to_string(&path).unwrap();
+        assert!(!plain.contains("lr"), "{plain}");
+        let scheduled = EpochRow {
+            lr: Some(2.5e-4),
+            ..row()
+        };
+        write_csv(&path, &[scheduled]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.lines().next().unwrap().ends_with(",lr"), "{text}");
+        assert_eq!(read_csv(&path).unwrap()[0].lr, Some(2.5e-4));
     }
 
     /// Bit for bit, NaN included.

@@ -28,6 +28,53 @@ pub struct TrainSettings {
     /// is the sum over the steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast: Option<Forecast>,
+    /// How the learning rate moves over the run's updates (the seed: it does not).
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub lr_schedule: LrSchedule,
+}
+
+/// The learning rate of each update, from the optimiser's `lr` (the peak) over a run of
+/// `total` updates, as PyTorch's schedulers step it once per update.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// `lr` throughout.
+    #[default]
+    Constant,
+    /// Cosine decay from `lr` towards 0 (`CosineAnnealingLR`, `T_max` = the run's updates).
+    Cosine,
+    /// OneCycle (`OneCycleLR`'s defaults, as OpenSTL trains): from `lr / 25` up to `lr` over
+    /// the first 30% of the updates, then down to `lr / 25 / 1e4`, both halves cosine.
+    #[serde(rename = "onecycle")]
+    OneCycle,
+}
+
+impl LrSchedule {
+    pub fn is_constant(&self) -> bool {
+        *self == LrSchedule::Constant
+    }
+
+    /// The learning rate of update `step` (from 0) of `total`, `lr` being the peak.
+    pub fn lr(&self, lr: f64, step: u64, total: u64) -> f64 {
+        let cos = |from: f64, to: f64, pct: f64| {
+            to + (from - to) / 2.0 * (1.0 + (std::f64::consts::PI * pct.clamp(0.0, 1.0)).cos())
+        };
+        let step = step as f64;
+        match self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Cosine => cos(lr, 0.0, step / total.max(1) as f64),
+            LrSchedule::OneCycle => {
+                let (initial, last) = (lr / 25.0, lr / 25.0 / 1e4);
+                let peak_at = 0.3 * total as f64 - 1.0;
+                let end = total.saturating_sub(1) as f64;
+                if step <= peak_at {
+                    cos(initial, lr, step / peak_at)
+                } else {
+                    cos(lr, last, (step - peak_at) / (end - peak_at))
+                }
+            }
+        }
+    }
 }
 
 impl Default for TrainSettings {
@@ -39,10 +86,60 @@ impl Default for TrainSettings {
             shuffle: false,
             batch_size: 1,
             forecast: None,
+            lr_schedule: LrSchedule::Constant,
         }
     }
 }
 
 fn one() -> usize {
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LrSchedule;
+
+    /// PyTorch 2.15's learning rates for 10 updates of lr 1e-3: `OneCycleLR(max_lr=1e-3,
+    /// total_steps=10)` and `CosineAnnealingLR(T_max=10)`, read from
+    /// `optimizer.param_groups[0]['lr']` before each update.
+    #[test]
+    fn schedules_give_pytorchs_rates() {
+        let one_cycle = [
+            3.9999999999999996e-05,
+            0.0005200000000000001,
+            0.001,
+            0.0009504846320134736,
+            0.000811745653949763,
+            0.0006112620219362892,
+            0.00038874197806371076,
+            0.00018825834605023698,
+            4.9519367986526286e-05,
+            4e-09,
+        ];
+        let cosine = [
+            0.001,
+            0.0009755282581475768,
+            0.0009045084971874736,
+            0.0007938926261462366,
+            0.0006545084971874737,
+            0.0005,
+            0.00034549150281252633,
+            0.0002061073738537635,
+            9.549150281252634e-05,
+            2.4471741852423235e-05,
+        ];
+        for (schedule, theirs) in [
+            (LrSchedule::OneCycle, one_cycle),
+            (LrSchedule::Cosine, cosine),
+        ] {
+            for (step, expected) in theirs.iter().enumerate() {
+                let ours = schedule.lr(1e-3, step as u64, 10);
+                assert!(
+                    (ours - expected).abs() <= 1e-12 * expected,
+                    "{schedule:?} step {step}: {ours} vs {expected}"
+                );
+            }
+        }
+        assert_eq!(LrSchedule::Constant.lr(1e-3, 7, 10), 1e-3);
+    }
 }

@@ -640,6 +640,7 @@ impl<M: SequenceModel> Run<'_, M> {
             test_psnr: test_metrics.psnr,
             test_ssim: test_metrics.ssim,
             test_bce: test.bce_per_window,
+            lr: (!self.config.training.lr_schedule.is_constant()).then_some(self.adam.config.lr),
         };
         self.report.say(&format!(
             "epoch {:>3}/{}  train_loss {:.6}  test_loss {:.6}  psnr {:.2}  ssim {:.4}{}  {:.3} s  {:.0} frames/s",
@@ -704,6 +705,15 @@ impl<M: SequenceModel> Run<'_, M> {
                 Some(f) => f.plan(batch_size),
                 None => Plan::one_step(batch.dim(0)?, batch_size),
             };
+            let training = &self.config.training;
+            if !training.lr_schedule.is_constant() {
+                let total =
+                    (training.epochs * windows_per_epoch.div_ceil(training.batch_size)) as u64;
+                self.adam.config.lr =
+                    training
+                        .lr_schedule
+                        .lr(training.adam.lr, self.adam.step, total);
+            }
             let step = train_step(
                 &self.model,
                 &batch,
