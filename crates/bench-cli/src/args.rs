@@ -313,6 +313,12 @@ pub struct DataArgs {
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub mnist_seed: u64,
+    /// Moving MNIST: draw the training sequences afresh every epoch from the training
+    /// digits, as OpenSTL trains (the same for a seed and an epoch, so --resume stays
+    /// exact); the test sequences stay.
+    #[arg(long)]
+    #[serde(default)]
+    pub fresh_sequences: bool,
 }
 
 fn default_sequences() -> usize {

@@ -152,6 +152,9 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if run.epochs == 0 {
         bail!("--epochs 0: train at least one epoch");
     }
+    if run.data.fresh_sequences && run.data.data.as_os_str() != MOVING_MNIST {
+        bail!("--fresh-sequences draws Moving MNIST afresh: it needs --data moving-mnist");
+    }
     if let Some(path) = &args.init_from {
         readable_file("--init-from", path)?;
     }
@@ -170,6 +173,7 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             shuffle: run.shuffle,
             batch_size: run.batch_size,
             forecast: forecast(run.context, run.horizon)?,
+            fresh_windows: run.data.fresh_sequences,
             lr_schedule: match run.lr_schedule {
                 ScheduleKind::Constant => LrSchedule::Constant,
                 ScheduleKind::Cosine => LrSchedule::Cosine,
@@ -185,6 +189,7 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         stop: None,
         started: None,
         launch: serde_json::to_value(run)?,
+        fresh_windows: None,
         backward: match args.backward {
             BackwardKind::Fastest => Backward::Fastest,
             BackwardKind::Autograd => Backward::Autograd,

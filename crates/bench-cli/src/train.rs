@@ -129,7 +129,7 @@ fn stop_on_signals() -> Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
 /// Checks that the run fits in memory, loads its frames and trains.
 fn fit_load_train<M: SequenceModel>(
     model: &M::Config,
-    data: &DataArgs,
+    data_args: &DataArgs,
     probe: &fit::DataProbe,
     config: &harness::TrainConfig,
     threads: usize,
@@ -141,7 +141,7 @@ fn fit_load_train<M: SequenceModel>(
         eprintln!("{}...", probe.describe());
     }
     let data = fit::load_data(
-        data,
+        data_args,
         config.training.forecast.map(|f| f.context + f.horizon),
     )?;
     if data.frame_shape() != probe.frame {
@@ -152,5 +152,14 @@ fn fit_load_train<M: SequenceModel>(
             data.frame_shape()
         );
     }
-    Ok(harness::train::<M>(model, &data, config, device)?)
+    let mut config = config.clone();
+    if config.training.fresh_windows {
+        let (spec, base) = (config::moving_mnist(data_args)?, data.clone());
+        let draw = move |epoch| {
+            base.with_train_videos(spec.train_sequences(epoch)?)?
+                .train_windows()
+        };
+        config.fresh_windows = Some(harness::FreshWindows(std::sync::Arc::new(draw)));
+    }
+    Ok(harness::train::<M>(model, &data, &config, device)?)
 }

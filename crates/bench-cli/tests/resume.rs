@@ -710,3 +710,35 @@ fn a_scheduled_run_resumes_exactly_and_records_its_rates() {
         "{rates:?}"
     );
 }
+
+/// Moving MNIST drawn afresh every epoch (`--fresh-sequences`): epoch 1 trains on the
+/// sequences of a run without it and later epochs on new ones (their losses differ), and a
+/// run killed in epoch 2 resumes to the same end, bit for bit, drawing the same sequences.
+#[test]
+fn fresh_moving_mnist_sequences_resume_exactly() {
+    let data = [
+        "--data",
+        "moving-mnist",
+        "--sequences",
+        "6",
+        "--test-sequences",
+        "2",
+    ];
+    let fresh = [&data[..], &["--fresh-sequences"]].concat();
+    let reference = reference_run(&fresh);
+    let fixed = reference_run(&data);
+    let (drawn, kept) = (
+        rows_without_timing(reference.path()),
+        rows_without_timing(fixed.path()),
+    );
+    assert_eq!(drawn[1], kept[1], "epoch 1 trains on the same sequences");
+    assert_ne!(drawn[2], kept[2], "epoch 2 trains on new ones");
+    let dir = tempfile::tempdir().unwrap();
+    killed_by("kill:window:9", dir.path(), &fresh);
+    ok(&train_args(dir.path(), &["--resume"]));
+    assert_same_run(
+        dir.path(),
+        reference.path(),
+        "fresh sequences, killed in epoch 2",
+    );
+}

@@ -726,6 +726,27 @@ impl Dataset {
         Self::of_videos("moving-mnist".into(), videos, windows, Some(count))
     }
 
+    /// This dataset with its training videos replaced by `train` (a folder of videos, or
+    /// sequences: Moving MNIST drawn afresh for an epoch), the test videos and the windows
+    /// kept.
+    pub fn with_train_videos(&self, train: Vec<Frames>) -> Result<Dataset> {
+        let Holdout::Videos { test, .. } = self.holdout else {
+            return Err(Error::Split(format!(
+                "{}: one video split by frames has no training videos to replace",
+                self.source
+            )));
+        };
+        let count = train.len();
+        let mut videos = train;
+        videos.extend(self.videos[self.videos.len() - test..].iter().cloned());
+        Ok(Dataset {
+            source: self.source.clone(),
+            videos,
+            holdout: Holdout::Videos { train: count, test },
+            windows: self.windows,
+        })
+    }
+
     /// `[C, H, W]` of every frame.
     pub fn frame_shape(&self) -> [usize; 3] {
         let dims = self.videos[0].data.dims();

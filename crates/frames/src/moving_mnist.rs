@@ -86,25 +86,46 @@ impl MovingMnist {
             )));
         }
         let atlas = atlas()?;
-        let make = |stream: u64, count: usize, digits: std::ops::Range<usize>, part: &str| {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
-            rng.set_stream(stream);
-            (0..count)
-                .map(|k| {
-                    let values = self.sequence(&mut rng, atlas, digits.clone());
-                    let shape = (self.frames, 1, self.size, self.size);
-                    Ok(Frames {
-                        data: Tensor::from_vec(values, shape, &Device::Cpu)?,
-                        paths: Vec::new(),
-                        name: format!("{part}-{k:05}"),
-                    })
-                })
-                .collect::<Result<Vec<_>>>()
-        };
         Ok((
-            make(0, self.train, 0..FIRST_TEST_DIGIT, "train")?,
-            make(1, self.test, FIRST_TEST_DIGIT..DIGITS, "test")?,
+            self.make(atlas, 0, self.train, 0..FIRST_TEST_DIGIT, "train")?,
+            self.make(atlas, 1, self.test, FIRST_TEST_DIGIT..DIGITS, "test")?,
         ))
+    }
+
+    /// The training sequences of epoch `epoch` (from 1) when they are drawn afresh every
+    /// epoch, as OpenSTL draws its training set: epoch 1's are [`MovingMnist::generate`]'s,
+    /// each later epoch's come from a generator stream of its own (2 + epoch; the test
+    /// sequences' is 1), from the training digits alone, the same for a seed and an epoch.
+    pub fn train_sequences(&self, epoch: usize) -> Result<Vec<Frames>> {
+        let stream = match epoch {
+            0 | 1 => 0,
+            e => 2 + e as u64,
+        };
+        self.make(atlas()?, stream, self.train, 0..FIRST_TEST_DIGIT, "train")
+    }
+
+    /// `count` sequences from stream `stream` of the seed's generator, of `digits`.
+    fn make(
+        &self,
+        atlas: &[u8],
+        stream: u64,
+        count: usize,
+        digits: std::ops::Range<usize>,
+        part: &str,
+    ) -> Result<Vec<Frames>> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(stream);
+        (0..count)
+            .map(|k| {
+                let values = self.sequence(&mut rng, atlas, digits.clone());
+                let shape = (self.frames, 1, self.size, self.size);
+                Ok(Frames {
+                    data: Tensor::from_vec(values, shape, &Device::Cpu)?,
+                    paths: Vec::new(),
+                    name: format!("{part}-{k:05}"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()
     }
 
     /// One sequence `[frames, size, size]`, values in [0, 1].
@@ -306,5 +327,31 @@ mod tests {
         for (x, y) in a.iter().zip(&b) {
             assert_eq!(values(x), values(y));
         }
+    }
+}
+
+#[cfg(test)]
+mod fresh_tests {
+    use super::MovingMnist;
+
+    #[test]
+    fn epoch_one_is_generates_and_later_epochs_are_new_and_repeatable() {
+        let spec = MovingMnist {
+            train: 3,
+            test: 1,
+            ..MovingMnist::default()
+        };
+        let values = |v: &[crate::Frames]| -> Vec<Vec<f32>> {
+            v.iter()
+                .map(|f| f.data.flatten_all().unwrap().to_vec1().unwrap())
+                .collect()
+        };
+        let (train, test) = spec.generate().unwrap();
+        assert_eq!(values(&spec.train_sequences(1).unwrap()), values(&train));
+        let second = values(&spec.train_sequences(2).unwrap());
+        assert_ne!(second, values(&train));
+        assert_eq!(second, values(&spec.train_sequences(2).unwrap()));
+        assert_ne!(second, values(&spec.train_sequences(3).unwrap()));
+        assert_ne!(second[0], values(&test)[0]);
     }
 }

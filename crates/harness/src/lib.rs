@@ -39,4 +39,4 @@ pub use model::{
     loss_and_grads, predict, train_step, Backward, ParamInit, ParamSpec, SequenceModel, Step,
 };
 pub use settings::{LrSchedule, TrainSettings};
-pub use train::{train, OutputPaths, RunSummary, TrainConfig};
+pub use train::{train, FreshWindows, OutputPaths, RunSummary, TrainConfig};

@@ -31,6 +31,14 @@ pub struct TrainSettings {
     /// How the learning rate moves over the run's updates (the seed: it does not).
     #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
     pub lr_schedule: LrSchedule,
+    /// Training windows drawn afresh every epoch ([`crate::TrainConfig::fresh_windows`]
+    /// draws them); the seed trains on one set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fresh_windows: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The learning rate of each update, from the optimiser's `lr` (the peak) over a run of
@@ -87,6 +95,7 @@ impl Default for TrainSettings {
             batch_size: 1,
             forecast: None,
             lr_schedule: LrSchedule::Constant,
+            fresh_windows: false,
         }
     }
 }

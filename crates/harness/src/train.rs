@@ -64,6 +64,21 @@ pub struct TrainConfig {
     /// Which way gradients are made (the fastest unless asked).
     #[serde(skip)]
     pub backward: Backward,
+    /// Draws the training windows of an epoch (from 2; epoch 1 trains on the data's), with
+    /// [`TrainSettings::fresh_windows`].
+    #[serde(skip)]
+    pub fresh_windows: Option<FreshWindows>,
+}
+
+/// The training windows (each `[L, C, H, W]`) of epoch `e`, drawn afresh: the same for the
+/// same `e`, so a resumed run draws what the first one did.
+#[derive(Clone)]
+pub struct FreshWindows(pub Arc<dyn Fn(usize) -> frames::Result<Vec<Tensor>> + Send + Sync>);
+
+impl std::fmt::Debug for FreshWindows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FreshWindows")
+    }
 }
 
 fn one() -> usize {
@@ -84,6 +99,7 @@ impl Default for TrainConfig {
             started: None,
             launch: serde_json::Value::Null,
             backward: Backward::Fastest,
+            fresh_windows: None,
         }
     }
 }
@@ -253,8 +269,15 @@ fn begin_writing(
     }
 }
 
-/// A forecast needs windows of exactly its context and horizon.
+/// A forecast needs windows of exactly its context and horizon; fresh windows need a way
+/// to draw them.
 fn check_forecast(config: &TrainConfig, data: &Dataset) -> Result<()> {
+    if config.training.fresh_windows != config.fresh_windows.is_some() {
+        return Err(Error::Config(
+            "fresh training windows every epoch need both the setting and a way to draw them"
+                .into(),
+        ));
+    }
     match config.training.forecast {
         Some(f)
             if f.context == 0 || f.horizon == 0 || data.windows.len != f.context + f.horizon =>
@@ -344,13 +367,8 @@ struct Windows {
 
 impl Windows {
     fn new(data: &Dataset, device: &Device) -> Result<Windows> {
-        let to_device = |ws: Vec<Tensor>| -> Result<Vec<Tensor>> {
-            ws.into_iter()
-                .map(|w| Ok(w.to_dtype(DType::F32)?.to_device(device)?))
-                .collect()
-        };
-        let train = to_device(data.train_windows()?)?;
-        let test = to_device(data.test_windows()?)?;
+        let train = Self::on_device(data.train_windows()?, device)?;
+        let test = Self::on_device(data.test_windows()?, device)?;
         let steps_per_epoch = train.iter().map(|w| w.dim(0).unwrap_or(1) - 1).sum();
         Ok(Windows {
             train,
@@ -359,6 +377,16 @@ impl Windows {
             frame: data.frame_shape(),
             fingerprint: DataFingerprint::of(data)?,
         })
+    }
+}
+
+impl Windows {
+    /// `windows` as f32 on `device`.
+    fn on_device(windows: Vec<Tensor>, device: &Device) -> Result<Vec<Tensor>> {
+        windows
+            .into_iter()
+            .map(|w| Ok(w.to_dtype(DType::F32)?.to_device(device)?))
+            .collect()
     }
 }
 
@@ -682,6 +710,16 @@ impl<M: SequenceModel> Run<'_, M> {
     /// checkpoint) before its end.
     fn train_epoch(&mut self, epoch: usize) -> Result<Option<f64>> {
         let windows_per_epoch = self.windows.train.len();
+        if let (Some(fresh), true) = (&self.config.fresh_windows, epoch > 1) {
+            let drawn = (fresh.0)(epoch)?;
+            if drawn.len() != windows_per_epoch {
+                return Err(Error::Config(format!(
+                    "epoch {epoch}: {} fresh training windows for {windows_per_epoch}",
+                    drawn.len()
+                )));
+            }
+            self.windows.train = Windows::on_device(drawn, &self.device)?;
+        }
         // Where this epoch's order is drawn from: a checkpoint taken in the middle of the
         // epoch records it, to draw the same order again on resume.
         self.progress.rng_word_pos = self.rng.get_word_pos();
