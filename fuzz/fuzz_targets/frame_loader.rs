@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
             ColorMode::Luma
         },
         test_videos: None,
+        npy_layout: Default::default(),
     };
     match frames::load_dir(dir, &options) {
         Ok(frames) => assert_eq!(frames.len(), 2),

@@ -309,3 +309,53 @@ fn malformed_files_are_refused_naming_the_file_and_the_fault() {
         .to_string();
     assert!(err.contains("--color rgb"), "{err}");
 }
+
+/// Seeded mutations of valid files (bytes flipped, the file cut or grown, header digits
+/// changed): each is read or refused naming the file, never a panic.
+#[test]
+fn mutated_files_are_read_or_refused_by_name() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mutant.npy");
+    let originals: Vec<Vec<u8>> = [
+        "frames_first_u8.npy",
+        "sequences_first_f32.npy",
+        "sequences_first_f64.npy",
+    ]
+    .iter()
+    .map(|name| std::fs::read(fixture(name)).unwrap())
+    .collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let (mut read, mut refused) = (0, 0);
+    for k in 0..3000 {
+        let mut bytes = originals[k % originals.len()].clone();
+        match rng.random_range(0..4) {
+            0 => {
+                let at = rng.random_range(0..bytes.len());
+                bytes[at] = rng.random();
+            }
+            1 => bytes.truncate(rng.random_range(0..bytes.len())),
+            2 => bytes.extend((0..rng.random_range(1..64)).map(|_| rng.random::<u8>())),
+            _ => {
+                // A digit of the header's shape or length changed.
+                let at = rng.random_range(8..bytes.len().min(80));
+                bytes[at] = b'0' + rng.random_range(0..10u8);
+            }
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let layout = if k % 2 == 0 {
+            Layout4::FramesFirst
+        } else {
+            Layout4::SequencesFirst
+        };
+        match npy::load(&path, layout, ColorMode::Luma) {
+            Ok(_) => read += 1,
+            Err(err) => {
+                assert!(err.to_string().contains("mutant.npy"), "{err}");
+                refused += 1;
+            }
+        }
+    }
+    println!("{read} read, {refused} refused");
+    assert!(read > 0 && refused > 0, "{read} read, {refused} refused");
+}
