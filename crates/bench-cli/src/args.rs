@@ -399,6 +399,11 @@ pub struct RunSettings {
     /// Adam's form.
     #[arg(long, value_enum, default_value_t = AdamKind::Chainer)]
     pub adam: AdamKind,
+    /// Clip the gradients' L2 norm, all parameters' together, to at most X before each
+    /// update (PyTorch's clip_grad_norm_). Default: no clipping.
+    #[arg(long, value_name = "X")]
+    #[serde(default)]
+    pub clip_grad_norm: Option<f64>,
     /// How the learning rate moves over the run's updates, --lr its peak: constant (the
     /// seed), cosine (decay to 0), onecycle (PyTorch's OneCycleLR defaults, as OpenSTL
     /// trains). The CSV gains an lr column with a schedule.

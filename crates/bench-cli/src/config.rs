@@ -152,6 +152,9 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if run.epochs == 0 {
         bail!("--epochs 0: train at least one epoch");
     }
+    if let Some(x) = run.clip_grad_norm.filter(|x| !(x.is_finite() && *x > 0.0)) {
+        bail!("--clip-grad-norm {x}: the largest norm must be a positive number");
+    }
     if run.data.fresh_sequences && run.data.data.as_os_str() != MOVING_MNIST {
         bail!("--fresh-sequences draws Moving MNIST afresh: it needs --data moving-mnist");
     }
@@ -174,6 +177,7 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             batch_size: run.batch_size,
             forecast: forecast(run.context, run.horizon)?,
             fresh_windows: run.data.fresh_sequences,
+            clip_grad_norm: run.clip_grad_norm,
             lr_schedule: match run.lr_schedule {
                 ScheduleKind::Constant => LrSchedule::Constant,
                 ScheduleKind::Cosine => LrSchedule::Cosine,

@@ -37,6 +37,7 @@ pub use error::{Error, Result};
 pub use lstm_core::{cell, cpu, linalg, Plan};
 pub use model::{
     loss_and_grads, predict, train_step, Backward, ParamInit, ParamSpec, SequenceModel, Step,
+    StepOptions,
 };
 pub use settings::{LrSchedule, TrainSettings};
 pub use train::{train, FreshWindows, OutputPaths, RunSummary, TrainConfig};

@@ -76,15 +76,20 @@ pub fn train_step<M: Recurrent>(
     plan: &Plan,
     params: &[Var],
     adam: &mut Adam,
-    backward: Backward,
+    options: impl Into<StepOptions>,
 ) -> Result<Step> {
-    let run = gradients(model, batch, plan, backward)?;
+    let options = options.into();
+    let run = gradients(model, batch, plan, options.backward)?;
     // Test scaffolding: a NaN gradient in the first parameter (see `fault`).
     let poisoned = crate::fault::reached("window");
     let loss = run.loss();
     if !loss.is_finite() {
         return Ok(Step::LossNotFinite(loss));
     }
+    let run = match options.clip_grad_norm {
+        Some(max_norm) => clip_grad_norm(model, run, max_norm)?,
+        None => run,
+    };
     let not_finite = match run {
         Gradients::Tensors(_, mut grads) => {
             if poisoned {
@@ -109,6 +114,71 @@ pub fn train_step<M: Recurrent>(
         }
     };
     Ok(Step::Updated { loss, not_finite })
+}
+
+/// How a training step runs beyond its batch: which way the gradients are made, and
+/// whether their norm is clipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepOptions {
+    pub backward: Backward,
+    /// Scale the gradients, all parameters' together, so that their L2 norm is at most this
+    /// (PyTorch's `clip_grad_norm_`: by `max_norm / (norm + 1e-6)` where that is below 1).
+    pub clip_grad_norm: Option<f64>,
+}
+
+impl From<Backward> for StepOptions {
+    fn from(backward: Backward) -> StepOptions {
+        StepOptions {
+            backward,
+            clip_grad_norm: None,
+        }
+    }
+}
+
+/// `run`'s gradients scaled as [`StepOptions::clip_grad_norm`] says. The slice driver's
+/// sums of outer products are formed to be measured (the linear model's 643 MB of weight
+/// gradients are then stored once).
+fn clip_grad_norm<M: Recurrent>(model: &M, run: Gradients, max_norm: f64) -> Result<Gradients> {
+    Ok(match run {
+        Gradients::Tensors(loss, grads) => {
+            let mut squares = 0f64;
+            for g in &grads {
+                squares += g
+                    .sqr()?
+                    .sum_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
+            }
+            let coef = max_norm / (squares.sqrt() + 1e-6);
+            let grads = match coef < 1.0 {
+                true => grads
+                    .iter()
+                    .map(|g| g.affine(coef, 0.0))
+                    .collect::<Result<Vec<_>>>()?,
+                false => grads,
+            };
+            Gradients::Tensors(loss, grads)
+        }
+        Gradients::Values(loss, mut grads) => {
+            let squares: f64 = grads
+                .iter()
+                .flatten()
+                .map(|&v| f64::from(v) * f64::from(v))
+                .sum();
+            let coef = max_norm / (squares.sqrt() + 1e-6);
+            if coef < 1.0 {
+                grads
+                    .iter_mut()
+                    .flatten()
+                    .for_each(|v| *v = (f64::from(*v) * coef) as f32);
+            }
+            Gradients::Values(loss, grads)
+        }
+        Gradients::Slices(bptt) => {
+            let grads = values(model, &bptt.grads(kernels(model)));
+            clip_grad_norm(model, Gradients::Values(bptt.loss, grads), max_norm)?
+        }
+    })
 }
 
 /// A batch's loss and gradients, from the driver that takes it: the one place the driver

@@ -31,6 +31,9 @@ pub struct TrainSettings {
     /// How the learning rate moves over the run's updates (the seed: it does not).
     #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
     pub lr_schedule: LrSchedule,
+    /// Clip the gradients' L2 norm, all parameters' together, to this before each update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
     /// Training windows drawn afresh every epoch ([`crate::TrainConfig::fresh_windows`]
     /// draws them); the seed trains on one set.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -96,6 +99,7 @@ impl Default for TrainSettings {
             forecast: None,
             lr_schedule: LrSchedule::Constant,
             fresh_windows: false,
+            clip_grad_norm: None,
         }
     }
 }

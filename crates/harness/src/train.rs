@@ -758,7 +758,10 @@ impl<M: SequenceModel> Run<'_, M> {
                 &plan,
                 &self.vars,
                 &mut self.adam,
-                self.config.backward,
+                crate::model::StepOptions {
+                    backward: self.config.backward,
+                    clip_grad_norm: self.config.training.clip_grad_norm,
+                },
             )?;
             let loss = self.check_step(epoch, k, step)?;
             // Summed per window, so the row's mean is over windows whatever the batches.

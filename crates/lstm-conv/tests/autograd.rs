@@ -134,6 +134,16 @@ fn trains_alike<M: SequenceModel>(config: &M::Config, frame: [usize; 3], plan: &
     assert!(fast[4] != fast[0], "the steps changed the weights");
 }
 
+/// The general ConvLSTM over 8x8 frames at its generic point of seed 1, in f32.
+fn seeded_conv() -> (
+    Vec<harness::ParamSpec>,
+    Vec<candle_core::Var>,
+    lstm_conv::ConvLstm,
+) {
+    generic_point::<lstm_conv::ConvLstm>(&general_conv(), [1, 8, 8], 1, DType::F32, &Device::Cpu)
+        .unwrap()
+}
+
 fn general_conv() -> lstm_conv::Config {
     lstm_conv::Config {
         channels: 1,
@@ -165,4 +175,85 @@ fn a_linear_lstm_without_fast_paths_has_their_gradients() {
 #[test]
 fn a_model_without_fast_paths_trains_as_with_them() {
     trains_alike::<lstm_conv::ConvLstm>(&general_conv(), [1, 8, 8], &Plan::one_step(5, 3));
+}
+
+/// The weights after one Adam step of `model`'s kind from seeded weights on `batch`, with
+/// `options`; `strip` trains it without its fast paths.
+fn weights_after_step(
+    batch: &Tensor,
+    plan: &Plan,
+    options: harness::StepOptions,
+    strip: bool,
+) -> Vec<Vec<f32>> {
+    let (_, vars, model) = seeded_conv();
+    let mut adam = Adam::new(Default::default(), &vars).unwrap();
+    let step = match strip {
+        true => train_step(&ForwardOnly(&model), batch, plan, &vars, &mut adam, options),
+        false => train_step(&model, batch, plan, &vars, &mut adam, options),
+    };
+    assert!(matches!(
+        step.unwrap(),
+        Step::Updated {
+            not_finite: None,
+            ..
+        }
+    ));
+    vars.iter()
+        .map(|v| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+        .collect()
+}
+
+/// Clipping the gradients' norm: a bound above the norm changes nothing, bit for bit; a
+/// bound below it gives the update of the gradients scaled by hand (PyTorch's
+/// `clip_grad_norm_`), on the slice driver and under autograd alike.
+#[test]
+fn clipped_gradients_update_as_scaled_ones() {
+    let plan = Plan::one_step(5, 3);
+    let batch = random_batch(plan.window_len(), plan.batch, [1, 8, 8], 2, DType::F32).unwrap();
+    let (_, _, model) = seeded_conv();
+    for strip in [false, true] {
+        let (_, grads) = match strip {
+            false => loss_and_grads(&model, &batch, &plan, Backward::Fastest),
+            true => loss_and_grads(&ForwardOnly(&model), &batch, &plan, Backward::Fastest),
+        }
+        .unwrap();
+        let squares = |g: &Tensor| {
+            g.sqr()
+                .and_then(|s| s.sum_all())
+                .and_then(|s| s.to_scalar::<f32>())
+        };
+        let norm = grads
+            .iter()
+            .map(|g| squares(g).unwrap() as f64)
+            .sum::<f64>()
+            .sqrt();
+        let clip = |max: f64| harness::StepOptions {
+            backward: Backward::Fastest,
+            clip_grad_norm: Some(max),
+        };
+        let plain = weights_after_step(&batch, &plan, Backward::Fastest.into(), strip);
+        assert_eq!(
+            weights_after_step(&batch, &plan, clip(2.0 * norm), strip),
+            plain
+        );
+        let clipped = weights_after_step(&batch, &plan, clip(0.1 * norm), strip);
+        // By hand: the same gradients times 0.1 / (1 + 1e-6 / norm), then Adam.
+        let (_, vars, _) = seeded_conv();
+        let coef = 0.1 * norm / (norm + 1e-6);
+        let scaled: Vec<Tensor> = grads.iter().map(|g| g.affine(coef, 0.0).unwrap()).collect();
+        Adam::new(Default::default(), &vars)
+            .unwrap()
+            .update(&vars, &scaled)
+            .unwrap();
+        for (ours, theirs) in clipped.iter().zip(&vars) {
+            let theirs: Vec<f32> = theirs.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            for (a, b) in ours.iter().zip(&theirs) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * b.abs().max(1e-3),
+                    "{a} vs {b} (stripped: {strip})"
+                );
+            }
+        }
+        assert_ne!(clipped, plain);
+    }
 }
