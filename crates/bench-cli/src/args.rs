@@ -396,9 +396,18 @@ pub struct RunSettings {
     /// Train on the windows in a new random order each epoch (the seed keeps their order).
     #[arg(long)]
     pub shuffle: bool,
+    /// The optimiser: Adam (the seed's, in the form --adam says) or RMSProp (Shi et al.'s,
+    /// as PyTorch's RMSprop: no momentum, not centred; decay --rmsprop-decay).
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
     /// Adam's form.
     #[arg(long, value_enum, default_value_t = AdamKind::Chainer)]
     pub adam: AdamKind,
+    /// RMSProp's decay of the squared gradients' average (Shi et al.: 0.9).
+    #[arg(long, default_value_t = 0.9, value_name = "A")]
+    #[serde(default = "rmsprop_decay")]
+    pub rmsprop_decay: f64,
     /// Clip the gradients' L2 norm, all parameters' together, to at most X before each
     /// update (PyTorch's clip_grad_norm_). Default: no clipping.
     #[arg(long, value_name = "X")]
@@ -434,4 +443,17 @@ pub struct RunSettings {
 
 fn one() -> usize {
     1
+}
+
+fn rmsprop_decay() -> f64 {
+    0.9
+}
+
+/// `--optimizer`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    #[default]
+    Adam,
+    Rmsprop,
 }

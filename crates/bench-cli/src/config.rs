@@ -10,8 +10,8 @@ use harness::evaluate::Forecast;
 use harness::{Backward, LrSchedule, SequenceModel, TrainConfig, TrainSettings};
 
 use crate::args::{
-    AdamKind, BackwardKind, ColorKind, DataArgs, DeviceKind, NpyLayoutKind, RunSettings,
-    ScheduleKind, TrainArgs,
+    AdamKind, BackwardKind, ColorKind, DataArgs, DeviceKind, NpyLayoutKind, OptimizerKind,
+    RunSettings, ScheduleKind, TrainArgs,
 };
 
 /// The windows the flags ask for: `--seq-len`, or a forecast's context and horizon, or
@@ -149,6 +149,9 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             run.lr
         );
     }
+    if !(0.0..1.0).contains(&run.rmsprop_decay) {
+        bail!("--rmsprop-decay {}: a decay in [0, 1)", run.rmsprop_decay);
+    }
     if run.epochs == 0 {
         bail!("--epochs 0: train at least one epoch");
     }
@@ -164,13 +167,22 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     Ok(TrainConfig {
         training: TrainSettings {
             epochs: run.epochs,
-            adam: AdamConfig {
-                lr: run.lr,
-                form: match run.adam {
-                    AdamKind::Chainer => AdamForm::Chainer,
-                    AdamKind::Torch => AdamForm::Torch,
+            adam: match run.optimizer {
+                OptimizerKind::Adam => AdamConfig {
+                    lr: run.lr,
+                    form: match run.adam {
+                        AdamKind::Chainer => AdamForm::Chainer,
+                        AdamKind::Torch => AdamForm::Torch,
+                    },
+                    ..AdamConfig::default()
                 },
-                ..AdamConfig::default()
+                OptimizerKind::Rmsprop => AdamConfig {
+                    lr: run.lr,
+                    beta1: 0.0,
+                    beta2: run.rmsprop_decay,
+                    form: AdamForm::Rmsprop,
+                    ..AdamConfig::default()
+                },
             },
             seed: run.seed,
             shuffle: run.shuffle,

@@ -742,3 +742,27 @@ fn fresh_moving_mnist_sequences_resume_exactly() {
         "fresh sequences, killed in epoch 2",
     );
 }
+
+/// RMSProp trains and is recorded: a resume with Adam instead is refused, naming the
+/// optimiser's form and both values.
+#[test]
+fn an_rmsprop_run_is_recorded_and_resumed_only_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = ok(&train_args(dir.path(), &["--optimizer", "rmsprop"]));
+    assert!(
+        run.stdout.contains("RMSProp lr 0.001 decay 0.9"),
+        "{}",
+        run.stdout
+    );
+    let refused = fails(&train_args(
+        dir.path(),
+        &["--resume", "--optimizer", "adam"],
+    ));
+    assert!(
+        refused.contains("adam.form (\"rmsprop\" there, \"chainer\" here)"),
+        "{refused}"
+    );
+    let resumed = ok(&train_args(dir.path(), &["--resume"]));
+    assert!(resumed.stdout.contains("RMSProp"), "{}", resumed.stdout);
+    assert_eq!(rows_without_timing(dir.path()).len(), 1 + 3);
+}

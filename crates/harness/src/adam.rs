@@ -24,6 +24,11 @@ pub enum AdamForm {
     Chainer,
     /// PyTorch's `torch.optim.Adam` (no weight decay).
     Torch,
+    /// RMSProp, as Shi et al. trained and as PyTorch's `torch.optim.RMSprop` runs it (no
+    /// momentum, not centred): `v = a v + (1 - a) g^2`, `p -= lr g / (sqrt(v) + eps)`. Run
+    /// as this update with `beta1 = 0` (so `m` is the gradient), `beta2 = a` and no bias
+    /// correction.
+    Rmsprop,
 }
 
 /// Adam's hyper-parameters.
@@ -109,6 +114,8 @@ impl StepScalars {
             AdamForm::Chainer => (lr * fix2.sqrt() / fix1, 1.0),
             // p -= lr * (m / fix1) / (sqrt(v / fix2) + eps).
             AdamForm::Torch => (lr / fix1, fix2),
+            // p -= lr * g / (sqrt(v) + eps): m is g when beta1 is 0.
+            AdamForm::Rmsprop => (lr, 1.0),
         };
         StepScalars {
             one_minus_b1: 1.0 - b1,

@@ -600,16 +600,25 @@ impl Report {
             ),
         };
         self.say(&format!("data {}: {parts}", data.source));
+        let a = &config.training.adam;
+        let optimizer = match a.form {
+            crate::adam::AdamForm::Rmsprop => {
+                format!("RMSProp lr {} decay {} eps {}", a.lr, a.beta2, a.eps)
+            }
+            form => format!(
+                "Adam ({form:?} form) lr {} betas ({}, {}) eps {}",
+                a.lr, a.beta1, a.beta2, a.eps
+            ),
+        };
         self.say(&format!(
-            "train: {} epochs, Adam ({:?} form) lr {} betas ({}, {}) eps {}, seed {}{}{}, {} thread(s){}",
+            "train: {} epochs, {optimizer}, seed {}{}{}, {} thread(s){}",
             config.training.epochs,
-            config.training.adam.form,
-            config.training.adam.lr,
-            config.training.adam.beta1,
-            config.training.adam.beta2,
-            config.training.adam.eps,
             config.training.seed,
-            if config.training.shuffle { ", shuffled windows" } else { "" },
+            if config.training.shuffle {
+                ", shuffled windows"
+            } else {
+                ""
+            },
             match config.training.batch_size {
                 1 => String::new(),
                 b => format!(", batches of {b}"),
