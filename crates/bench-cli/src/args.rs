@@ -286,8 +286,8 @@ pub struct DataArgs {
     /// testing. Default: a sixth, at least one.
     #[arg(long)]
     pub test_videos: Option<usize>,
-    /// Frames per window: one input and one target per step, so L-1 steps. Default: 26 (20
-    /// for Moving MNIST), or --context + --horizon.
+    /// Frames per window: one input and one target per step, so L-1 steps. Default: 26 (a
+    /// whole sequence for Moving MNIST and .npy files), or --context + --horizon.
     #[arg(long)]
     pub seq_len: Option<usize>,
     /// Frames between window starts. Default: seq-len - 1, neighbours share one frame.

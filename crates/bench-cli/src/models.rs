@@ -30,10 +30,20 @@ macro_rules! models {
             vec![$(About::of::<$model>()),+]
         }
 
-        /// `command` with every model's flags added, each model's under its own heading.
+        /// `command` with every model's flags added, each model's under its own heading
+        /// (its own description kept: clap would take a flags struct's doc for it).
         pub fn add_flags(command: Command) -> Command {
+            let about = command.get_about().cloned();
+            let long_about = command.get_long_about().cloned();
             $(let command = <<$model as SequenceModel>::Flags as Args>::augment_args(command);)+
-            command
+            let command = match about {
+                Some(about) => command.about(about),
+                None => command.about(None::<&str>),
+            };
+            match long_about {
+                Some(long) => command.long_about(long),
+                None => command.long_about(None::<&str>),
+            }
         }
     };
 }
@@ -138,7 +148,12 @@ mod tests {
         kinds.dedup();
         assert_eq!(kinds.len(), models.len());
         // Flags share one command line: clap would refuse two of the same id.
-        add_flags(Command::new("t")).debug_assert();
+        let command = add_flags(Command::new("t").about("ours")).long_about("all of ours");
+        command.clone().debug_assert();
+        assert_eq!(
+            command.get_about().map(|a| a.to_string()),
+            Some("ours".into())
+        );
         assert!(models.iter().all(|m| !m.about.is_empty()));
     }
 }
