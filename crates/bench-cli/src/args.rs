@@ -148,7 +148,7 @@ pub struct PredictArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Configurations to time, in order: the seed's two models, and Shi et al.'s ConvLSTM
-    /// at a size it trains at here (see the variants below).
+    /// and FC-LSTM at sizes they train at (see the variants below).
     #[arg(
         long,
         visible_alias = "models",
@@ -163,7 +163,8 @@ pub struct BenchArgs {
     /// Epochs of the linear model (the first is warm-up).
     #[arg(long, default_value_t = 4)]
     pub linear_epochs: usize,
-    /// Batches of convlstm-32x2 (the first is warm-up).
+    /// Batches of each batched configuration (convlstm-32x2, convlstm-128-64-64,
+    /// fc-2048x2; the first is warm-up).
     #[arg(long, default_value_t = 4)]
     pub batches: usize,
     /// Threads, as for training (default: each model's own choice).
@@ -191,6 +192,15 @@ pub enum BenchConfig {
     /// kernels, a 1x1 sigmoid head; s per batch of 16 windows of 20 frames.
     #[value(name = "convlstm-32x2")]
     Convlstm32x2,
+    /// The paper's Moving MNIST ConvLSTM shape: three layers of 128, 64 and 64 channels,
+    /// 5x5 kernels, 4x4 patches of 64x64 frames, a 1x1 sigmoid head; s per batch of 16
+    /// windows of 20 frames.
+    #[value(name = "convlstm-128-64-64")]
+    Convlstm128x64x64,
+    /// The paper's FC-LSTM shape: two fully connected layers of 2048 units over 64x64
+    /// frames; s per batch of 16 windows of 20 frames.
+    #[value(name = "fc-2048x2")]
+    Fc2048x2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]

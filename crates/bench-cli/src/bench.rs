@@ -39,11 +39,46 @@ pub const CONVLSTM_32X2: [&str; 16] = [
     "16",
 ];
 
+/// Shi et al.'s Moving MNIST ConvLSTM shape, on the same 64x64 windows as
+/// [`CONVLSTM_32X2`]: three layers of 128, 64 and 64 channels.
+pub const CONVLSTM_128_64_64: [&str; 16] = [
+    "--size",
+    "64",
+    "--seq-len",
+    "20",
+    "--stride",
+    "7",
+    "--patch",
+    "4",
+    "--hidden-channels",
+    "128,64,64",
+    "--kernel",
+    "5",
+    "--head",
+    "conv1x1-sigmoid",
+    "--batch-size",
+    "16",
+];
+
+/// Shi et al.'s FC-LSTM shape on the same windows: two layers of 2048 units.
+pub const FC_2048X2: [&str; 10] = [
+    "--size",
+    "64",
+    "--seq-len",
+    "20",
+    "--stride",
+    "7",
+    "--hidden",
+    "2048,2048",
+    "--batch-size",
+    "16",
+];
+
 pub fn run(args: &BenchArgs) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find this executable to re-run it")?;
     let scratch = tempfile::tempdir().context("cannot make a scratch folder")?;
     println!(
-        "{:<14} {:>7} {:>14} {:>19} {:>9} {:>10}",
+        "{:<19} {:>7} {:>14} {:>19} {:>9} {:>10}",
         "config", "epochs", "s/epoch median", "min - max", "frames/s", "peak MiB"
     );
     for &config in &args.configs {
@@ -66,6 +101,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 "--batches",
                 &CONVLSTM_32X2,
             ),
+            BenchConfig::Convlstm128x64x64 => (
+                "convlstm-128-64-64",
+                "conv",
+                args.batches,
+                "--batches",
+                &CONVLSTM_128_64_64,
+            ),
+            BenchConfig::Fc2048x2 => ("fc-2048x2", "linear", args.batches, "--batches", &FC_2048X2),
         };
         if epochs < 2 {
             bail!("{flag} {epochs}: need at least 2 (the first is warm-up)");
@@ -124,7 +167,7 @@ fn timed_row(
     let median = seconds[seconds.len() / 2];
     let steps = rows[0].frames_per_second * rows[0].seconds;
     println!(
-        "{:<14} {:>7} {:>14.4} {:>19} {:>9.0} {:>10}",
+        "{:<19} {:>7} {:>14.4} {:>19} {:>9.0} {:>10}",
         name,
         rows.len() - 1,
         median,
