@@ -17,62 +17,34 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// The general ConvLSTM's benchmark shape: 64x64 frames in 4x4 patches, two ConvLSTM
-/// layers of 32 channels with 5x5 kernels, a 1x1 sigmoid head, batches of 16 windows of 20
-/// frames.
-pub const CONVLSTM_32X2: [&str; 16] = [
+/// The windows of the batched configurations: 64x64 frames, batches of 16 windows of 20
+/// frames, cut so that an epoch is one batch (data/ at 64x64: 126 training frames, windows
+/// of 20 every 7 frames).
+const BATCHED: [&str; 8] = [
     "--size",
     "64",
     "--seq-len",
     "20",
     "--stride",
     "7",
-    "--patch",
-    "4",
-    "--hidden-channels",
-    "32,32",
-    "--kernel",
-    "5",
-    "--head",
-    "conv1x1-sigmoid",
     "--batch-size",
     "16",
 ];
 
-/// Shi et al.'s Moving MNIST ConvLSTM shape, on the same 64x64 windows as
-/// [`CONVLSTM_32X2`]: three layers of 128, 64 and 64 channels.
-pub const CONVLSTM_128_64_64: [&str; 16] = [
-    "--size",
-    "64",
-    "--seq-len",
-    "20",
-    "--stride",
-    "7",
-    "--patch",
-    "4",
-    "--hidden-channels",
-    "128,64,64",
-    "--kernel",
-    "5",
-    "--head",
-    "conv1x1-sigmoid",
-    "--batch-size",
-    "16",
-];
-
-/// Shi et al.'s FC-LSTM shape on the same windows: two layers of 2048 units.
-pub const FC_2048X2: [&str; 10] = [
-    "--size",
-    "64",
-    "--seq-len",
-    "20",
-    "--stride",
-    "7",
-    "--hidden",
-    "2048,2048",
-    "--batch-size",
-    "16",
-];
+/// A ConvLSTM of `hidden` channels per layer in Shi et al.'s form: 4x4 patches, 5x5 kernels,
+/// a 1x1 sigmoid head.
+fn convlstm(hidden: &'static str) -> [&'static str; 8] {
+    [
+        "--patch",
+        "4",
+        "--hidden-channels",
+        hidden,
+        "--kernel",
+        "5",
+        "--head",
+        "conv1x1-sigmoid",
+    ]
+}
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find this executable to re-run it")?;
@@ -82,38 +54,41 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "config", "epochs", "s/epoch median", "min - max", "frames/s", "peak MiB"
     );
     for &config in &args.configs {
-        // Each row times what its name says; convlstm-32x2's windows are cut so that an
-        // epoch is one batch of 16 (data/ at 64x64: 126 training frames, windows of 20
-        // every 7 frames).
-        let (name, kind, epochs, flag, extra): (&str, &str, usize, &str, &[&str]) = match config {
-            BenchConfig::Conv => ("conv", "conv", args.conv_epochs, "--conv-epochs", &[]),
-            BenchConfig::Linear => (
-                "linear",
-                "linear",
-                args.linear_epochs,
-                "--linear-epochs",
-                &[],
-            ),
-            BenchConfig::Convlstm32x2 => (
-                "convlstm-32x2",
-                "conv",
-                args.batches,
-                "--batches",
-                &CONVLSTM_32X2,
-            ),
-            BenchConfig::Convlstm128x64x64 => (
-                "convlstm-128-64-64",
-                "conv",
-                args.batches,
-                "--batches",
-                &CONVLSTM_128_64_64,
-            ),
-            BenchConfig::Fc2048x2 => ("fc-2048x2", "linear", args.batches, "--batches", &FC_2048X2),
+        // Each row times what its name says: the seed's models per epoch, the others per
+        // batch of [`BATCHED`] windows.
+        let (name, kind, epochs, flag, model): (&str, &str, usize, &str, Vec<&str>) = match config {
+            BenchConfig::Conv => ("conv", "conv", args.conv_epochs, "--conv-epochs", vec![]),
+            BenchConfig::Linear => {
+                let epochs = args.linear_epochs;
+                ("linear", "linear", epochs, "--linear-epochs", vec![])
+            }
+            BenchConfig::Convlstm32x2 => {
+                let model = convlstm("32,32").to_vec();
+                ("convlstm-32x2", "conv", args.batches, "--batches", model)
+            }
+            BenchConfig::Convlstm128x64x64 => {
+                let model = convlstm("128,64,64").to_vec();
+                (
+                    "convlstm-128-64-64",
+                    "conv",
+                    args.batches,
+                    "--batches",
+                    model,
+                )
+            }
+            BenchConfig::Fc2048x2 => {
+                let model = vec!["--hidden", "2048,2048"];
+                ("fc-2048x2", "linear", args.batches, "--batches", model)
+            }
+        };
+        let extra = match model.is_empty() {
+            true => model,
+            false => [&BATCHED[..], &model].concat(),
         };
         if epochs < 2 {
             bail!("{flag} {epochs}: need at least 2 (the first is warm-up)");
         }
-        timed_row(args, &exe, scratch.path(), (name, kind, epochs, extra))?;
+        timed_row(args, &exe, scratch.path(), (name, kind, epochs, &extra))?;
     }
     Ok(())
 }

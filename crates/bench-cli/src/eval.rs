@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
-use harness::evaluate::{copy_last, evaluate, evaluate_seeing, Forecast};
+use harness::evaluate::{copy_last, evaluate, evaluate_seeing, Evaluation, Forecast};
 use harness::SequenceModel;
 
 use crate::args::EvalArgs;
@@ -66,20 +66,7 @@ fn eval<M: SequenceModel>(
         .into_iter()
         .map(|w| Ok(w.to_dtype(DType::F32)?.to_device(device)?))
         .collect::<Result<Vec<_>>>()?;
-    let mut saved = Saved::default();
-    let test = match &args.save_predictions {
-        None => evaluate(&model, &windows, forecast)?,
-        Some(_) => evaluate_seeing(&model, &windows, forecast, &mut |predicted, truth| {
-            saved.add(predicted, truth)
-        })?,
-    };
-    if let Some(dir) = &args.save_predictions {
-        let read = match forecast {
-            Some(f) => f.context,
-            None => data.windows.len - 1,
-        };
-        saved.write(dir, &windows, read)?;
-    }
+    let test = evaluate_and_save(&model, &windows, forecast, args, data)?;
     let copy = copy_last(&windows, forecast)?;
     println!(
         "model {} {} from {}",
@@ -99,13 +86,57 @@ fn eval<M: SequenceModel>(
             None => "one step ahead".into(),
         }
     );
-    // The units of the summary's keys: per pixel, dB and SSIM per frame (means over
-    // frames), cross-entropy per frame and per window.
+    print_figures(M::KIND, &test, &copy);
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "model": M::KIND,
+            "model_config": config,
+            "checkpoint": args.checkpoint,
+            "data": data.source,
+            "forecast": forecast,
+            "test": test.figures(),
+            "copy_last_frame": copy.figures(),
+        });
+        let text = serde_json::to_string_pretty(&json)?;
+        harness::files::write_bytes_atomic(path, text.as_bytes())
+            .with_context(|| format!("--json {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// The model's evaluation on `windows`, with `--save-predictions`'s files written from it.
+fn evaluate_and_save<M: SequenceModel>(
+    model: &M,
+    windows: &[Tensor],
+    forecast: Option<Forecast>,
+    args: &EvalArgs,
+    data: &frames::Dataset,
+) -> Result<Evaluation> {
+    let Some(dir) = &args.save_predictions else {
+        return Ok(evaluate(model, windows, forecast)?);
+    };
+    let mut saved = Saved::default();
+    let test = evaluate_seeing(model, windows, forecast, &mut |predicted, truth| {
+        saved.add(predicted, truth)
+    })?;
+    let read = match forecast {
+        Some(f) => f.context,
+        None => data.windows.len - 1,
+    };
+    saved.write(dir, windows, read)?;
+    Ok(test)
+}
+
+/// The table of the model's figures beside copy-last's, in the units of the summary's
+/// keys: per pixel, dB and SSIM per frame (means over frames), cross-entropy per frame and
+/// per window; OpenSTL's sums; per frame ahead for forecasts.
+fn print_figures(kind: &str, test: &Evaluation, copy: &Evaluation) {
     println!(
         "{:<16} {:>10} {:>10} {:>8} {:>8} {:>10} {:>12}",
         "", "mse/pixel", "mae/pixel", "psnr dB", "ssim", "bce/frame", "bce/window"
     );
-    for (name, e) in [(M::KIND, &test), ("copy last frame", &copy)] {
+    for (name, e) in [(kind, test), ("copy last frame", copy)] {
         let m = &e.metrics;
         println!(
             "{:<16} {:>10.6} {:>10.6} {:>8.2} {:>8.4} {:>10.1} {:>12.1}",
@@ -131,22 +162,6 @@ fn eval<M: SequenceModel>(
             );
         }
     }
-    if let Some(path) = &args.json {
-        let json = serde_json::json!({
-            "model": M::KIND,
-            "model_config": config,
-            "checkpoint": args.checkpoint,
-            "data": data.source,
-            "forecast": forecast,
-            "test": test.figures(),
-            "copy_last_frame": copy.figures(),
-        });
-        let text = serde_json::to_string_pretty(&json)?;
-        harness::files::write_bytes_atomic(path, text.as_bytes())
-            .with_context(|| format!("--json {}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
-    Ok(())
 }
 
 /// The frames an evaluation scored, window after window, for `--save-predictions`.

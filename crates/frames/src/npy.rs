@@ -278,7 +278,9 @@ pub fn load(path: &Path, layout: Layout4, color: ColorMode) -> Result<Vec<Frames
     let [c, h, w] = videos.frame;
     let frame = c * h * w;
     let per_video = videos.frames * frame;
-    let mut values: Vec<Vec<f32>> = vec![Vec::with_capacity(per_video); videos.count];
+    let mut values: Vec<Vec<f32>> = (0..videos.count)
+        .map(|_| Vec::with_capacity(per_video))
+        .collect();
     file.seek(SeekFrom::Start(header.data_start))
         .map_err(|e| bad(path, format!("cannot read its data: {e}")))?;
     let mut read = |count: usize| -> Result<Vec<f32>> {

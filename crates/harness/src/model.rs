@@ -141,14 +141,14 @@ impl From<Backward> for StepOptions {
 fn clip_grad_norm<M: Recurrent>(model: &M, run: Gradients, max_norm: f64) -> Result<Gradients> {
     Ok(match run {
         Gradients::Tensors(loss, grads) => {
-            let mut squares = 0f64;
-            for g in &grads {
-                squares += g
-                    .sqr()?
-                    .sum_all()?
-                    .to_dtype(DType::F64)?
-                    .to_scalar::<f64>()?;
-            }
+            // One read back from the device for all parameters.
+            let per_parameter = grads
+                .iter()
+                .map(|g| g.sqr()?.sum_all()?.to_dtype(DType::F64))
+                .collect::<Result<Vec<_>>>()?;
+            let squares = Tensor::stack(&per_parameter, 0)?
+                .sum_all()?
+                .to_scalar::<f64>()?;
             let coef = max_norm / (squares.sqrt() + 1e-6);
             let grads = match coef < 1.0 {
                 true => grads

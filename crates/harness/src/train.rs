@@ -719,16 +719,7 @@ impl<M: SequenceModel> Run<'_, M> {
     /// checkpoint) before its end.
     fn train_epoch(&mut self, epoch: usize) -> Result<Option<f64>> {
         let windows_per_epoch = self.windows.train.len();
-        if let (Some(fresh), true) = (&self.config.fresh_windows, epoch > 1) {
-            let drawn = (fresh.0)(epoch)?;
-            if drawn.len() != windows_per_epoch {
-                return Err(Error::Config(format!(
-                    "epoch {epoch}: {} fresh training windows for {windows_per_epoch}",
-                    drawn.len()
-                )));
-            }
-            self.windows.train = Windows::on_device(drawn, &self.device)?;
-        }
+        self.draw_fresh_windows(epoch)?;
         // Where this epoch's order is drawn from: a checkpoint taken in the middle of the
         // epoch records it, to draw the same order again on resume.
         self.progress.rng_word_pos = self.rng.get_word_pos();
@@ -752,15 +743,7 @@ impl<M: SequenceModel> Run<'_, M> {
                 Some(f) => f.plan(batch_size),
                 None => Plan::one_step(batch.dim(0)?, batch_size),
             };
-            let training = &self.config.training;
-            if !training.lr_schedule.is_constant() {
-                let total =
-                    (training.epochs * windows_per_epoch.div_ceil(training.batch_size)) as u64;
-                self.adam.config.lr =
-                    training
-                        .lr_schedule
-                        .lr(training.adam.lr, self.adam.step, total);
-            }
+            self.schedule_lr(windows_per_epoch);
             let step = train_step(
                 &self.model,
                 &batch,
@@ -796,6 +779,33 @@ impl<M: SequenceModel> Run<'_, M> {
         // Sync point: on a GPU the clock must not stop before the kernels do.
         self.device.synchronize()?;
         Ok(Some(self.progress.seconds + start.elapsed().as_secs_f64()))
+    }
+
+    /// With fresh windows, epoch `epoch`'s training windows (epoch 1 trains on the data's).
+    fn draw_fresh_windows(&mut self, epoch: usize) -> Result<()> {
+        let windows_per_epoch = self.windows.train.len();
+        if let (Some(fresh), true) = (&self.config.fresh_windows, epoch > 1) {
+            let drawn = (fresh.0)(epoch)?;
+            if drawn.len() != windows_per_epoch {
+                return Err(Error::Config(format!(
+                    "epoch {epoch}: {} fresh training windows for {windows_per_epoch}",
+                    drawn.len()
+                )));
+            }
+            self.windows.train = Windows::on_device(drawn, &self.device)?;
+        }
+        Ok(())
+    }
+
+    /// With a learning-rate schedule, Adam's rate for its next update.
+    fn schedule_lr(&mut self, windows_per_epoch: usize) {
+        let training = &self.config.training;
+        if !training.lr_schedule.is_constant() {
+            let total = (training.epochs * windows_per_epoch.div_ceil(training.batch_size)) as u64;
+            self.adam.config.lr = training
+                .lr_schedule
+                .lr(training.adam.lr, self.adam.step, total);
+        }
     }
 
     /// The loss of an update, or the error that stops the run when it was not finite.

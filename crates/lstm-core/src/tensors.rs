@@ -214,6 +214,8 @@ impl Run {
                         .map(|s| (s.h.clone(), s.cache.c.clone()));
                 }
             }
+            // No inputs are kept: only the written-out backward reads them, and it takes
+            // plain stacks alone.
             let mut input = x.clone();
             if stack.wiring.top_down {
                 let top = layers - 1;
@@ -221,7 +223,6 @@ impl Run {
                 input = Tensor::cat(&[&input, h_top], 1)?;
             }
             for k in active.clone() {
-                self.inputs[k].push(input.clone());
                 let px = GateOps::input_preact(model, k, &input)?; // [B, 4C, ...]
                 self.step(model, k, &px)?;
                 input = self.steps[k].last().expect("a step").h.clone();
