@@ -51,6 +51,12 @@ The contract (everything float64, PyTorch layout, gates stacked i, f, g, o as in
   through it; window loss = MEAN over frames K .. K+N-1 (outputs of steps K-1 .. L-2) of
   the per-frame mean squared error.
 - Batch loss = mean over the B windows.
+- --loss bce (Shi et al.'s cross-entropy; a head that ends in a sigmoid: conv1x1-sigmoid,
+  or linear-sigmoid for the linear model, out(h) then sigmoid): per frame the SUM over its
+  values of F.binary_cross_entropy_with_logits of the head's logits (before the sigmoid,
+  unpatched as the prediction is); window loss = SUM over the frames that count (every
+  step's, or frames K .. K+N-1 when forecasting), batch loss = mean over the windows. The
+  config gains "loss": "bce" (fixtures of the squared error have no "loss" key).
 
 A fixture (safetensors, float64) holds `window` (uniform in [0, 1]), every parameter under
 its name, `grad.<name>` (the gradient of the batch loss), `loss` [1], `prediction`
@@ -95,6 +101,7 @@ def make_config(
     seq_len=5,
     context=None,
     horizon=None,
+    loss="mse",
 ):
     """A checked config dict, with the keys (and key order) written to the fixtures."""
     hidden = [int(n) for n in hidden]
@@ -122,12 +129,16 @@ def make_config(
         if head == "none" and hidden[-1] != channels * patch * patch:
             raise ValueError("head none needs the last layer's channels == C*P*P")
     elif model == "linear":
-        if kernel is not None or peephole or patch != 1 or head not in (None, "linear"):
-            raise ValueError("the linear model has no kernel, peephole, patch or head options")
-        kernel, head = None, "linear"
+        if kernel is not None or peephole or patch != 1 or head not in (None, "linear", "linear-sigmoid"):
+            raise ValueError("the linear model has no kernel, peephole or patch options")
+        kernel, head = None, head or "linear"
     else:
         raise ValueError(f"unknown model {model}")
-    return {
+    if loss not in ("mse", "bce"):
+        raise ValueError("loss must be mse or bce")
+    if loss == "bce" and head not in ("conv1x1-sigmoid", "linear-sigmoid"):
+        raise ValueError("the cross-entropy needs a head that ends in a sigmoid")
+    cfg = {
         "model": model,
         "channels": channels,
         "height": height,
@@ -143,6 +154,9 @@ def make_config(
         "horizon": horizon,
         "torch": torch.__version__,
     }
+    if loss != "mse":
+        cfg["loss"] = loss
+    return cfg
 
 
 def param_shapes(cfg):
@@ -217,15 +231,16 @@ def conv_step(cfg, params, x, state):
         new_state.append((h, c))
         inp = h
     head = cfg["head"]
+    logits = None
     if head == "none":
         out = inp
     else:
         out = F.conv2d(inp, params["head.weight"], params["head.bias"])
         if head == "conv1x1-sigmoid":
-            out = torch.sigmoid(out)
+            logits, out = out, torch.sigmoid(out)
         elif head == "residual":
             out = x + out
-    return out, new_state
+    return out, logits, new_state
 
 
 def linear_step(cfg, params, x, state):
@@ -244,7 +259,10 @@ def linear_step(cfg, params, x, state):
         h = torch.sigmoid(pre_o) * torch.tanh(c)
         new_state.append((h, c))
         inp = h
-    return F.linear(inp, params["out.weight"], params["out.bias"]), new_state
+    out = F.linear(inp, params["out.weight"], params["out.bias"])
+    if cfg["head"] == "linear-sigmoid":
+        return torch.sigmoid(out), out, new_state
+    return out, None, new_state
 
 
 def run(cfg, params, window):
@@ -261,17 +279,24 @@ def run(cfg, params, window):
         decode = lambda y: y.reshape(B, *frame_shape)  # noqa: E731
         step = linear_step
     context = cfg["context"]
-    state, preds = None, []
+    state, preds, logits = None, [], []
     for t in range(L - 1):
         frame = window[:, t] if context is None or t < context else preds[-1]
-        y, state = step(cfg, params, encode(frame), state)
+        y, z, state = step(cfg, params, encode(frame), state)
         preds.append(decode(y))
+        if z is not None:
+            logits.append(decode(z))
     pred = torch.stack(preds, dim=1)  # [B, L-1, C, H, W]
+    counted = slice(None) if context is None else slice(context - 1, None)  # frames K .. K+N-1
+    if cfg.get("loss", "mse") == "bce":
+        z = torch.stack(logits, dim=1)
+        per_frame = F.binary_cross_entropy_with_logits(z, window[:, 1:], reduction="none").flatten(2).sum(2)
+        return pred, per_frame[:, counted].sum(1).mean()
     per_frame = (pred - window[:, 1:]).pow(2).flatten(2).mean(2)  # [B, L-1]
     if context is None:
         per_window = per_frame.sum(1)
     else:
-        per_window = per_frame[:, context - 1 :].mean(1)  # frames K .. K+N-1
+        per_window = per_frame[:, counted].mean(1)
     return pred, per_window.mean()
 
 
@@ -298,12 +323,15 @@ CONV_CASES = [
     # Every convolution and the head have C_in * C_out >= 64: the Rust slice driver runs them
     # as matrix products (lstm-conv's lowered.rs / implicit.rs), not direct convolutions.
     ("many-channels", dict(channels=1, height=16, width=16, patch=4, hidden=[16, 8], kernel=[3, 3], head="conv1x1", batch=2, seq_len=5)),
+    ("bce-forecast", dict(channels=1, height=8, width=8, patch=2, hidden=[3, 2], kernel=[3, 3], peephole=True, head="conv1x1-sigmoid", batch=2, context=3, horizon=3, loss="bce")),
+    ("bce-one-step", dict(channels=1, height=16, width=16, patch=4, hidden=[16], kernel=[3], head="conv1x1-sigmoid", batch=2, seq_len=4, loss="bce")),
 ]
 LINEAR_CASES = [
     ("seed", dict(channels=1, height=3, width=4, hidden=[6], batch=1, seq_len=5)),
     ("two-layers", dict(channels=1, height=3, width=4, hidden=[5, 4], batch=2, seq_len=5)),
     ("rgb", dict(channels=3, height=2, width=3, hidden=[5], batch=2, seq_len=4)),
     ("forecast", dict(channels=1, height=3, width=4, hidden=[5, 4], batch=2, context=3, horizon=2)),
+    ("bce-forecast", dict(channels=1, height=3, width=4, hidden=[5, 4], head="linear-sigmoid", batch=2, context=3, horizon=2, loss="bce")),
 ]
 CONV_SEED_BASE, LINEAR_SEED_BASE = 1000, 2000  # case i draws from seed BASE + i
 
@@ -416,7 +444,10 @@ def check_linear_vs_nn_lstm(cfg, seed):
         hs = x
         for m in lstms:
             hs, _ = m(hs)
-        ref = F.linear(hs, params["out.weight"], params["out.bias"]).reshape(pred.shape)
+        ref = F.linear(hs, params["out.weight"], params["out.bias"])
+        if cfg["head"] == "linear-sigmoid":
+            ref = torch.sigmoid(ref)
+        ref = ref.reshape(pred.shape)
     return (pred - ref).abs().max().item(), len(lstms) == 1
 
 
@@ -459,19 +490,24 @@ def self_check(per_param=5):
     print(f"batched runs vs windows one by one (every case): max difference {worst:.3e}")
     ok &= worst <= 1e-12
 
+    # The round-off grows with the loss: the cross-entropy cases' losses are in the hundreds
+    # (a sum over values), so their bounds are scaled by the loss.
     print(f"central differences (step 1e-6), {per_param} random entries per parameter:")
     for (m, n), (cfg, seed) in cases.items():
         rows = finite_differences(cfg, seed, per_param)
+        window, params = draw_case(cfg, seed)
+        with torch.no_grad():
+            scale = max(1.0, run(cfg, params, window)[1].item())
         worst_abs = max(abs(a - f) for _, _, a, f in rows)
-        big = [(name, i, a, f) for name, i, a, f in rows if abs(a) >= 1e-4]
+        big = [(name, i, a, f) for name, i, a, f in rows if abs(a) >= 1e-4 * scale]
         rel = lambda r: abs(r[2] - r[3]) / abs(r[2])  # noqa: E731
         worst = max(rows, key=rel)
         worst_big = max(map(rel, big))
         print(
             f"  {m:6} {n:18} {len(rows):3} entries: max |ad - fd| {worst_abs:.2e}; max rel {rel(worst):.2e} "
-            f"(|grad| {abs(worst[2]):.1e}, {worst[0]}); max rel where |grad| >= 1e-4 ({len(big)} entries) {worst_big:.2e}"
+            f"(|grad| {abs(worst[2]):.1e}, {worst[0]}); max rel where |grad| >= 1e-4 x loss ({len(big)} entries) {worst_big:.2e}"
         )
-        ok &= worst_abs <= 2e-9 and worst_big <= 1e-5
+        ok &= worst_abs <= 2e-9 * scale and worst_big <= 1e-5
     print("self-check", "passed" if ok else "FAILED")
     return ok
 
@@ -492,7 +528,8 @@ def parse_args(argv=None):
     p.add_argument("--hidden", type=int, nargs="+", default=[3], help="channels / units per layer")
     p.add_argument("--kernel", type=int, nargs="+", help="odd kernel side per layer (conv; default 5)")
     p.add_argument("--peephole", action="store_true")
-    p.add_argument("--head", choices=HEADS, help="conv head (default none)")
+    p.add_argument("--head", choices=HEADS + ["linear", "linear-sigmoid"], help="conv head (default none); linear model: linear or linear-sigmoid")
+    p.add_argument("--loss", choices=["mse", "bce"], default="mse")
     p.add_argument("--patch", type=int, default=1)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seq-len", type=int, default=5, help="frames per window (one-step mode)")
@@ -519,6 +556,7 @@ def main(argv=None):
         cfg = make_config(
             args.model, args.channels, args.height, args.width, args.hidden, args.kernel,
             args.peephole, args.head, args.patch, args.batch, args.seq_len, args.context, args.horizon,
+            args.loss,
         )
         if args.out:
             loss = write_fixture(cfg, args.seed, args.out)

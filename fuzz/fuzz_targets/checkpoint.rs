@@ -59,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
                 height: 9,
                 width: 9,
                 hidden: vec![16, 8],
+                sigmoid: false,
             };
             check::<LinearLstm>(path, &config, [1, 9, 9])
         }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use harness::Loss;
 use serde::{Deserialize, Serialize};
 
 /// Train and compare LSTM and ConvLSTM next-frame predictors: the seed's, and the
@@ -418,6 +419,13 @@ pub struct RunSettings {
     #[arg(long, default_value_t = 0.9, value_name = "A")]
     #[serde(default = "rmsprop_decay")]
     pub rmsprop_decay: f64,
+    /// What the training loss measures: mse (the per-frame mean squared error, the seed's)
+    /// or bce (Shi et al.'s cross-entropy, summed over a frame's values and the frames that
+    /// count, taken from the logits of an output that ends in a sigmoid: --head
+    /// conv1x1-sigmoid or --output sigmoid).
+    #[arg(long, value_enum, default_value_t = Loss::Mse)]
+    #[serde(default)]
+    pub loss: Loss,
     /// Clip the gradients' L2 norm, all parameters' together, to at most X before each
     /// update (PyTorch's clip_grad_norm_). Default: no clipping.
     #[arg(long, value_name = "X")]

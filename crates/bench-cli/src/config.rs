@@ -190,6 +190,7 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             forecast: forecast(run.context, run.horizon)?,
             fresh_windows: run.data.fresh_sequences,
             clip_grad_norm: run.clip_grad_norm,
+            loss: run.loss,
             lr_schedule: match run.lr_schedule {
                 ScheduleKind::Constant => LrSchedule::Constant,
                 ScheduleKind::Cosine => LrSchedule::Cosine,

@@ -66,7 +66,8 @@ fn eval<M: SequenceModel>(
         .into_iter()
         .map(|w| Ok(w.to_dtype(DType::F32)?.to_device(device)?))
         .collect::<Result<Vec<_>>>()?;
-    let test = evaluate_and_save(&model, &windows, forecast, args, data)?;
+    let test = evaluate_and_save(&model, &windows, forecast, args, data)?
+        .measured_by(recorded_loss(&args.checkpoint)?);
     let copy = copy_last(&windows, forecast)?;
     println!(
         "model {} {} from {}",
@@ -103,6 +104,21 @@ fn eval<M: SequenceModel>(
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The loss the run that wrote `checkpoint` trained with, as its record says (none: the
+/// seed's squared error).
+fn recorded_loss(checkpoint: &std::path::Path) -> Result<harness::Loss> {
+    let launch = harness::resume::recorded_launch(checkpoint)?;
+    match launch.and_then(|l| l.get("loss").cloned()) {
+        Some(loss) => serde_json::from_value(loss).with_context(|| {
+            format!(
+                "--checkpoint {}: unreadable loss setting",
+                checkpoint.display()
+            )
+        }),
+        None => Ok(harness::Loss::Mse),
+    }
 }
 
 /// The model's evaluation on `windows`, with `--save-predictions`'s files written from it.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{bench_cli_env, fails, finish, ok, s, ChildGuard, Lines, Output};
+use common::{bench_cli_env, fails, finish, ok, s, strs, ChildGuard, Lines, Output};
 
 /// A short conv run: 3 epochs of 5 windows, a checkpoint after each.
 const EPOCHS: &str = "3";
@@ -765,4 +765,64 @@ fn an_rmsprop_run_is_recorded_and_resumed_only_as_one() {
     let resumed = ok(&train_args(dir.path(), &["--resume"]));
     assert!(resumed.stdout.contains("RMSProp"), "{}", resumed.stdout);
     assert_eq!(rows_without_timing(dir.path()).len(), 1 + 3);
+}
+
+/// Shi et al.'s cross-entropy loss: refused, with the flag that fixes it and nothing
+/// written, where the output does not end in a sigmoid; with one it trains, is recorded,
+/// and a resume with the squared error instead is refused, naming both.
+#[test]
+fn a_cross_entropy_run_needs_a_sigmoid_output_and_resumes_only_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut args: Vec<String> = ["--model", "conv", "--quiet", "--out", s(&out)]
+            .map(String::from)
+            .into();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let refused = fails(&strs(&args(&["--epochs", "1", "--loss", "bce"])));
+    assert!(
+        refused.contains("--loss bce")
+            && refused.contains("ends in none")
+            && refused.contains("add --head conv1x1-sigmoid"),
+        "{refused}"
+    );
+    assert!(!out.exists(), "a refused run wrote {}", out.display());
+    let linear = fails(&[
+        "--model",
+        "linear",
+        "--hidden",
+        "8",
+        "--loss",
+        "bce",
+        "--out",
+        s(&out),
+    ]);
+    assert!(linear.contains("add --output sigmoid"), "{linear}");
+
+    let bce = ["--loss", "bce", "--head", "conv1x1-sigmoid"];
+    let run = ok(&strs(&args(&[&["--epochs", "1"], &bce[..]].concat())));
+    assert!(run.stdout.contains("loss bce"), "{}", run.stdout);
+    // The training loss is a sum over a frame's 4225 values: far above any mean squared
+    // error of frames in [0, 1].
+    let rows = common::read_rows(&out.join("conv.csv"));
+    assert!(rows[0].train_loss > 100.0, "{}", rows[0].train_loss);
+    // The test loss is the loss trained on: the cross-entropy per window, test_bce.
+    let csv = std::fs::read_to_string(out.join("conv.csv")).unwrap();
+    let (header, row) = (csv.lines().next().unwrap(), csv.lines().nth(1).unwrap());
+    let column = |name: &str| {
+        let at = header.split(',').position(|h| h == name).unwrap();
+        row.split(',').nth(at).unwrap().to_string()
+    };
+    assert_eq!(column("test_loss"), column("test_bce"), "{csv}");
+    let refused = fails(&strs(&args(&[
+        "--resume", "--epochs", "2", "--loss", "mse",
+    ])));
+    assert!(
+        refused.contains("loss (\"bce\" there, \"mse\" here)"),
+        "{refused}"
+    );
+    ok(&strs(&args(&["--resume", "--epochs", "2"])));
+    assert_eq!(rows_without_timing(&out).len(), 1 + 2);
 }

@@ -3,7 +3,7 @@
 //! cross-entropy, and for forecasts each of those per frame ahead.
 
 use candle_core::{DType, Tensor};
-use lstm_core::{tensors, Objective, Plan, Recurrent};
+use lstm_core::{tensors, Loss, Objective, Plan, Recurrent};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -37,7 +37,8 @@ pub struct Evaluation {
     /// Values in a frame, `C*H*W`.
     #[serde(default)]
     pub pixels_per_frame: usize,
-    /// The window loss the model trains on, mean over windows.
+    /// The window loss the model trains on, mean over windows (see
+    /// [`Evaluation::measured_by`]).
     pub loss: f64,
     /// The metrics of every predicted frame, mean over frames (`bce` per frame).
     pub metrics: FrameMetrics,
@@ -59,8 +60,8 @@ pub struct Figures {
     /// Predicted frames per window (one step ahead: the window's length less one).
     pub predicted_frames_per_window: usize,
     /// The loss the model trains on (`--context`/`--horizon`: the mean over the predicted
-    /// frames of the per-frame MSE; else the seed's sum over steps of the per-step MSE),
-    /// mean over windows.
+    /// frames of the per-frame MSE; else the seed's sum over steps of the per-step MSE;
+    /// with `--loss bce`, `bce_per_window`), mean over windows.
     #[serde(with = "crate::rows::metric")]
     pub loss_per_window: f64,
     /// Squared error per pixel (clipped to [0, 1]), mean over pixels and frames.
@@ -113,6 +114,18 @@ pub struct PerFrameAhead {
 }
 
 impl Evaluation {
+    /// This evaluation with `loss` the window loss of a run trained with `loss`: the
+    /// cross-entropy per window ([`Evaluation::bce_per_window`]) for [`Loss::Bce`].
+    pub fn measured_by(self, loss: Loss) -> Evaluation {
+        match loss {
+            Loss::Mse => self,
+            Loss::Bce => Evaluation {
+                loss: self.bce_per_window,
+                ..self
+            },
+        }
+    }
+
     /// The figures as the files hold them.
     pub fn figures(&self) -> Figures {
         let m = &self.metrics;

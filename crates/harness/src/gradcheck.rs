@@ -54,8 +54,8 @@ pub fn check_gradients<M: SequenceModel>(
     let (specs, vars, model) = generic_point::<M>(config, [c, h, w], seed, DType::F64, &device)?;
     let (_, grads) = loss_and_grads(&model, &batch, plan, Backward::Fastest)?;
     let loss_at = |model: &M| -> Result<f64> {
-        let predictions = tensors::forward_plan(model, &batch, plan)?;
-        Ok(tensors::loss(&predictions, &batch, plan)?.to_scalar::<f64>()?)
+        let (_, loss) = tensors::forward_loss(model, &batch, plan)?;
+        Ok(loss.to_scalar::<f64>()?)
     };
     let mut report = Vec::new();
     for ((spec, var), grad) in specs.iter().zip(&vars).zip(&grads) {

@@ -34,7 +34,7 @@ mod settings;
 pub mod train;
 
 pub use error::{Error, Result};
-pub use lstm_core::{cell, cpu, linalg, Plan};
+pub use lstm_core::{cell, cpu, linalg, Loss, Plan};
 pub use model::{
     loss_and_grads, predict, train_step, Backward, ParamInit, ParamSpec, SequenceModel, Step,
     StepOptions,

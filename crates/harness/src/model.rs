@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use candle_core::{DType, Result, Tensor, Var};
 use lstm_core::cpu::{is_f32_cpu, with_f32_slices};
-use lstm_core::{slices, tensors, Grad, Plan, Recurrent, StackSlices};
+use lstm_core::{slices, tensors, Grad, Head, Loss, Plan, Recurrent, StackSlices};
 use serde::{Deserialize, Serialize};
 
 use crate::adam::Adam;
@@ -319,11 +319,10 @@ pub fn loss_and_grads<M: Recurrent>(
 }
 
 /// The reference gradient path, and a model's whole backward when it has no fast path: the
-/// candle-ops forward, [`tensors::loss`], and candle's autograd. Its graph holds every op's
+/// candle-ops forward and loss ([`tensors::forward_loss`]), and candle's autograd. Its graph holds every op's
 /// output of the window until the backward.
 fn autograd<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<(f64, Vec<Tensor>)> {
-    let predictions = tensors::forward_plan(model, batch, plan)?;
-    let loss = tensors::loss(&predictions, batch, plan)?;
+    let (_, loss) = tensors::forward_loss(model, batch, plan)?;
     let grads = loss.backward()?;
     let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     let grads = model
@@ -341,6 +340,14 @@ fn autograd<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<(f64
 /// Checks a batch `[L, B, C, H, W]` against the plan and the model's frame.
 fn check_batch<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<()> {
     plan.check().map_err(candle_core::Error::Msg)?;
+    let head = model.stack().head;
+    if plan.loss == Loss::Bce && head != Head::AffineSigmoid {
+        candle_core::bail!(
+            "the cross-entropy loss is taken from the logits of a head that ends in a \
+             sigmoid; this model's head is {}",
+            head.name()
+        );
+    }
     let (l, b, c, h, w) = batch.dims5()?;
     if l != plan.window_len() || b != plan.batch || [c, h, w] != model.stack().frame {
         candle_core::bail!(

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adam::AdamConfig;
 use crate::evaluate::Forecast;
+use lstm_core::Loss;
 
 /// What a run trains with; every default is the seed's. All of it but `epochs` identifies
 /// the run: a resume must match it.
@@ -38,6 +39,10 @@ pub struct TrainSettings {
     /// draws them); the seed trains on one set.
     #[serde(default, skip_serializing_if = "is_false")]
     pub fresh_windows: bool,
+    /// What the training loss measures (the seed: the squared error). Always written, so
+    /// that a resume refused for it names both losses; a record without it is the seed's.
+    #[serde(default)]
+    pub loss: Loss,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -100,6 +105,7 @@ impl Default for TrainSettings {
             lr_schedule: LrSchedule::Constant,
             fresh_windows: false,
             clip_grad_norm: None,
+            loss: Loss::Mse,
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::params::{
 };
 use crate::resume::{self, DataFingerprint, Progress, TrainingState};
 use crate::settings::TrainSettings;
-use lstm_core::Plan;
+use lstm_core::{Head, Loss, Plan};
 
 use crate::keys::CHECKPOINT_METADATA_KEY;
 use crate::rows::{write_csv, EpochRow};
@@ -158,6 +158,7 @@ pub fn train<M: SequenceModel>(
     // Data.
     let windows = Windows::new(data, device)?;
     check_forecast(config, data)?;
+    check_loss::<M>(model_config, windows.frame, config)?;
 
     // Model and optimizer: fresh, or as the checkpoint left them.
     let specs = M::parameter_specs(model_config, windows.frame)?;
@@ -292,6 +293,27 @@ fn check_forecast(config: &TrainConfig, data: &Dataset) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// The cross-entropy is taken from the logits of a head that ends in a sigmoid.
+fn check_loss<M: SequenceModel>(
+    model_config: &M::Config,
+    frame: [usize; 3],
+    config: &TrainConfig,
+) -> Result<()> {
+    let head = M::layout(model_config, frame)?.head;
+    if config.training.loss == Loss::Bce && head != Head::AffineSigmoid {
+        let fix = match M::SIGMOID_HEAD_FLAG {
+            Some(flag) => format!("add {flag}"),
+            None => format!("--model {} has no such head", M::KIND),
+        };
+        return Err(Error::Config(format!(
+            "--loss bce takes the cross-entropy from the logits of an output that ends in a \
+             sigmoid, and this model's ends in {}: {fix}",
+            head.name()
+        )));
+    }
+    Ok(())
 }
 
 /// One run of a model per folder: the folder (if it exists) is locked before anything in it
@@ -610,6 +632,10 @@ impl Report {
                 a.lr, a.beta1, a.beta2, a.eps
             ),
         };
+        let optimizer = match config.training.loss {
+            Loss::Mse => optimizer,
+            Loss::Bce => format!("{optimizer}, loss bce (cross-entropy from the logits)"),
+        };
         self.say(&format!(
             "train: {} epochs, {optimizer}, seed {}{}{}, {} thread(s){}",
             config.training.epochs,
@@ -742,7 +768,8 @@ impl<M: SequenceModel> Run<'_, M> {
             let plan = match self.config.training.forecast {
                 Some(f) => f.plan(batch_size),
                 None => Plan::one_step(batch.dim(0)?, batch_size),
-            };
+            }
+            .with_loss(self.config.training.loss);
             self.schedule_lr(windows_per_epoch);
             let step = train_step(
                 &self.model,
@@ -840,7 +867,8 @@ impl<M: SequenceModel> Run<'_, M> {
             &self.model,
             &self.windows.test,
             self.config.training.forecast,
-        )?;
+        )?
+        .measured_by(self.config.training.loss);
         if !test.loss.is_finite() {
             return Err(Error::Numerical(format!(
                 "epoch {epoch}: the test loss is {} after the epoch's updates; stopping. {}; a \
@@ -931,7 +959,8 @@ impl<M: SequenceModel> Run<'_, M> {
                 &self.model,
                 &self.windows.test,
                 self.config.training.forecast,
-            )?,
+            )?
+            .measured_by(self.config.training.loss),
         };
         // The model's and copy-last's figures side by side under the same unit-named keys;
         // `final` is the CSV's last row, in the CSV's units (the README lists them).

@@ -650,6 +650,7 @@ impl lstm_core::SequenceModel for ConvLstm {
         kernels, the prediction is h); --hidden-channels, --kernel, --peephole, --head and \
         --patch make it Shi et al.'s";
     const SIZE_FLAG: &'static str = "--hidden-channels";
+    const SIGMOID_HEAD_FLAG: Option<&'static str> = Some("--head conv1x1-sigmoid");
     type Config = Config;
     type Flags = Flags;
 

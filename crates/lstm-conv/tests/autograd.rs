@@ -168,6 +168,7 @@ fn a_linear_lstm_without_fast_paths_has_their_gradients() {
         height: 3,
         width: 4,
         hidden: vec![6, 5],
+        sigmoid: false,
     };
     gradients_agree::<lstm_linear::LinearLstm>(&config, [1, 3, 4], &Plan::one_step(5, 2));
 }

@@ -10,7 +10,7 @@ use harness::gradcheck::{
     weights_after_steps,
 };
 use harness::params::{init_parameters, var_builder};
-use harness::{loss_and_grads, Backward, ParamInit, Plan, SequenceModel};
+use harness::{loss_and_grads, Backward, Loss, ParamInit, Plan, SequenceModel};
 use lstm_conv::{Config, ConvLstm};
 use lstm_core::Head;
 use lstm_linear::LinearLstm;
@@ -48,7 +48,7 @@ fn conv(hidden: &[usize], kernel: &[usize], peephole: bool, head: Head, patch: u
 }
 
 /// Every option alone (layers with their own kernels, peepholes, each head, patches,
-/// batches, three channels, forecasting) and combined.
+/// batches, three channels, forecasting, the cross-entropy loss) and combined.
 fn cases() -> Vec<Case> {
     let rgb = Config {
         channels: 3,
@@ -102,6 +102,18 @@ fn cases() -> Vec<Case> {
             config: conv(&[3], &[3], false, Head::Residual, 2),
             frame: [1, 8, 8],
             plan: Plan::forecast(2, 3, 2),
+        },
+        Case {
+            name: "cross-entropy forecast",
+            config: conv(&[3, 2], &[3], true, Head::AffineSigmoid, 2),
+            frame: [1, 8, 8],
+            plan: Plan::forecast(3, 3, 2).with_loss(Loss::Bce),
+        },
+        Case {
+            name: "cross-entropy one step",
+            config: conv(&[3], &[3], false, Head::AffineSigmoid, 2),
+            frame: [1, 8, 8],
+            plan: Plan::one_step(4, 2).with_loss(Loss::Bce),
         },
     ]
 }
@@ -416,6 +428,7 @@ fn one_by_one_conv_lstm_is_the_linear_lstm() {
         height: 1,
         width: 1,
         hidden: vec![2, 3],
+        sigmoid: false,
     };
     let mut specs = ConvLstm::parameter_specs(&conv_config, [1, 1, 1]).unwrap();
     for s in &mut specs {
@@ -525,4 +538,43 @@ fn max_abs(t: &Tensor) -> f64 {
         .unwrap()
         .to_scalar::<f64>()
         .unwrap()
+}
+
+#[test]
+fn the_cross_entropy_stays_exact_where_the_sigmoid_saturates() {
+    // Logits near +40: in f32 the sigmoid rounds to 1 and ln(1 - p) would be -inf. Taken
+    // from the logits, the slice driver's loss and gradients (in shards: 10 windows) are
+    // finite and those of candle's autograd in f64 on the same weights.
+    let config = conv(&[3], &[3], false, Head::AffineSigmoid, 2);
+    let frame = [1, 8, 8];
+    let plan = Plan::forecast(2, 2, 10).with_loss(Loss::Bce);
+    let (specs, vars, model) =
+        generic_point::<ConvLstm>(&config, frame, 2, DType::F32, &Device::Cpu).unwrap();
+    let bias = specs.iter().position(|s| s.name == "head.bias").unwrap();
+    vars[bias]
+        .set(&Tensor::full(40f32, 4, &Device::Cpu).unwrap())
+        .unwrap();
+    let vars64: Vec<Var> = vars
+        .iter()
+        .map(|v| Var::from_tensor(&v.as_tensor().to_dtype(DType::F64).unwrap()).unwrap())
+        .collect();
+    let model64 = ConvLstm::load(
+        &config,
+        frame,
+        var_builder(&specs, &vars64, DType::F64, &Device::Cpu),
+    )
+    .unwrap();
+    let batch = random_batch(plan.window_len(), plan.batch, frame, 8, DType::F32).unwrap();
+    let batch64 = batch.to_dtype(DType::F64).unwrap();
+    let (loss, grads) = loss_and_grads(&model, &batch, &plan, Backward::Fastest).unwrap();
+    let (reference, ref_grads) =
+        loss_and_grads(&model64, &batch64, &plan, Backward::Autograd).unwrap();
+    println!("saturated: loss {loss} vs f64 autograd {reference}");
+    // About 40 (1 - y) per value: 64 values, 2 frames, y uniform: about 2,560 per window.
+    assert!(reference > 1000.0 && loss.is_finite());
+    assert!((loss - reference).abs() <= 1e-5 * reference);
+    for (g, r) in grads.iter().zip(&ref_grads) {
+        let diff = max_abs(&(g.to_dtype(DType::F64).unwrap() - r).unwrap());
+        assert!(diff <= 1e-4 * max_abs(r).max(1e-3), "{diff}");
+    }
 }

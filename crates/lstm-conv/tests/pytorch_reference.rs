@@ -25,7 +25,7 @@ use std::path::Path;
 
 use frames::{Dataset, LoadOptions, WindowSpec};
 use harness::gradcheck::{assert_agree, assert_matches_fixture, compare_with_files};
-use harness::Plan;
+use harness::{Loss, Plan};
 use lstm_conv::{Config, ConvLstm};
 use lstm_core::Head;
 
@@ -92,6 +92,10 @@ fn case(path: &Path) -> (Config, Plan) {
         (Some(k), Some(n)) => Plan::forecast(k, n, batch),
         _ => Plan::one_step(number("seq_len").unwrap(), batch),
     };
+    let plan = match about["loss"].as_str() {
+        Some("bce") => plan.with_loss(Loss::Bce),
+        _ => plan,
+    };
     (config, plan)
 }
 
@@ -103,7 +107,7 @@ fn every_option_matches_pytorch() {
         .map(|e| e.unwrap().path())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 9, "{names:?}");
+    assert_eq!(names.len(), 11, "{names:?}");
     for path in names {
         let (config, plan) = case(&path);
         assert_matches_fixture::<ConvLstm>(&config, &path, &plan);

@@ -1,5 +1,7 @@
 //! What a training window asks of a driver: how many steps read true frames, and which
-//! predictions count in the loss.
+//! predictions count in the loss, and by what measure.
+
+use serde::{Deserialize, Serialize};
 
 /// The loss of one window. Either way the loss of a batch is the mean over its windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,6 +11,30 @@ pub enum Objective {
     /// Forecasting: the mean over the last `n` steps' predictions of the per-frame mean
     /// squared error; earlier steps only read their context.
     MeanOverLast(usize),
+}
+
+/// What a prediction's error is measured by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    /// A frame's loss is the mean over its values of the squared error (the seed's).
+    #[default]
+    Mse,
+    /// Shi et al.'s: a frame's loss is the cross-entropy of its values, summed over them,
+    /// `-(y ln p + (1 - y) ln(1 - p))`, taken from the logits `z` of a head that ends in a
+    /// sigmoid as `max(z, 0) - z y + ln(1 + exp(-|z|))`, which never takes the log of a
+    /// rounded probability. Its gradient at the logit is `p - y`.
+    Bce,
+}
+
+impl Loss {
+    /// The name `--loss` takes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Loss::Mse => "mse",
+            Loss::Bce => "bce",
+        }
+    }
 }
 
 /// One batch's schedule.
@@ -25,6 +51,7 @@ pub struct Plan {
     /// prediction. `steps` for one-step-ahead prediction (the seed).
     pub known: usize,
     pub objective: Objective,
+    pub loss: Loss,
 }
 
 impl Plan {
@@ -36,6 +63,7 @@ impl Plan {
             mean_over: batch,
             known: len - 1,
             objective: Objective::SumOverSteps,
+            loss: Loss::Mse,
         }
     }
 
@@ -48,7 +76,13 @@ impl Plan {
             mean_over: batch,
             known: context,
             objective: Objective::MeanOverLast(horizon),
+            loss: Loss::Mse,
         }
+    }
+
+    /// This plan measured by `loss`.
+    pub fn with_loss(self, loss: Loss) -> Plan {
+        Plan { loss, ..self }
     }
 
     /// Frames per window, `T + 1`.
@@ -56,13 +90,15 @@ impl Plan {
         self.steps + 1
     }
 
-    /// The weight of step `t`'s per-frame mean squared error in the batch loss: the
-    /// objective's weight over the batch size.
+    /// The weight of step `t`'s per-frame loss in the batch loss: the objective's weight
+    /// over the batch size. The cross-entropy is summed over the frames that count, as Shi
+    /// et al. report it, whatever the objective.
     pub fn weight(&self, t: usize) -> f64 {
-        let w = match self.objective {
-            Objective::SumOverSteps => 1.0,
-            Objective::MeanOverLast(n) if t + n >= self.steps => 1.0 / n as f64,
-            Objective::MeanOverLast(_) => 0.0,
+        let w = match (self.objective, self.loss) {
+            (Objective::SumOverSteps, _) => 1.0,
+            (Objective::MeanOverLast(n), Loss::Mse) if t + n >= self.steps => 1.0 / n as f64,
+            (Objective::MeanOverLast(n), Loss::Bce) if t + n >= self.steps => 1.0,
+            (Objective::MeanOverLast(_), _) => 0.0,
         };
         // Kept exact for the seed: one window, weight 1.
         if self.mean_over == 1 {

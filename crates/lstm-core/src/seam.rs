@@ -39,6 +39,10 @@ pub trait SequenceModel: Recurrent + Sized {
     /// The flag that sets the model's size, named when a run will not fit in memory.
     const SIZE_FLAG: &'static str;
 
+    /// The flag that ends the model's output in a sigmoid, named when `--loss bce` needs
+    /// one; `None` where the model has no such output.
+    const SIGMOID_HEAD_FLAG: Option<&'static str> = None;
+
     /// The model's command-line flags: a `clap::Args` struct the command line flattens in
     /// (under its own help heading), recorded with a run so `--resume` restores them.
     /// Every flag is optional: the defaults are the model's seed configuration.

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use crate::cell::slices::sigmoid;
 use crate::grad::Grad;
-use crate::plan::Plan;
+use crate::plan::{Loss, Plan};
 use crate::scratch::{give_back, take, take_zeroed};
 use crate::seam::{GateIo, GateKernels, StackSlices};
 use crate::stack::{Head, Stack};
@@ -53,6 +53,13 @@ struct Layer {
     d_peep: Option<[Vec<f32>; 3]>,
 }
 
+/// The steps whose predictions count in the loss, with their weights ([`Plan::weight`]).
+fn counted_steps(plan: Plan) -> impl Iterator<Item = (usize, f64)> {
+    (0..plan.steps)
+        .map(move |t| (t, plan.weight(t)))
+        .filter(|&(_, weight)| weight != 0.0)
+}
+
 /// A batch's forward and backward through time: the loss, and what the parameters'
 /// gradients are made of ([`Bptt::grads`]).
 pub struct Bptt {
@@ -67,8 +74,14 @@ pub struct Bptt {
     layers: Vec<Layer>,
     /// `[T*B, C_m*S]`: the predictions.
     preds: Vec<f32>,
+    /// `[T*B, C_m*S]`: the logits of a head that ends in a sigmoid, kept for the
+    /// cross-entropy; empty otherwise.
+    logits: Vec<f32>,
     /// `[T*B, C_m*S]`: dLoss/d(the head's affine output); empty without a head.
     d_y: Vec<f32>,
+    /// `[T*B, C_m*S]`: the cross-entropy's own gradient at the logits, `(p - y)` times the
+    /// step's weight; empty for the squared error.
+    d_logits: Vec<f32>,
 }
 
 /// Runs the forward and backward of `plan` on `frames` (`[L, B, C_m, S]`, model space) with
@@ -134,7 +147,12 @@ pub fn forward<M: GateKernels + ?Sized>(
         fed,
         layers,
         preds: take(samples * frame),
+        logits: match (plan.loss, stack.head) {
+            (Loss::Bce, Head::AffineSigmoid) => take(samples * frame),
+            _ => Vec::new(),
+        },
         d_y: Vec::new(),
+        d_logits: Vec::new(),
     };
     // Known inputs: layer by layer, each layer's input half folded over the steps.
     for k in 0..stack.layers() {
@@ -160,6 +178,8 @@ impl Drop for Bptt {
             std::mem::take(&mut self.frames),
             std::mem::take(&mut self.preds),
             std::mem::take(&mut self.d_y),
+            std::mem::take(&mut self.logits),
+            std::mem::take(&mut self.d_logits),
         ];
         all.extend(self.fed.take());
         for layer in &mut self.layers {
@@ -264,7 +284,12 @@ impl Bptt {
             (head, Some(w)) => {
                 model.head_forward(w, h, hi - lo, preds);
                 match head {
-                    Head::AffineSigmoid => preds.iter_mut().for_each(|p| *p = sigmoid(*p)),
+                    Head::AffineSigmoid => {
+                        if !self.logits.is_empty() {
+                            self.logits[lo * frame..hi * frame].copy_from_slice(preds);
+                        }
+                        preds.iter_mut().for_each(|p| *p = sigmoid(*p));
+                    }
                     Head::Residual => {
                         let inputs = match &self.fed {
                             Some(fed) => fed,
@@ -282,19 +307,65 @@ impl Bptt {
     }
 
     /// The batch loss (see [`Plan::weight`]) and its gradient with respect to each
-    /// prediction, kept for the backward. Per step: the sum over the frame's `P` values of
-    /// the squared error, over `P`; `dL/dpred = 2 (pred - frame) w / P`.
+    /// prediction (or, for the cross-entropy, each logit), kept for the backward.
     fn loss_and_output_grads(&mut self) -> f64 {
         let frame = self.frame_len();
-        let batch = self.plan.batch;
         // Steps whose predictions do not count keep a zero gradient.
         let mut d_preds = take_zeroed(self.preds.len());
-        let mut loss = 0f64;
-        for t in 0..self.plan.steps {
-            let weight = self.plan.weight(t);
-            if weight == 0.0 {
-                continue;
+        let loss = match self.plan.loss {
+            Loss::Mse => self.squared_error(&mut d_preds),
+            Loss::Bce => {
+                assert!(
+                    !self.logits.is_empty(),
+                    "the cross-entropy needs a head that ends in a sigmoid"
+                );
+                self.d_logits = take_zeroed(self.preds.len());
+                self.cross_entropy()
             }
+        };
+        // Where there is no head, the prediction is the top layer's h.
+        let top = self.layers.last_mut().expect("a stack has layers");
+        if self.stack.head.is_none() {
+            top.d_above = d_preds;
+        } else {
+            top.d_above = take(self.preds.len() / frame * top.state);
+            self.d_y = d_preds;
+        }
+        loss
+    }
+
+    /// The cross-entropy from the logits, into `d_logits`. Per step: the sum over the
+    /// frame's values of `max(z, 0) - z y + ln(1 + exp(-|z|))`; `dL/dz = (p - y) w`.
+    fn cross_entropy(&mut self) -> f64 {
+        let frame = self.frame_len();
+        let batch = self.plan.batch;
+        let mut loss = 0f64;
+        for (t, weight) in counted_steps(self.plan) {
+            let at = t * batch * frame;
+            let len = batch * frame;
+            let targets = &self.frames[at + len..][..len];
+            let mut step_sum = 0f64;
+            for (((z, p), y), d) in self.logits[at..at + len]
+                .iter()
+                .zip(&self.preds[at..at + len])
+                .zip(targets)
+                .zip(&mut self.d_logits[at..at + len])
+            {
+                step_sum += (z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()) as f64;
+                *d = (p - y) * weight as f32;
+            }
+            loss += step_sum * weight;
+        }
+        loss
+    }
+
+    /// The squared error, into `d_preds`. Per step: the sum over the frame's `P` values of
+    /// the squared error, over `P`; `dL/dpred = 2 (pred - frame) w / P`.
+    fn squared_error(&self, d_preds: &mut [f32]) -> f64 {
+        let frame = self.frame_len();
+        let batch = self.plan.batch;
+        let mut loss = 0f64;
+        for (t, weight) in counted_steps(self.plan) {
             let scale = (2.0 / frame as f32) * weight as f32;
             for b in 0..batch {
                 let at = (t * batch + b) * frame;
@@ -311,14 +382,6 @@ impl Bptt {
                 }
                 loss += step_sum / frame as f64 * weight;
             }
-        }
-        // Where there is no head, the prediction is the top layer's h.
-        let top = self.layers.last_mut().expect("a stack has layers");
-        if self.stack.head.is_none() {
-            top.d_above = d_preds;
-        } else {
-            top.d_above = take(self.preds.len() / frame * top.state);
-            self.d_y = d_preds;
         }
         loss
     }
@@ -420,6 +483,11 @@ impl Bptt {
         if head == Head::AffineSigmoid {
             for (d, p) in d_y.iter_mut().zip(&self.preds[lo * frame..hi * frame]) {
                 *d *= p * (1.0 - p);
+            }
+            if !self.d_logits.is_empty() {
+                for (d, dl) in d_y.iter_mut().zip(&self.d_logits[lo * frame..hi * frame]) {
+                    *d += dl;
+                }
             }
         }
         let w = weights.head.as_ref().expect("a head has weights");

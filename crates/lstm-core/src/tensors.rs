@@ -11,7 +11,7 @@
 use candle_core::{DType, Result, Tensor};
 
 use crate::cell::{lstm_step_backward, lstm_step_forward, StepCache};
-use crate::plan::{Objective, Plan};
+use crate::plan::{Loss, Objective, Plan};
 use crate::seam::{GateOps, GateOpsBackward, Recurrent};
 use crate::stack::{Head, Stack};
 
@@ -67,13 +67,35 @@ pub fn forward_plan<M: Recurrent + ?Sized>(
     run.predictions(model.stack(), plan.steps, plan.batch)
 }
 
+/// The predictions of `plan` over `windows` `[L, B, C, H, W]` (as [`forward_plan`]) and
+/// its batch loss, whatever it is measured by ([`Loss`]): the cross-entropy from the
+/// head's logits. Training under autograd and the gradient checks take the loss from here.
+pub fn forward_loss<M: Recurrent + ?Sized>(
+    model: &M,
+    windows: &Tensor,
+    plan: &Plan,
+) -> Result<(Tensor, Tensor)> {
+    let inputs = windows.narrow(0, 0, plan.known)?;
+    let run = Run::forward(model, &inputs, plan.steps, plan.batch, plan.known)?;
+    let stack = model.stack();
+    let predictions = run.predictions(stack, plan.steps, plan.batch)?;
+    let loss = match plan.loss {
+        Loss::Mse => loss(&predictions, windows, plan)?,
+        Loss::Bce => bce_loss(&run.logits(stack, plan.steps, plan.batch)?, windows, plan)?,
+    };
+    Ok((predictions, loss))
+}
+
 /// The window loss: the batch loss of `plan` (see [`Plan::weight`]) from `predictions`
 /// `[T, B, C, H, W]` and `windows` `[L, B, C, H, W]`, as a scalar tensor that autograd can
 /// differentiate. For the seed's plan this is the sum over steps of the per-step mean
 /// squared error. Training under autograd, the written-out backward and every evaluation
 /// take it from here; the slice driver fuses the same per-step weights with its gradient,
-/// and is tested against it.
+/// and is tested against it. The cross-entropy needs the logits: [`bce_loss`].
 pub fn loss(predictions: &Tensor, windows: &Tensor, plan: &Plan) -> Result<Tensor> {
+    if plan.loss != Loss::Mse {
+        candle_core::bail!("the cross-entropy is taken from logits: see tensors::bce_loss");
+    }
     let (steps, batch) = (plan.steps, plan.batch);
     let targets = windows.narrow(0, 1, steps)?; // [T, B, C, H, W]
     let per_frame = (predictions - targets)?
@@ -91,6 +113,20 @@ pub fn loss(predictions: &Tensor, windows: &Tensor, plan: &Plan) -> Result<Tenso
     }
 }
 
+/// The cross-entropy batch loss of `plan` (see [`Loss::Bce`], [`Plan::weight`]) from the
+/// logits of the predictions `[T, B, C, H, W]` and `windows` `[L, B, C, H, W]`: per frame
+/// the sum over its values of `max(z, 0) - z y + ln(1 + exp(-|z|))`.
+pub fn bce_loss(logits: &Tensor, windows: &Tensor, plan: &Plan) -> Result<Tensor> {
+    let (steps, batch) = (plan.steps, plan.batch);
+    let targets = windows.narrow(0, 1, steps)?; // [T, B, C, H, W]
+    let softplus = logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
+    let per_value = ((logits.relu()? - (logits * targets)?)? + softplus)?;
+    let per_frame = per_value.reshape((steps * batch, ()))?.sum(1)?; // [T*B]
+    let weights: Vec<f64> = (0..steps * batch).map(|s| plan.weight(s / batch)).collect();
+    let weights = Tensor::new(weights.as_slice(), logits.device())?.to_dtype(logits.dtype())?;
+    (per_frame * weights)?.sum_all()
+}
+
 /// One step's forward of one layer: what its backward reads.
 struct StepRun {
     cache: StepCache,
@@ -106,6 +142,8 @@ struct Run {
     steps: Vec<Vec<StepRun>>,
     /// The predictions in model space, in runs of steps.
     preds: Vec<Tensor>,
+    /// Their logits, in the same runs, where the head ends in a sigmoid.
+    logits: Vec<Tensor>,
     /// Per layer, `h_0 = c_0 = 0`, `[B, C, ...]`.
     zeros: Vec<Tensor>,
     /// Per layer, the `h` and `c` its first step starts from where they are not zero (an
@@ -141,6 +179,7 @@ impl Run {
             inputs: vec![Vec::new(); stack.layers()],
             steps: (0..stack.layers()).map(|_| Vec::new()).collect(),
             preds: Vec::new(),
+            logits: Vec::new(),
             starts: vec![None; stack.layers()],
             zeros,
         };
@@ -159,7 +198,7 @@ impl Run {
             let hs: Vec<&Tensor> = run.steps[k].iter().map(|s| &s.h).collect();
             input = Tensor::cat(&hs, 0)?; // [known*B, C, ...]
         }
-        run.preds.push(head(model, stack, &input, &x0)?);
+        run.push_head(model, &input, &x0)?;
         // Each later step reads the prediction before it.
         for _ in known..steps {
             let last = run.preds.last().expect("the known steps' predictions");
@@ -171,7 +210,7 @@ impl Run {
                 run.step(model, k, &px)?;
                 input = run.steps[k].last().expect("a step").h.clone();
             }
-            run.preds.push(head(model, stack, &input, &fed)?);
+            run.push_head(model, &input, &fed)?;
         }
         Ok(run)
     }
@@ -237,7 +276,7 @@ impl Run {
                 [] => h_of(layers - 1).clone(),
                 reads => Tensor::cat(&reads.iter().map(|&k| h_of(k)).collect::<Vec<_>>(), 1)?,
             }; // [B, C_head, ...]
-            self.preds.push(head(model, stack, &read, &x)?);
+            self.push_head(model, &read, &x)?;
         }
         Ok(())
     }
@@ -256,23 +295,54 @@ impl Run {
         Ok(())
     }
 
+    /// The head's predictions `[n, C_m, ...]` from the top layer's `h` `[n, C_top, ...]`
+    /// and the steps' inputs `x` `[n, C_m, ...]` (read by the residual head only), kept
+    /// with their logits where the head ends in a sigmoid.
+    fn push_head<M: Recurrent + ?Sized>(
+        &mut self,
+        model: &M,
+        h: &Tensor,
+        x: &Tensor,
+    ) -> Result<()> {
+        let pred = match self.stack.head {
+            Head::None => h.clone(),
+            Head::Affine => GateOps::head_forward(model, h)?,
+            Head::AffineSigmoid => {
+                let logits = GateOps::head_forward(model, h)?;
+                let pred = candle_nn::ops::sigmoid(&logits)?;
+                self.logits.push(logits);
+                pred
+            }
+            Head::Residual => (x + GateOps::head_forward(model, h)?)?,
+        };
+        self.preds.push(pred);
+        Ok(())
+    }
+
     /// `[T, B, C, H, W]`.
     fn predictions(&self, stack: &Stack, steps: usize, batch: usize) -> Result<Tensor> {
-        let preds = Tensor::cat(&self.preds, 0)?; // [T*B, C_m, ...]
-        let [c, h, w] = stack.frame;
-        from_model_space(stack, &preds)?.reshape((steps, batch, c, h, w))
+        frames_of(stack, &self.preds, steps, batch)
+    }
+
+    /// The predictions' logits `[T, B, C, H, W]`; an error without a head that ends in a
+    /// sigmoid.
+    fn logits(&self, stack: &Stack, steps: usize, batch: usize) -> Result<Tensor> {
+        if self.logits.is_empty() {
+            candle_core::bail!(
+                "the cross-entropy loss is taken from the logits of a head that ends in a \
+                 sigmoid; this model's head is {}",
+                stack.head.name()
+            );
+        }
+        frames_of(stack, &self.logits, steps, batch)
     }
 }
 
-/// The head: predictions `[n, C_m, ...]` from the top layer's `h` `[n, C_top, ...]` and the
-/// steps' inputs `x` `[n, C_m, ...]` (read by the residual head only).
-fn head<M: Recurrent + ?Sized>(model: &M, stack: &Stack, h: &Tensor, x: &Tensor) -> Result<Tensor> {
-    match stack.head {
-        Head::None => Ok(h.clone()),
-        Head::Affine => GateOps::head_forward(model, h),
-        Head::AffineSigmoid => candle_nn::ops::sigmoid(&GateOps::head_forward(model, h)?),
-        Head::Residual => x + GateOps::head_forward(model, h)?,
-    }
+/// Runs of steps in model space `[n*B, C_m, ...]` as frames `[T, B, C, H, W]`.
+fn frames_of(stack: &Stack, runs: &[Tensor], steps: usize, batch: usize) -> Result<Tensor> {
+    let all = Tensor::cat(runs, 0)?; // [T*B, C_m, ...]
+    let [c, h, w] = stack.frame;
+    from_model_space(stack, &all)?.reshape((steps, batch, c, h, w))
 }
 
 /// The loss of `plan` over `windows` `[L, B, C, H, W]` and the gradient of every
@@ -289,8 +359,9 @@ pub fn bptt<M: Recurrent + ?Sized>(
     let inputs = windows.narrow(0, 0, known)?;
     let run = Run::forward(model, &inputs, steps, batch, known)?;
 
-    // The loss, and dLoss/d(prediction) in model space: its weights are the plan's, as
-    // [`loss`]'s are.
+    // The loss, and its gradient in model space: its weights are the plan's, as [`loss`]'s
+    // are. The squared error's reaches the predictions; the cross-entropy's, `p - y`, the
+    // logits, and the predictions then only what a later step's reading them sends back.
     let [c, h, w] = stack.frame;
     let frame = (c * h * w) as f64;
     let targets = windows
@@ -301,11 +372,28 @@ pub fn bptt<M: Recurrent + ?Sized>(
     let diff = (&preds - &targets)?;
     let weights: Vec<f64> = (0..steps * batch).map(|s| plan.weight(s / batch)).collect();
     let weights = Tensor::new(weights.as_slice(), preds.device())?.to_dtype(preds.dtype())?;
-    let loss = loss(&run.predictions(stack, steps, batch)?, windows, plan)?;
-    let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     let mut shape = vec![steps * batch];
     shape.extend(std::iter::repeat_n(1, preds.rank() - 1));
-    let d_preds = diff.broadcast_mul(&weights.reshape(shape)?.affine(2.0 / frame, 0.0)?)?;
+    let weights = weights.reshape(shape)?;
+    let (loss, d_preds, d_logits) = match plan.loss {
+        Loss::Mse => (
+            loss(&run.predictions(stack, steps, batch)?, windows, plan)?,
+            diff.broadcast_mul(&weights.affine(2.0 / frame, 0.0)?)?,
+            None,
+        ),
+        Loss::Bce => (
+            bce_loss(&run.logits(stack, steps, batch)?, windows, plan)?,
+            diff.zeros_like()?,
+            Some(diff.broadcast_mul(&weights)?),
+        ),
+    };
+    let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let d_logits_of = |from: usize, len: usize| -> Result<Option<Tensor>> {
+        d_logits
+            .as_ref()
+            .map(|d| d.narrow(0, from, len))
+            .transpose()
+    };
 
     let mut back = Backward::new(model, &run)?;
     let model = model.backward_ops().ok_or_else(|| {
@@ -323,7 +411,8 @@ pub fn bptt<M: Recurrent + ?Sized>(
             d_pred = (d_pred + d)?;
         }
         let segment = 1 + t - known;
-        let (d_top, d_x) = back.head(model, &run, segment, &d_pred)?;
+        let d_logit = d_logits_of(t * batch, batch)?;
+        let (d_top, d_x) = back.head(model, &run, segment, &d_pred, d_logit)?;
         let mut d_above = d_top;
         for k in (0..stack.layers()).rev() {
             let d_preact = back.layer_step(model, &run, k, t, &d_above)?;
@@ -341,7 +430,8 @@ pub fn bptt<M: Recurrent + ?Sized>(
         let head = d_pred.narrow(0, 0, (known - 1) * batch)?;
         d_pred = Tensor::cat(&[head, (last + d)?], 0)?;
     }
-    let (mut d_above, _) = back.head(model, &run, 0, &d_pred)?;
+    let d_logit = d_logits_of(0, known * batch)?;
+    let (mut d_above, _) = back.head(model, &run, 0, &d_pred, d_logit)?;
     for k in (0..stack.layers()).rev() {
         for t in (0..known).rev() {
             back.layer_step(model, &run, k, t, &d_above.narrow(0, t * batch, batch)?)?;
@@ -403,21 +493,28 @@ impl Backward {
         })
     }
 
-    /// The head's backward for run `segment` of predictions: returns the gradient reaching
-    /// the top layer's `h` and, for the residual head, the one reaching the input.
+    /// The head's backward for run `segment` of predictions, from the gradient reaching
+    /// the predictions and, for the cross-entropy, the one reaching their logits: returns
+    /// the gradient reaching the top layer's `h` and, for the residual head, the one
+    /// reaching the input.
     fn head<M: GateOpsBackward + ?Sized>(
         &mut self,
         model: &M,
         run: &Run,
         segment: usize,
         d_pred: &Tensor,
+        d_logit: Option<Tensor>,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let head = run.stack.head;
         let d_y = match head {
             Head::None => return Ok((d_pred.clone(), None)),
             Head::AffineSigmoid => {
                 let p = &run.preds[segment];
-                (d_pred * (p * p.affine(-1.0, 1.0)?)?)?
+                let d_y = (d_pred * (p * p.affine(-1.0, 1.0)?)?)?;
+                match d_logit {
+                    Some(d) => (d_y + d)?,
+                    None => d_y,
+                }
             }
             Head::Affine | Head::Residual => d_pred.clone(),
         };

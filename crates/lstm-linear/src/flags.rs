@@ -16,6 +16,19 @@ pub struct Flags {
     #[arg(long, value_delimiter = ',', value_name = "N,..")]
     #[serde(default, with = "lstm_core::stack::one_or_many_opt")]
     pub hidden: Option<Vec<usize>>,
+    /// The output layer's activation: linear (the seed's), or sigmoid (predictions in
+    /// (0, 1); what --loss bce needs).
+    #[arg(long, value_enum, value_name = "KIND")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Output>,
+}
+
+/// What follows the linear model's output layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    Linear,
+    Sigmoid,
 }
 
 impl Flags {
@@ -34,6 +47,7 @@ impl Flags {
             height: h,
             width: w,
             hidden,
+            sigmoid: self.output == Some(Output::Sigmoid),
         })
     }
 }
@@ -50,6 +64,7 @@ mod tests {
         );
         let flags = Flags {
             hidden: Some(vec![16, 0]),
+            ..Flags::default()
         };
         let err = flags.config([1, 8, 8]).unwrap_err().to_string();
         assert!(err.starts_with("--hidden 16,0:"), "{err}");

@@ -33,7 +33,7 @@ use lstm_core::{
 use serde::{Deserialize, Serialize};
 
 mod flags;
-pub use flags::Flags;
+pub use flags::{Flags, Output};
 
 /// The linear model's shape. Defaults are the seed's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +47,10 @@ pub struct Config {
     /// Hidden units of each layer. The seed: one layer of 4225, one per pixel.
     #[serde(with = "one_or_many")]
     pub hidden: Vec<usize>,
+    /// A sigmoid after the output layer: predictions in (0, 1), and the cross-entropy loss
+    /// (`--loss bce`) taken from the output layer's logits. The seed's output is linear.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sigmoid: bool,
 }
 
 impl Default for Config {
@@ -56,6 +60,7 @@ impl Default for Config {
             height: 65,
             width: 65,
             hidden: vec![4225],
+            sigmoid: false,
         }
     }
 }
@@ -74,7 +79,10 @@ impl Config {
             flat: true,
             hidden: self.hidden.clone(),
             peephole: false,
-            head: Head::Affine,
+            head: match self.sigmoid {
+                true => Head::AffineSigmoid,
+                false => Head::Affine,
+            },
             wiring: Default::default(),
         };
         stack.check().map_err(candle_core::Error::Msg)?;
@@ -414,6 +422,7 @@ impl lstm_core::SequenceModel for LinearLstm {
     const KIND: &'static str = "linear";
     const ABOUT: &'static str = "Fully connected LSTM with a linear output layer";
     const SIZE_FLAG: &'static str = "--hidden";
+    const SIGMOID_HEAD_FLAG: Option<&'static str> = Some("--output sigmoid");
     type Config = Config;
     type Flags = Flags;
 

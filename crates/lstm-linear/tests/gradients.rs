@@ -9,7 +9,7 @@ use harness::gradcheck::{
     assert_agree, assert_matches_autograd, check_gradients, generic_point, random_batch,
     weights_after_steps,
 };
-use harness::{loss_and_grads, train_step, Backward, Plan, Step};
+use harness::{loss_and_grads, train_step, Backward, Loss, Plan, Step};
 use lstm_linear::{Config, LinearLstm};
 
 fn config(c: usize, h: usize, w: usize, hidden: &[usize]) -> Config {
@@ -18,10 +18,12 @@ fn config(c: usize, h: usize, w: usize, hidden: &[usize]) -> Config {
         height: h,
         width: w,
         hidden: hidden.to_vec(),
+        sigmoid: false,
     }
 }
 
-/// Layers, batches, three channels, forecasting, a one-step window.
+/// Layers, batches, three channels, forecasting, the cross-entropy from a sigmoid output,
+/// a one-step window.
 fn cases() -> Vec<(&'static str, Config, Plan)> {
     vec![
         ("seed", config(1, 3, 4, &[6]), Plan::one_step(5, 1)),
@@ -31,6 +33,14 @@ fn cases() -> Vec<(&'static str, Config, Plan)> {
             "forecast",
             config(1, 3, 4, &[5, 4]),
             Plan::forecast(3, 2, 2),
+        ),
+        (
+            "cross-entropy forecast",
+            Config {
+                sigmoid: true,
+                ..config(1, 3, 4, &[5, 4])
+            },
+            Plan::forecast(3, 2, 2).with_loss(Loss::Bce),
         ),
         ("one step", config(1, 4, 4, &[3, 3]), Plan::one_step(2, 3)),
     ]
@@ -42,7 +52,7 @@ fn frame(c: &Config) -> [usize; 3] {
 
 #[test]
 fn gradients_match_central_differences() {
-    for (name, config, plan) in cases().into_iter().take(4) {
+    for (name, config, plan) in cases().into_iter().take(5) {
         let batch =
             random_batch(plan.window_len(), plan.batch, frame(&config), 1, DType::F64).unwrap();
         let report = check_gradients::<LinearLstm>(&config, &batch, &plan, 11, 1e-5).unwrap();
@@ -167,6 +177,7 @@ fn stacked_gates_equal_the_seeds_eight_separate_layers() {
         height: 7,
         width: 7,
         hidden: vec![7],
+        sigmoid: false,
     };
     let n = 7;
     let batch = random_batch(6, 1, [1, 7, 7], 2, DType::F64).unwrap();

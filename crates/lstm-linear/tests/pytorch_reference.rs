@@ -22,7 +22,7 @@ use std::path::Path;
 
 use frames::{Dataset, LoadOptions, WindowSpec};
 use harness::gradcheck::{assert_agree, assert_matches_fixture, compare_with_files};
-use harness::Plan;
+use harness::{Loss, Plan};
 use lstm_linear::{Config, LinearLstm};
 
 #[test]
@@ -67,7 +67,7 @@ fn every_option_matches_pytorch() {
         .map(|e| e.unwrap().path())
         .collect();
     paths.sort();
-    assert_eq!(paths.len(), 4, "{paths:?}");
+    assert_eq!(paths.len(), 5, "{paths:?}");
     for path in paths {
         let file = harness::checkpoint::Checkpoint::read(&path).unwrap();
         let about: serde_json::Value = serde_json::from_str(&file.metadata["config"]).unwrap();
@@ -82,11 +82,16 @@ fn every_option_matches_pytorch() {
                 .iter()
                 .map(|v| v.as_u64().unwrap() as usize)
                 .collect(),
+            sigmoid: about["head"] == "linear-sigmoid",
         };
         let batch = number("batch").unwrap();
         let plan = match (number("context"), number("horizon")) {
             (Some(k), Some(n)) => Plan::forecast(k, n, batch),
             _ => Plan::one_step(number("seq_len").unwrap(), batch),
+        };
+        let plan = match about["loss"].as_str() {
+            Some("bce") => plan.with_loss(Loss::Bce),
+            _ => plan,
         };
         assert_matches_fixture::<LinearLstm>(&config, &path, &plan);
     }
