@@ -57,6 +57,10 @@ The contract (everything float64, PyTorch layout, gates stacked i, f, g, o as in
   unpatched as the prediction is); window loss = SUM over the frames that count (every
   step's, or frames K .. K+N-1 when forecasting), batch loss = mean over the windows. The
   config gains "loss": "bce" (fixtures of the squared error have no "loss" key).
+- Scheduled sampling (--sampling-truth p --sampling-seed s, forecasts only): forecast step t
+  of window b reads the true frame t instead of the previous prediction where
+  splitmix64(s ^ (t << 32) ^ b) >> 11, over 2^53, is below p (no gradient then flows to
+  that prediction through the input). The config gains "sampling": [p, s].
 
 A fixture (safetensors, float64) holds `window` (uniform in [0, 1]), every parameter under
 its name, `grad.<name>` (the gradient of the batch loss), `loss` [1], `prediction`
@@ -102,6 +106,7 @@ def make_config(
     context=None,
     horizon=None,
     loss="mse",
+    sampling=None,
 ):
     """A checked config dict, with the keys (and key order) written to the fixtures."""
     hidden = [int(n) for n in hidden]
@@ -156,7 +161,30 @@ def make_config(
     }
     if loss != "mse":
         cfg["loss"] = loss
+    if sampling is not None:
+        if context is None:
+            raise ValueError("scheduled sampling needs a forecast")
+        cfg["sampling"] = [float(sampling[0]), int(sampling[1])]
     return cfg
+
+
+MASK64 = (1 << 64) - 1
+
+
+def splitmix64(x):
+    z = (x + 0x9E3779B97F4A7C15) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def reads_truth(cfg, t, b):
+    """Whether forecast step t of window b reads the true frame (scheduled sampling)."""
+    if cfg.get("sampling") is None:
+        return False
+    truth, seed = cfg["sampling"]
+    key = (seed ^ (t << 32) ^ (cfg.get("first_window", 0) + b)) & MASK64
+    return (splitmix64(key) >> 11) / float(1 << 53) < truth
 
 
 def param_shapes(cfg):
@@ -281,7 +309,11 @@ def run(cfg, params, window):
     context = cfg["context"]
     state, preds, logits = None, [], []
     for t in range(L - 1):
-        frame = window[:, t] if context is None or t < context else preds[-1]
+        if context is None or t < context:
+            frame = window[:, t]
+        else:
+            truth = torch.tensor([reads_truth(cfg, t, b) for b in range(B)]).view(B, *[1] * len(frame_shape))
+            frame = torch.where(truth, window[:, t], preds[-1])
         y, z, state = step(cfg, params, encode(frame), state)
         preds.append(decode(y))
         if z is not None:
@@ -325,6 +357,7 @@ CONV_CASES = [
     ("many-channels", dict(channels=1, height=16, width=16, patch=4, hidden=[16, 8], kernel=[3, 3], head="conv1x1", batch=2, seq_len=5)),
     ("bce-forecast", dict(channels=1, height=8, width=8, patch=2, hidden=[3, 2], kernel=[3, 3], peephole=True, head="conv1x1-sigmoid", batch=2, context=3, horizon=3, loss="bce")),
     ("bce-one-step", dict(channels=1, height=16, width=16, patch=4, hidden=[16], kernel=[3], head="conv1x1-sigmoid", batch=2, seq_len=4, loss="bce")),
+    ("sampled-forecast", dict(channels=1, height=8, width=8, patch=2, hidden=[3, 2], kernel=[3, 3], head="conv1x1-sigmoid", batch=4, context=2, horizon=3, sampling=(0.5, 11))),
 ]
 LINEAR_CASES = [
     ("seed", dict(channels=1, height=3, width=4, hidden=[6], batch=1, seq_len=5)),
@@ -481,7 +514,7 @@ def self_check(per_param=5):
         window, params = draw_case(cfg, seed)
         with torch.no_grad():
             batch_pred, batch_loss = run(cfg, params, window)
-            alone = [run(dict(cfg, batch=1), params, window[b : b + 1]) for b in range(len(window))]
+            alone = [run(dict(cfg, batch=1, first_window=b), params, window[b : b + 1]) for b in range(len(window))]
         worst = max(
             worst,
             abs(batch_loss.item() - sum(l.item() for _, l in alone) / len(alone)),
@@ -530,6 +563,8 @@ def parse_args(argv=None):
     p.add_argument("--peephole", action="store_true")
     p.add_argument("--head", choices=HEADS + ["linear", "linear-sigmoid"], help="conv head (default none); linear model: linear or linear-sigmoid")
     p.add_argument("--loss", choices=["mse", "bce"], default="mse")
+    p.add_argument("--sampling-truth", type=float, help="scheduled sampling: chance a forecast step reads the truth")
+    p.add_argument("--sampling-seed", type=int, default=0, help="scheduled sampling: the draws' seed")
     p.add_argument("--patch", type=int, default=1)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seq-len", type=int, default=5, help="frames per window (one-step mode)")
@@ -556,7 +591,7 @@ def main(argv=None):
         cfg = make_config(
             args.model, args.channels, args.height, args.width, args.hidden, args.kernel,
             args.peephole, args.head, args.patch, args.batch, args.seq_len, args.context, args.horizon,
-            args.loss,
+            args.loss, None if args.sampling_truth is None else (args.sampling_truth, args.sampling_seed),
         )
         if args.out:
             loss = write_fixture(cfg, args.seed, args.out)

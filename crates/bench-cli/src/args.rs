@@ -444,6 +444,13 @@ pub struct RunSettings {
     #[arg(long, value_name = "K", requires = "horizon")]
     #[serde(default)]
     pub context: Option<usize>,
+    /// Scheduled sampling (Bengio et al. 2015, as PredRNN and OpenSTL train): during
+    /// training each forecast step of each window reads the true frame instead of its own
+    /// previous prediction with a chance that falls linearly from 1 at the first update to
+    /// 0 after N updates (drawn from --seed; evaluation always reads its own predictions).
+    #[arg(long, value_name = "N", requires = "context")]
+    #[serde(default)]
+    pub scheduled_sampling: Option<u64>,
     /// Forecast: frames predicted after --context.
     #[arg(long, value_name = "N", requires = "context")]
     #[serde(default)]

@@ -158,6 +158,9 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(x) = run.clip_grad_norm.filter(|x| !(x.is_finite() && *x > 0.0)) {
         bail!("--clip-grad-norm {x}: the largest norm must be a positive number");
     }
+    if run.scheduled_sampling == Some(0) {
+        bail!("--scheduled-sampling 0: sample the truth over at least one update");
+    }
     if run.data.fresh_sequences && run.data.data.as_os_str() != MOVING_MNIST {
         bail!("--fresh-sequences draws Moving MNIST afresh: it needs --data moving-mnist");
     }
@@ -191,6 +194,7 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             fresh_windows: run.data.fresh_sequences,
             clip_grad_norm: run.clip_grad_norm,
             loss: run.loss,
+            scheduled_sampling: run.scheduled_sampling,
             lr_schedule: match run.lr_schedule {
                 ScheduleKind::Constant => LrSchedule::Constant,
                 ScheduleKind::Cosine => LrSchedule::Cosine,

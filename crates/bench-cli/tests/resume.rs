@@ -733,14 +733,16 @@ fn fresh_moving_mnist_sequences_resume_exactly() {
     );
     assert_eq!(drawn[1], kept[1], "epoch 1 trains on the same sequences");
     assert_ne!(drawn[2], kept[2], "epoch 2 trains on new ones");
+    killed_in_epoch_2_then_resumed(&fresh, reference.path(), "fresh sequences");
+}
+
+/// A run of `extra` killed at its ninth window (epoch 2 of 6 windows an epoch), resumed:
+/// the same as the uninterrupted run in `reference`, bit for bit.
+fn killed_in_epoch_2_then_resumed(extra: &[&str], reference: &Path, what: &str) {
     let dir = tempfile::tempdir().unwrap();
-    killed_by("kill:window:9", dir.path(), &fresh);
+    killed_by("kill:window:9", dir.path(), extra);
     ok(&train_args(dir.path(), &["--resume"]));
-    assert_same_run(
-        dir.path(),
-        reference.path(),
-        "fresh sequences, killed in epoch 2",
-    );
+    assert_same_run(dir.path(), reference, &format!("{what}, killed in epoch 2"));
 }
 
 /// RMSProp trains and is recorded: a resume with Adam instead is refused, naming the
@@ -825,4 +827,49 @@ fn a_cross_entropy_run_needs_a_sigmoid_output_and_resumes_only_as_one() {
     );
     ok(&strs(&args(&["--resume", "--epochs", "2"])));
     assert_eq!(rows_without_timing(&out).len(), 1 + 2);
+}
+
+/// Scheduled sampling changes what training reads (epoch 1's loss differs from a run
+/// without it, the test figures read the model's own predictions either way), and a run
+/// killed in epoch 2 resumes to the same end, bit for bit: the draws follow the update.
+#[test]
+fn scheduled_sampling_trains_differently_and_resumes_exactly() {
+    let forecast = [
+        "--data",
+        "moving-mnist",
+        "--sequences",
+        "6",
+        "--test-sequences",
+        "2",
+        "--context",
+        "10",
+        "--horizon",
+        "10",
+    ];
+    let sampled = [&forecast[..], &["--scheduled-sampling", "12"]].concat();
+    let reference = reference_run(&sampled);
+    let plain = reference_run(&forecast);
+    let train_loss = |dir: &Path, epoch: usize| -> String {
+        rows_without_timing(dir)[epoch]
+            .split(',')
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(
+        train_loss(reference.path(), 1),
+        train_loss(plain.path(), 1),
+        "reading true frames changes epoch 1's training loss"
+    );
+    killed_in_epoch_2_then_resumed(&sampled, reference.path(), "scheduled sampling");
+    let out = tempfile::tempdir().unwrap();
+    let refused = fails(&[
+        "--model",
+        "conv",
+        "--scheduled-sampling",
+        "10",
+        "--out",
+        s(out.path()),
+    ]);
+    assert!(refused.contains("--context"), "{refused}");
 }

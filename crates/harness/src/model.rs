@@ -248,7 +248,7 @@ fn sharded<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<(f64,
             let windows = SHARD.min(plan.batch - start);
             let part = batch.narrow(1, start, windows)?.contiguous()?;
             lstm_core::linalg::serial(|| -> Result<(f64, Vec<Vec<f32>>)> {
-                let bptt = slice_bptt(model, &part, &plan.shard(windows))?;
+                let bptt = slice_bptt(model, &part, &plan.shard(start, windows))?;
                 let grads = values(model, &bptt.grads(kernels(model)));
                 Ok((bptt.loss, grads))
             })

@@ -39,6 +39,11 @@ pub struct TrainSettings {
     /// draws them); the seed trains on one set.
     #[serde(default, skip_serializing_if = "is_false")]
     pub fresh_windows: bool,
+    /// Scheduled sampling over this many updates (see [`lstm_core::Sampling`]): a
+    /// forecast step reads the true frame with a chance that falls linearly from 1 to 0
+    /// over them. `None`: it always reads its own prediction, as in evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_sampling: Option<u64>,
     /// What the training loss measures (the seed: the squared error). Always written, so
     /// that a resume refused for it names both losses; a record without it is the seed's.
     #[serde(default)]
@@ -106,6 +111,7 @@ impl Default for TrainSettings {
             fresh_windows: false,
             clip_grad_norm: None,
             loss: Loss::Mse,
+            scheduled_sampling: None,
         }
     }
 }

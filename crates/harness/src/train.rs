@@ -26,7 +26,12 @@ use crate::params::{
 };
 use crate::resume::{self, DataFingerprint, Progress, TrainingState};
 use crate::settings::TrainSettings;
-use lstm_core::{Head, Loss, Plan};
+use lstm_core::plan::splitmix64;
+use lstm_core::{Head, Loss, Plan, Sampling};
+
+/// Mixed into the run's seed for scheduled sampling's draws, apart from every other use
+/// of the seed.
+const SAMPLING_STREAM: u64 = 0x5353_414d_504c_494e; // "SSAMPLIN"
 
 use crate::keys::CHECKPOINT_METADATA_KEY;
 use crate::rows::{write_csv, EpochRow};
@@ -769,7 +774,8 @@ impl<M: SequenceModel> Run<'_, M> {
                 Some(f) => f.plan(batch_size),
                 None => Plan::one_step(batch.dim(0)?, batch_size),
             }
-            .with_loss(self.config.training.loss);
+            .with_loss(self.config.training.loss)
+            .with_sampling(self.sampling());
             self.schedule_lr(windows_per_epoch);
             let step = train_step(
                 &self.model,
@@ -833,6 +839,20 @@ impl<M: SequenceModel> Run<'_, M> {
                 .lr_schedule
                 .lr(training.adam.lr, self.adam.step, total);
         }
+    }
+
+    /// Scheduled sampling for the next update: the chance that a forecast step reads the
+    /// true frame falls linearly from 1 at the first update to 0 after
+    /// `scheduled_sampling` updates; the draws' seed is the run's seed and the update's
+    /// number, so a resumed run draws what the uninterrupted one did.
+    fn sampling(&self) -> Option<Sampling> {
+        let updates = self.config.training.scheduled_sampling?;
+        let done = self.adam.step;
+        let truth = 1.0 - done as f64 / updates as f64;
+        (truth > 0.0).then(|| Sampling {
+            truth,
+            seed: splitmix64(splitmix64(self.config.training.seed ^ SAMPLING_STREAM) ^ done),
+        })
     }
 
     /// The loss of an update, or the error that stops the run when it was not finite.

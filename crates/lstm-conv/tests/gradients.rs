@@ -12,7 +12,7 @@ use harness::gradcheck::{
 use harness::params::{init_parameters, var_builder};
 use harness::{loss_and_grads, Backward, Loss, ParamInit, Plan, SequenceModel};
 use lstm_conv::{Config, ConvLstm};
-use lstm_core::Head;
+use lstm_core::{Head, Sampling};
 use lstm_linear::LinearLstm;
 
 /// A configuration, a frame `[C, H, W]` and a plan.
@@ -48,7 +48,8 @@ fn conv(hidden: &[usize], kernel: &[usize], peephole: bool, head: Head, patch: u
 }
 
 /// Every option alone (layers with their own kernels, peepholes, each head, patches,
-/// batches, three channels, forecasting, the cross-entropy loss) and combined.
+/// batches, three channels, forecasting, the cross-entropy loss, scheduled sampling) and
+/// combined.
 fn cases() -> Vec<Case> {
     let rgb = Config {
         channels: 3,
@@ -110,12 +111,32 @@ fn cases() -> Vec<Case> {
             plan: Plan::forecast(3, 3, 2).with_loss(Loss::Bce),
         },
         Case {
+            name: "scheduled sampling",
+            config: conv(&[3, 2], &[3], false, Head::AffineSigmoid, 2),
+            frame: [1, 8, 8],
+            plan: sampled(Plan::forecast(2, 3, 4)),
+        },
+        Case {
             name: "cross-entropy one step",
             config: conv(&[3], &[3], false, Head::AffineSigmoid, 2),
             frame: [1, 8, 8],
             plan: Plan::one_step(4, 2).with_loss(Loss::Bce),
         },
     ]
+}
+
+/// `plan` with scheduled sampling at 1/2 whose draws (seed 11) read the truth at some
+/// forecast steps of some windows and the prediction at others.
+fn sampled(plan: Plan) -> Plan {
+    let plan = plan.with_sampling(Some(Sampling {
+        truth: 0.5,
+        seed: 11,
+    }));
+    let draws: Vec<bool> = (plan.known..plan.steps)
+        .flat_map(|t| (0..plan.batch).map(move |b| plan.reads_truth(t, b)))
+        .collect();
+    assert!(draws.contains(&true) && draws.contains(&false), "{draws:?}");
+    plan
 }
 
 /// Layers of many channels, which the slice driver runs as matrix products
@@ -190,6 +211,12 @@ fn f32_slice_driver_equals_autograd() {
     }];
     all.extend(cases());
     all.push(many_channels());
+    all.push(Case {
+        name: "scheduled sampling in shards",
+        config: conv(&[3], &[3], false, Head::Residual, 2),
+        frame: [1, 8, 8],
+        plan: sampled(Plan::forecast(2, 4, 11)),
+    });
     all.push(Case {
         name: "kernel 7, wide",
         config: conv(&[2], &[7], false, Head::Affine, 1),

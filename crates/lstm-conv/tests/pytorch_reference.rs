@@ -10,7 +10,8 @@
 //!   ```
 //! - every option alone and combined (layers, kernels per layer, peepholes, each head,
 //!   patches, batches, three channels, forecasting with fed-back predictions, layers of
-//!   many channels that run as matrix products), each case a file holding its windows,
+//!   many channels that run as matrix products, the cross-entropy loss, scheduled
+//!   sampling), each case a file holding its windows,
 //!   weights, loss, gradients and predictions (`bench/torch_general.py`, its own ConvLSTM
 //!   written with `nn.functional.conv2d` and `pixel_unshuffle`; the cases and their seeds
 //!   are in its docstring):
@@ -28,6 +29,7 @@ use harness::gradcheck::{assert_agree, assert_matches_fixture, compare_with_file
 use harness::{Loss, Plan};
 use lstm_conv::{Config, ConvLstm};
 use lstm_core::Head;
+use lstm_core::Sampling;
 
 #[test]
 fn seed_loss_and_gradients_match_pytorch() {
@@ -96,6 +98,10 @@ fn case(path: &Path) -> (Config, Plan) {
         Some("bce") => plan.with_loss(Loss::Bce),
         _ => plan,
     };
+    let plan = plan.with_sampling(about["sampling"].as_array().map(|s| Sampling {
+        truth: s[0].as_f64().unwrap(),
+        seed: s[1].as_u64().unwrap(),
+    }));
     (config, plan)
 }
 
@@ -107,7 +113,7 @@ fn every_option_matches_pytorch() {
         .map(|e| e.unwrap().path())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 11, "{names:?}");
+    assert_eq!(names.len(), 12, "{names:?}");
     for path in names {
         let (config, plan) = case(&path);
         assert_matches_fixture::<ConvLstm>(&config, &path, &plan);

@@ -39,7 +39,7 @@ pub mod stack;
 pub mod tensors;
 
 pub use grad::{Grad, Outer};
-pub use plan::{Loss, Objective, Plan};
+pub use plan::{Loss, Objective, Plan, Sampling};
 pub use seam::{
     GateIo, GateKernels, GateOps, GateOpsBackward, HeadSlices, LayerSlices, Recurrent,
     SequenceModel, StackSlices,

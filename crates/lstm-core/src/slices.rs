@@ -159,11 +159,17 @@ pub fn forward<M: GateKernels + ?Sized>(
         run.layer_forward(model, weights, k, 0, known);
     }
     run.head_forward(model, weights, 0, known);
-    // Each later step reads the prediction before it.
+    // Each later step reads the prediction before it (or, sampled, the true frame).
     for t in known..steps {
-        let (from, to) = ((t - 1) * batch * frame, t * batch * frame);
         let fed = run.fed.as_mut().expect("forecast steps have fed inputs");
-        fed[to..to + batch * frame].copy_from_slice(&run.preds[from..to]);
+        for b in 0..batch {
+            let to = (t * batch + b) * frame;
+            let from = match plan.reads_truth(t, b) {
+                true => &run.frames[to..to + frame],
+                false => &run.preds[to - batch * frame..][..frame],
+            };
+            fed[to..to + frame].copy_from_slice(from);
+        }
         for k in 0..stack.layers() {
             run.layer_forward(model, weights, k, t, t + 1);
         }
@@ -422,15 +428,16 @@ impl Bptt {
                     d_fed.as_deref_mut(),
                 );
             }
-            // Step t read the prediction of step t - 1.
+            // Step t read the prediction of step t - 1, where it did not read the truth.
             let d_fed = d_fed.as_ref().expect("forecast steps have fed inputs");
-            let (from, to) = (t * batch * frame, (t - 1) * batch * frame);
+            let plan = self.plan;
             let d = self.d_of_predictions();
-            for (a, b) in d[to..to + batch * frame]
-                .iter_mut()
-                .zip(&d_fed[from..from + batch * frame])
-            {
-                *a += b;
+            for w in (0..batch).filter(|&w| !plan.reads_truth(t, w)) {
+                let from = (t * batch + w) * frame;
+                let to = from - batch * frame;
+                for (a, b) in d[to..to + frame].iter_mut().zip(&d_fed[from..from + frame]) {
+                    *a += b;
+                }
             }
         }
         self.head_backward(model, weights, d_fed.as_deref_mut(), 0, known);

@@ -51,7 +51,7 @@ pub fn from_model_space(stack: &Stack, x: &Tensor) -> Result<Tensor> {
 /// Differentiable by candle's autograd.
 pub fn forward<M: Recurrent + ?Sized>(model: &M, inputs: &Tensor) -> Result<Tensor> {
     let (steps, batch) = (inputs.dim(0)?, inputs.dim(1)?);
-    let run = Run::forward(model, inputs, steps, batch, steps)?;
+    let run = Run::forward(model, inputs, &Plan::one_step(steps + 1, batch))?;
     run.predictions(model.stack(), steps, batch)
 }
 
@@ -62,8 +62,7 @@ pub fn forward_plan<M: Recurrent + ?Sized>(
     windows: &Tensor,
     plan: &Plan,
 ) -> Result<Tensor> {
-    let inputs = windows.narrow(0, 0, plan.known)?;
-    let run = Run::forward(model, &inputs, plan.steps, plan.batch, plan.known)?;
+    let run = Run::forward(model, &step_inputs(windows, plan)?, plan)?;
     run.predictions(model.stack(), plan.steps, plan.batch)
 }
 
@@ -75,8 +74,7 @@ pub fn forward_loss<M: Recurrent + ?Sized>(
     windows: &Tensor,
     plan: &Plan,
 ) -> Result<(Tensor, Tensor)> {
-    let inputs = windows.narrow(0, 0, plan.known)?;
-    let run = Run::forward(model, &inputs, plan.steps, plan.batch, plan.known)?;
+    let run = Run::forward(model, &step_inputs(windows, plan)?, plan)?;
     let stack = model.stack();
     let predictions = run.predictions(stack, plan.steps, plan.batch)?;
     let loss = match plan.loss {
@@ -152,18 +150,17 @@ struct Run {
 }
 
 impl Run {
-    /// `inputs` `[known, B, C, H, W]`: the true frames read by the first `known` steps.
-    fn forward<M: Recurrent + ?Sized>(
-        model: &M,
-        inputs: &Tensor,
-        steps: usize,
-        batch: usize,
-        known: usize,
-    ) -> Result<Run> {
+    /// `inputs` `[known or T, B, C, H, W]`: the true frames steps may read (the first
+    /// `plan.known` do; later ones where the plan samples the truth: [`step_inputs`]).
+    fn forward<M: Recurrent + ?Sized>(model: &M, inputs: &Tensor, plan: &Plan) -> Result<Run> {
+        let (steps, batch, known) = (plan.steps, plan.batch, plan.known);
         let stack = model.stack();
         let (dtype, device) = (inputs.dtype(), inputs.device());
         let (_, _, c, h, w) = inputs.dims5()?;
-        let x0 = to_model_space(stack, &inputs.reshape((known * batch, c, h, w))?)?;
+        let x0 = inputs
+            .narrow(0, 0, known)?
+            .reshape((known * batch, c, h, w))?;
+        let x0 = to_model_space(stack, &x0)?;
         let wired = !stack.wiring.is_plain();
         let zeros = stack
             .hidden
@@ -184,7 +181,7 @@ impl Run {
             zeros,
         };
         if wired {
-            run.forward_wired(model, &x0, steps, batch, known)?;
+            run.forward_wired(model, &x0, inputs, plan)?;
             return Ok(run);
         }
         // Known inputs: layer by layer; each layer's input half folded over the steps.
@@ -199,10 +196,11 @@ impl Run {
             input = Tensor::cat(&hs, 0)?; // [known*B, C, ...]
         }
         run.push_head(model, &input, &x0)?;
-        // Each later step reads the prediction before it.
-        for _ in known..steps {
+        // Each later step reads the prediction before it (or, sampled, the true frame).
+        for t in known..steps {
             let last = run.preds.last().expect("the known steps' predictions");
-            let fed = last.narrow(0, last.dim(0)? - batch, batch)?; // [B, C_m, ...]
+            let pred = last.narrow(0, last.dim(0)? - batch, batch)?; // [B, C_m, ...]
+            let fed = fed(stack, inputs, plan, t, &pred)?;
             let mut input = fed.clone();
             for k in 0..stack.layers() {
                 run.inputs[k].push(input.clone());
@@ -222,10 +220,10 @@ impl Run {
         &mut self,
         model: &M,
         x0: &Tensor,
-        steps: usize,
-        batch: usize,
-        known: usize,
+        inputs: &Tensor,
+        plan: &Plan,
     ) -> Result<()> {
+        let (steps, batch, known) = (plan.steps, plan.batch, plan.known);
         let stack = model.stack();
         let (layers, encoder) = (stack.layers(), stack.wiring.encoder_layers);
         if encoder > 0 && known >= steps {
@@ -237,7 +235,13 @@ impl Run {
         for t in 0..steps {
             let x = match t < known {
                 true => x0.narrow(0, t * batch, batch)?,
-                false => self.preds.last().expect("a step before").clone(),
+                false => fed(
+                    stack,
+                    inputs,
+                    plan,
+                    t,
+                    self.preds.last().expect("a step before"),
+                )?,
             }; // [B, C_m, ...]
                // The layers that step: all, or the encoder's before the last known frame and
                // the forecaster's from it on.
@@ -338,6 +342,36 @@ impl Run {
     }
 }
 
+/// The true frames the steps of `plan` may read, of `windows` `[L, B, C, H, W]`: the
+/// context's, and under scheduled sampling every step's (a rollout passes the context
+/// alone).
+fn step_inputs(windows: &Tensor, plan: &Plan) -> Result<Tensor> {
+    match plan.sampling {
+        None => windows.narrow(0, 0, plan.known),
+        Some(_) => windows.narrow(0, 0, plan.steps),
+    }
+}
+
+/// What forecast step `t` reads, `[B, C_m, ...]`: each window's previous prediction (of
+/// `pred`), or its true frame `t` (of `inputs` `[T, B, C, H, W]`) where the plan samples
+/// the truth ([`Plan::reads_truth`]).
+fn fed(stack: &Stack, inputs: &Tensor, plan: &Plan, t: usize, pred: &Tensor) -> Result<Tensor> {
+    let truth: Vec<bool> = (0..plan.batch).map(|b| plan.reads_truth(t, b)).collect();
+    if !truth.contains(&true) {
+        return Ok(pred.clone());
+    }
+    let frames = to_model_space(stack, &inputs.get(t)?)?; // [B, C_m, ...]
+    let rows = truth
+        .iter()
+        .enumerate()
+        .map(|(b, &truth)| match truth {
+            true => frames.narrow(0, b, 1),
+            false => pred.narrow(0, b, 1),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&rows, 0)
+}
+
 /// Runs of steps in model space `[n*B, C_m, ...]` as frames `[T, B, C, H, W]`.
 fn frames_of(stack: &Stack, runs: &[Tensor], steps: usize, batch: usize) -> Result<Tensor> {
     let all = Tensor::cat(runs, 0)?; // [T*B, C_m, ...]
@@ -356,8 +390,7 @@ pub fn bptt<M: Recurrent + ?Sized>(
     let stack = model.stack();
     check_plain(stack)?;
     let (steps, batch, known) = (plan.steps, plan.batch, plan.known);
-    let inputs = windows.narrow(0, 0, known)?;
-    let run = Run::forward(model, &inputs, steps, batch, known)?;
+    let run = Run::forward(model, &step_inputs(windows, plan)?, plan)?;
 
     // The loss, and its gradient in model space: its weights are the plan's, as [`loss`]'s
     // are. The squared error's reaches the predictions; the cross-entropy's, `p - y`, the
@@ -418,9 +451,24 @@ pub fn bptt<M: Recurrent + ?Sized>(
             let d_preact = back.layer_step(model, &run, k, t, &d_above)?;
             d_above = GateOpsBackward::input_backward(model, k, &d_preact)?;
         }
-        d_fed = Some(match d_x {
+        let d = match d_x {
             Some(d_x) => (d_above + d_x)?,
             None => d_above,
+        };
+        // What step t read reaches the prediction of step t - 1 where it was not the truth.
+        d_fed = Some(match (0..batch).any(|b| plan.reads_truth(t, b)) {
+            false => d,
+            true => {
+                let read: Vec<f64> = (0..batch)
+                    .map(|b| f64::from(u8::from(!plan.reads_truth(t, b))))
+                    .collect();
+                let mut shape = vec![batch];
+                shape.extend(std::iter::repeat_n(1, d.rank() - 1));
+                let read = Tensor::new(read.as_slice(), d.device())?
+                    .to_dtype(d.dtype())?
+                    .reshape(shape)?;
+                d.broadcast_mul(&read)?
+            }
         });
     }
     // Steps with known inputs, layer by layer.
