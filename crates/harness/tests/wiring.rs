@@ -32,6 +32,7 @@ fn stack(case: &str) -> Stack {
                 head_reads: vec![0, 1],
                 top_down: true,
                 encoder_layers: 0,
+                ..Wiring::default()
             },
         ),
         "encoder_forecaster" => (
@@ -40,6 +41,7 @@ fn stack(case: &str) -> Stack {
                 head_reads: vec![2, 3],
                 top_down: false,
                 encoder_layers: 2,
+                ..Wiring::default()
             },
         ),
         other => panic!("no case {other}"),

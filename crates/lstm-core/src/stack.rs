@@ -75,6 +75,12 @@ pub struct Wiring {
     /// predictions, which count for nothing, are the head's of zero states).
     #[serde(default)]
     pub encoder_layers: usize,
+    /// Shi et al.'s forecaster, which reads no frames: the encoder reads every context
+    /// frame, the forecaster's bottom layer reads zeros (its `weight_ih` gets no gradient),
+    /// starting from the encoder's states after the last context frame. False: the
+    /// forecaster reads the last context frame, then its own predictions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blind_forecaster: bool,
 }
 
 impl Wiring {

@@ -8,6 +8,8 @@
 //! `[T, B, C, H, W]`. Inside, a step's tensors are `[B, C, ...]` in model space and a run of
 //! `n` steps folds time into the batch, `[n*B, C, ...]`.
 
+use std::ops::Range;
+
 use candle_core::{DType, Result, Tensor};
 
 use crate::cell::{lstm_step_backward, lstm_step_forward, StepCache};
@@ -243,20 +245,7 @@ impl Run {
                     self.preds.last().expect("a step before"),
                 )?,
             }; // [B, C_m, ...]
-               // The layers that step: all, or the encoder's before the last known frame and
-               // the forecaster's from it on.
-            let active = match encoder {
-                0 => 0..layers,
-                e if t + 1 < known => 0..e,
-                e => e..layers,
-            };
-            if encoder > 0 && t + 1 == known {
-                for k in 0..encoder {
-                    self.starts[encoder + k] = self.steps[k]
-                        .last()
-                        .map(|s| (s.h.clone(), s.cache.c.clone()));
-                }
-            }
+            let (encoding, forecasting) = active_layers(stack, t, known);
             // No inputs are kept: only the written-out backward reads them, and it takes
             // plain stacks alone.
             let mut input = x.clone();
@@ -265,14 +254,32 @@ impl Run {
                 let h_top = self.steps[top].last().map_or(&self.zeros[top], |s| &s.h);
                 input = Tensor::cat(&[&input, h_top], 1)?;
             }
-            for k in active.clone() {
+            for k in encoding.clone() {
                 let px = GateOps::input_preact(model, k, &input)?; // [B, 4C, ...]
                 self.step(model, k, &px)?;
                 input = self.steps[k].last().expect("a step").h.clone();
             }
+            if encoder > 0 && t + 1 == known {
+                // The forecaster starts from the encoder's last states, layer by layer.
+                for k in 0..encoder {
+                    self.starts[encoder + k] = self.steps[k]
+                        .last()
+                        .map(|s| (s.h.clone(), s.cache.c.clone()));
+                }
+            }
+            let mut input = match stack.wiring.blind_forecaster {
+                true => x.zeros_like()?,
+                false => x.clone(),
+            };
+            for k in forecasting.clone() {
+                let px = GateOps::input_preact(model, k, &input)?; // [B, 4C, ...]
+                self.step(model, k, &px)?;
+                input = self.steps[k].last().expect("a step").h.clone();
+            }
+            let active = |k: usize| encoding.contains(&k) || forecasting.contains(&k);
             // The head reads the states of this step, or zeros for a layer that has not
             // stepped yet (the forecaster's, during the encoder's steps).
-            let h_of = |k: usize| match active.contains(&k) {
+            let h_of = |k: usize| match active(k) {
                 true => &self.steps[k].last().expect("a step").h,
                 false => &self.zeros[k],
             };
@@ -340,6 +347,29 @@ impl Run {
         }
         frames_of(stack, &self.logits, steps, batch)
     }
+}
+
+/// The layers that step at step `t` of a plan with `known` context steps: those of the
+/// stack (or of the encoder) and those of an encoder-forecaster's forecaster. The encoder
+/// reads the context's frames but the last, which the forecaster reads as it starts; a
+/// blind forecaster reads no frame, so the encoder reads every context frame and the
+/// forecaster starts at the same step, after it.
+fn active_layers(stack: &Stack, t: usize, known: usize) -> (Range<usize>, Range<usize>) {
+    let (layers, encoder) = (stack.layers(), stack.wiring.encoder_layers);
+    if encoder == 0 {
+        return (0..layers, 0..0);
+    }
+    let encoded = match stack.wiring.blind_forecaster {
+        true => known,
+        false => known - 1,
+    };
+    let encoding = if t < encoded { 0..encoder } else { 0..0 };
+    let forecasting = if t + 1 >= known {
+        encoder..layers
+    } else {
+        0..0
+    };
+    (encoding, forecasting)
 }
 
 /// The true frames the steps of `plan` may read, of `windows` `[L, B, C, H, W]`: the
