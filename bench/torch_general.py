@@ -57,6 +57,13 @@ The contract (everything float64, PyTorch layout, gates stacked i, f, g, o as in
   unpatched as the prediction is); window loss = SUM over the frames that count (every
   step's, or frames K .. K+N-1 when forecasting), batch loss = mean over the windows. The
   config gains "loss": "bce" (fixtures of the squared error have no "loss" key).
+- Encoder-forecaster (--encoder-forecaster, conv, forecasts only; Shi et al.'s Fig. 3): the
+  convlstm.* layers (the encoder) read the K context frames; a forecaster of the same layer
+  shapes, forecaster.*_l{k}, starts from the encoder's final h and c layer by layer, reads
+  zeros (no frames) for the N forecast steps, and the head (head.weight [C*P*P, sum of the
+  hidden channels, 1, 1]) reads all its layers' h concatenated. The K-1 earlier
+  predictions, which count for nothing, are the head's of zero states. The config gains
+  "encoder_forecaster": true.
 - Scheduled sampling (--sampling-truth p --sampling-seed s, forecasts only): forecast step t
   of window b reads the true frame t instead of the previous prediction where
   splitmix64(s ^ (t << 32) ^ b) >> 11, over 2^53, is below p (no gradient then flows to
@@ -107,6 +114,7 @@ def make_config(
     horizon=None,
     loss="mse",
     sampling=None,
+    encoder_forecaster=False,
 ):
     """A checked config dict, with the keys (and key order) written to the fixtures."""
     hidden = [int(n) for n in hidden]
@@ -161,6 +169,10 @@ def make_config(
     }
     if loss != "mse":
         cfg["loss"] = loss
+    if encoder_forecaster:
+        if model != "conv" or context is None or head not in ("conv1x1", "conv1x1-sigmoid"):
+            raise ValueError("the encoder-forecaster is a conv forecast with an affine head")
+        cfg["encoder_forecaster"] = True
     if sampling is not None:
         if context is None:
             raise ValueError("scheduled sampling needs a forecast")
@@ -203,6 +215,19 @@ def param_shapes(cfg):
             if cfg["peephole"]:
                 shapes += [(f"convlstm.weight_c{g}_l{k}", (ck, H // P, W // P)) for g in "ifo"]
             c_in = ck
+        if cfg.get("encoder_forecaster"):
+            c_in = C * P * P
+            for k, (ck, kk) in enumerate(zip(cfg["hidden"], cfg["kernel"])):
+                shapes += [
+                    (f"forecaster.weight_ih_l{k}", (GATES * ck, c_in, kk, kk)),
+                    (f"forecaster.weight_hh_l{k}", (GATES * ck, ck, kk, kk)),
+                    (f"forecaster.bias_ih_l{k}", (GATES * ck,)),
+                    (f"forecaster.bias_hh_l{k}", (GATES * ck,)),
+                ]
+                if cfg["peephole"]:
+                    shapes += [(f"forecaster.weight_c{g}_l{k}", (ck, H // P, W // P)) for g in "ifo"]
+                c_in = ck
+            c_in = sum(cfg["hidden"])
         if cfg["head"] != "none":
             shapes += [("head.weight", (C * P * P, c_in, 1, 1)), ("head.bias", (C * P * P,))]
     else:
@@ -237,27 +262,12 @@ def draw_case(cfg, seed):
 
 def conv_step(cfg, params, x, state):
     """One ConvLSTM step on a patched frame x [B, C*P*P, H', W']: (patched prediction, state)."""
-    new_state = []
-    inp = x
-    for k, (ck, kk) in enumerate(zip(cfg["hidden"], cfg["kernel"])):
-        pad = kk // 2
-        if state is None:
-            h = c = x.new_zeros(x.shape[0], ck, x.shape[2], x.shape[3])
-        else:
-            h, c = state[k]
-        pre = F.conv2d(inp, params[f"convlstm.weight_ih_l{k}"], params[f"convlstm.bias_ih_l{k}"], padding=pad)
-        pre = pre + F.conv2d(h, params[f"convlstm.weight_hh_l{k}"], params[f"convlstm.bias_hh_l{k}"], padding=pad)
-        pre_i, pre_f, pre_g, pre_o = pre.chunk(GATES, dim=1)
-        if cfg["peephole"]:
-            pre_i = pre_i + params[f"convlstm.weight_ci_l{k}"] * c
-            pre_f = pre_f + params[f"convlstm.weight_cf_l{k}"] * c
-        i, f, g = torch.sigmoid(pre_i), torch.sigmoid(pre_f), torch.tanh(pre_g)
-        c = f * c + i * g
-        if cfg["peephole"]:
-            pre_o = pre_o + params[f"convlstm.weight_co_l{k}"] * c  # the new c
-        h = torch.sigmoid(pre_o) * torch.tanh(c)
-        new_state.append((h, c))
-        inp = h
+    new_state = conv_layers(cfg, params, x, state, "convlstm")
+    return conv_head(cfg, params, new_state[-1][0], x) + (new_state,)
+
+
+def conv_head(cfg, params, inp, x):
+    """(prediction, logits or None) of the head from h `inp` and the step's input x."""
     head = cfg["head"]
     logits = None
     if head == "none":
@@ -268,7 +278,51 @@ def conv_step(cfg, params, x, state):
             logits, out = out, torch.sigmoid(out)
         elif head == "residual":
             out = x + out
-    return out, logits, new_state
+    return out, logits
+
+
+def conv_layers(cfg, params, x, state, prefix):
+    """One step of the layers named `prefix` on x: [(h, c)] per layer."""
+    new_state = []
+    inp = x
+    for k, (ck, kk) in enumerate(zip(cfg["hidden"], cfg["kernel"])):
+        pad = kk // 2
+        if state is None:
+            h = c = x.new_zeros(x.shape[0], ck, x.shape[2], x.shape[3])
+        else:
+            h, c = state[k]
+        pre = F.conv2d(inp, params[f"{prefix}.weight_ih_l{k}"], params[f"{prefix}.bias_ih_l{k}"], padding=pad)
+        pre = pre + F.conv2d(h, params[f"{prefix}.weight_hh_l{k}"], params[f"{prefix}.bias_hh_l{k}"], padding=pad)
+        pre_i, pre_f, pre_g, pre_o = pre.chunk(GATES, dim=1)
+        if cfg["peephole"]:
+            pre_i = pre_i + params[f"{prefix}.weight_ci_l{k}"] * c
+            pre_f = pre_f + params[f"{prefix}.weight_cf_l{k}"] * c
+        i, f, g = torch.sigmoid(pre_i), torch.sigmoid(pre_f), torch.tanh(pre_g)
+        c = f * c + i * g
+        if cfg["peephole"]:
+            pre_o = pre_o + params[f"{prefix}.weight_co_l{k}"] * c  # the new c
+        h = torch.sigmoid(pre_o) * torch.tanh(c)
+        new_state.append((h, c))
+        inp = h
+    return new_state
+
+
+def encoder_forecaster(cfg, params, window, encode, decode):
+    """Every step's (prediction, logits) of Shi et al.'s encoder-forecaster (see the
+    docstring), unpatched."""
+    L, K = window.shape[1], cfg["context"]
+    state, outputs = None, []
+    x = encode(window[:, 0])
+    zeros = [x.new_zeros(x.shape[0], ck, *x.shape[2:]) for ck in cfg["hidden"]]
+    for t in range(K):
+        state = conv_layers(cfg, params, encode(window[:, t]), state, "convlstm")
+        if t < K - 1:
+            outputs.append(conv_head(cfg, params, torch.cat(zeros, 1), x))
+    blind = torch.zeros_like(x)
+    for t in range(K - 1, L - 1):
+        state = conv_layers(cfg, params, blind, state, "forecaster")
+        outputs.append(conv_head(cfg, params, torch.cat([h for h, _ in state], 1), blind))
+    return [(decode(y), None if z is None else decode(z)) for y, z in outputs]
 
 
 def linear_step(cfg, params, x, state):
@@ -308,7 +362,11 @@ def run(cfg, params, window):
         step = linear_step
     context = cfg["context"]
     state, preds, logits = None, [], []
-    for t in range(L - 1):
+    if cfg.get("encoder_forecaster"):
+        outputs = encoder_forecaster(cfg, params, window, encode, decode)
+        preds = [y for y, _ in outputs]
+        logits = [z for _, z in outputs if z is not None]
+    for t in range(len(preds), L - 1):
         if context is None or t < context:
             frame = window[:, t]
         else:
@@ -358,6 +416,7 @@ CONV_CASES = [
     ("bce-forecast", dict(channels=1, height=8, width=8, patch=2, hidden=[3, 2], kernel=[3, 3], peephole=True, head="conv1x1-sigmoid", batch=2, context=3, horizon=3, loss="bce")),
     ("bce-one-step", dict(channels=1, height=16, width=16, patch=4, hidden=[16], kernel=[3], head="conv1x1-sigmoid", batch=2, seq_len=4, loss="bce")),
     ("sampled-forecast", dict(channels=1, height=8, width=8, patch=2, hidden=[3, 2], kernel=[3, 3], head="conv1x1-sigmoid", batch=4, context=2, horizon=3, sampling=(0.5, 11))),
+    ("encoder-forecaster", dict(channels=1, height=8, width=8, patch=2, hidden=[3, 2], kernel=[3, 5], peephole=True, head="conv1x1-sigmoid", batch=2, context=3, horizon=3, loss="bce", encoder_forecaster=True)),
 ]
 LINEAR_CASES = [
     ("seed", dict(channels=1, height=3, width=4, hidden=[6], batch=1, seq_len=5)),
@@ -533,7 +592,9 @@ def self_check(per_param=5):
             scale = max(1.0, run(cfg, params, window)[1].item())
         worst_abs = max(abs(a - f) for _, _, a, f in rows)
         big = [(name, i, a, f) for name, i, a, f in rows if abs(a) >= 1e-4 * scale]
-        rel = lambda r: abs(r[2] - r[3]) / abs(r[2])  # noqa: E731
+        # An entry no gradient reaches (the blind forecaster's input weights) counts by its
+        # finite difference alone.
+        rel = lambda r: abs(r[2] - r[3]) / abs(r[2]) if r[2] else abs(r[3])  # noqa: E731
         worst = max(rows, key=rel)
         worst_big = max(map(rel, big))
         print(
@@ -563,6 +624,7 @@ def parse_args(argv=None):
     p.add_argument("--peephole", action="store_true")
     p.add_argument("--head", choices=HEADS + ["linear", "linear-sigmoid"], help="conv head (default none); linear model: linear or linear-sigmoid")
     p.add_argument("--loss", choices=["mse", "bce"], default="mse")
+    p.add_argument("--encoder-forecaster", action="store_true", help="Shi et al.'s encoder-forecaster (conv forecasts)")
     p.add_argument("--sampling-truth", type=float, help="scheduled sampling: chance a forecast step reads the truth")
     p.add_argument("--sampling-seed", type=int, default=0, help="scheduled sampling: the draws' seed")
     p.add_argument("--patch", type=int, default=1)
@@ -592,6 +654,7 @@ def main(argv=None):
             args.model, args.channels, args.height, args.width, args.hidden, args.kernel,
             args.peephole, args.head, args.patch, args.batch, args.seq_len, args.context, args.horizon,
             args.loss, None if args.sampling_truth is None else (args.sampling_truth, args.sampling_seed),
+            args.encoder_forecaster,
         )
         if args.out:
             loss = write_fixture(cfg, args.seed, args.out)

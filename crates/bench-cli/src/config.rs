@@ -323,6 +323,16 @@ pub fn recorded_data(
     Ok(())
 }
 
+/// The `--context` and `--horizon` the run that wrote `checkpoint` trained with, if it
+/// forecast.
+pub fn recorded_forecast(checkpoint: &std::path::Path) -> Result<Option<(usize, usize)>> {
+    let Some(launch) = harness::resume::recorded_launch(checkpoint)? else {
+        return Ok(None);
+    };
+    let number = |key: &str| launch.get(key).and_then(|v| v.as_u64()).map(|v| v as usize);
+    Ok(number("context").zip(number("horizon")))
+}
+
 /// A record of [`RunSettings`] as this version reads it: records written before the models'
 /// flags had a field of their own kept them among the rest, where each model's `Flags`
 /// still finds its own (and ignores the others). `None` for no record.

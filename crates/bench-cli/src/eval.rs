@@ -10,6 +10,12 @@ use crate::config;
 
 pub fn run(mut args: EvalArgs, matches: &clap::ArgMatches) -> Result<()> {
     config::readable_file("--checkpoint", &args.checkpoint)?;
+    if args.context.is_none() {
+        // Evaluated as it was trained: a forecaster forecasts unless told otherwise.
+        if let Some((context, horizon)) = config::recorded_forecast(&args.checkpoint)? {
+            (args.context, args.horizon) = (Some(context), Some(horizon));
+        }
+    }
     let forecasting = args.context.is_some();
     config::recorded_data(&mut args.data, &args.checkpoint, matches, forecasting)?;
     let args = &args;

@@ -288,3 +288,66 @@ fn bench_threads_reaches_the_timed_runs() {
     let err = fails(&["bench", "--configs", "conv", "--threads", "0"]);
     assert!(err.contains("--threads"), "{err}");
 }
+
+/// `--encoder-forecaster`: Shi et al.'s encoder and forecaster, each layer of its own
+/// (`convlstm.*`, `forecaster.*`), the head reading every forecaster layer; it trains on
+/// forecasts, `eval` reads it back from its file, and without --context it is refused
+/// before anything is written.
+#[test]
+fn an_encoder_forecaster_trains_saves_its_forecaster_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ef");
+    let model = [
+        "--model",
+        "conv",
+        "--data",
+        "moving-mnist",
+        "--sequences",
+        "4",
+        "--test-sequences",
+        "2",
+        "--hidden-channels",
+        "4,3",
+        "--patch",
+        "4",
+        "--head",
+        "conv1x1-sigmoid",
+        "--encoder-forecaster",
+        "--quiet",
+        "--out",
+        s(&out),
+    ];
+    let refused = fails(&model);
+    assert!(refused.contains("--context and --horizon"), "{refused}");
+    assert!(!out.exists());
+    let mut args = model.to_vec();
+    args.extend([
+        "--context",
+        "10",
+        "--horizon",
+        "10",
+        "--loss",
+        "bce",
+        "--epochs",
+        "1",
+    ]);
+    ok(&args);
+    let weights = out.join("conv.safetensors");
+    let tensors = candle_core::safetensors::load(&weights, &candle_core::Device::Cpu).unwrap();
+    for (name, dims) in [
+        ("convlstm.weight_ih_l0", vec![16, 16, 5, 5]),
+        ("convlstm.weight_ih_l1", vec![12, 4, 5, 5]),
+        ("forecaster.weight_ih_l0", vec![16, 16, 5, 5]),
+        ("forecaster.weight_hh_l1", vec![12, 3, 5, 5]),
+        ("head.weight", vec![16, 7, 1, 1]),
+    ] {
+        assert_eq!(tensors[name].dims(), dims.as_slice(), "{name}");
+    }
+    assert_eq!(tensors.len(), 4 * 4 + 2);
+    let eval = ok(&["eval", "--checkpoint", s(&weights)]);
+    assert!(
+        eval.stdout.contains("10 frames read, 10 forecast"),
+        "{}",
+        eval.stdout
+    );
+}

@@ -42,12 +42,7 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp_dir = tempfile::Builder::new()
-        .prefix(&temporary_prefix(&name))
-        .suffix(TEMPORARY_SUFFIX)
-        .tempdir_in(dir)
-        .map_err(io_err(dir))?;
-    let _registered = InFlight::register(tmp_dir.path());
+    let (tmp_dir, _registered) = InFlight::create(dir, &name)?;
     let tmp = tmp_dir.path().join(&name);
     // Created here first, so it gets the usual mode of a new file (0666 less the umask),
     // which a writer's own owner-only temporary would not.
@@ -76,11 +71,32 @@ static IN_FLIGHT: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::
 struct InFlight(std::path::PathBuf);
 
 impl InFlight {
-    fn register(path: &Path) -> InFlight {
-        if let Ok(mut list) = IN_FLIGHT.lock() {
-            list.push(path.to_path_buf());
+    /// A fresh temporary folder for `name` in `dir`, listed as it is made: made under the
+    /// list's lock, so no folder exists that [`remove_in_flight_temporaries`] cannot see.
+    fn create(dir: &Path, name: &str) -> Result<(tempfile::TempDir, InFlight)> {
+        let mut list = in_flight();
+        if EXITING.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(io_err(dir)(std::io::Error::other(
+                "the process is exiting: nothing more is written",
+            )));
         }
-        InFlight(path.to_path_buf())
+        let tmp_dir = tempfile::Builder::new()
+            .prefix(&temporary_prefix(name))
+            .suffix(TEMPORARY_SUFFIX)
+            .tempdir_in(dir)
+            .map_err(io_err(dir))?;
+        list.push(tmp_dir.path().to_path_buf());
+        let listed = InFlight(tmp_dir.path().to_path_buf());
+        Ok((tmp_dir, listed))
+    }
+}
+
+/// The list of writes under way; a poisoned lock still holds it: a panicking writer is no
+/// reason to leave files.
+fn in_flight() -> std::sync::MutexGuard<'static, Vec<std::path::PathBuf>> {
+    match IN_FLIGHT.lock() {
+        Ok(list) => list,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -96,16 +112,20 @@ impl Drop for InFlight {
 /// without finishing them (a second Ctrl-C): the files they were to replace keep their
 /// previous version, and no `.<name>.*.tmp` folder is left behind. A write whose rename has
 /// already happened has an empty folder left, which goes too.
+///
+/// A write that would start after this (on another thread, before the process has exited)
+/// is refused: folders are made under the list's lock, which this holds while it marks the
+/// process as exiting.
 pub fn remove_in_flight_temporaries() {
-    // A poisoned lock still holds the list: a panicking writer is no reason to leave files.
-    let list = match IN_FLIGHT.lock() {
-        Ok(list) => list,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let list = in_flight();
+    EXITING.store(true, std::sync::atomic::Ordering::SeqCst);
     for path in list.iter() {
         let _ = std::fs::remove_dir_all(path);
     }
 }
+
+/// Set by [`remove_in_flight_temporaries`]: no write starts after it.
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 const TEMPORARY_SUFFIX: &str = ".tmp";
 

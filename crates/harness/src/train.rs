@@ -163,7 +163,7 @@ pub fn train<M: SequenceModel>(
     // Data.
     let windows = Windows::new(data, device)?;
     check_forecast(config, data)?;
-    check_loss::<M>(model_config, windows.frame, config)?;
+    check_objective::<M>(model_config, windows.frame, config)?;
 
     // Model and optimizer: fresh, or as the checkpoint left them.
     let specs = M::parameter_specs(model_config, windows.frame)?;
@@ -300,13 +300,20 @@ fn check_forecast(config: &TrainConfig, data: &Dataset) -> Result<()> {
     }
 }
 
-/// The cross-entropy is taken from the logits of a head that ends in a sigmoid.
-fn check_loss<M: SequenceModel>(
+/// An encoder-forecaster forecasts, and the cross-entropy is taken from the logits of a
+/// head that ends in a sigmoid.
+fn check_objective<M: SequenceModel>(
     model_config: &M::Config,
     frame: [usize; 3],
     config: &TrainConfig,
 ) -> Result<()> {
-    let head = M::layout(model_config, frame)?.head;
+    let stack = M::layout(model_config, frame)?;
+    if stack.wiring.encoder_layers > 0 && config.training.forecast.is_none() {
+        return Err(Error::Config(
+            "an encoder-forecaster forecasts: give --context and --horizon".into(),
+        ));
+    }
+    let head = stack.head;
     if config.training.loss == Loss::Bce && head != Head::AffineSigmoid {
         let fix = match M::SIGMOID_HEAD_FLAG {
             Some(flag) => format!("add {flag}"),

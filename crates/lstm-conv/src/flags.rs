@@ -38,6 +38,14 @@ pub struct Flags {
     #[arg(long, value_name = "P")]
     #[serde(default)]
     pub patch: Option<usize>,
+    /// Shi et al.'s encoder-forecaster instead of one stack that reads its own
+    /// predictions: the --hidden-channels layers read the context; a forecaster of the
+    /// same layers, weights of its own, starts from their final states, reads no frames,
+    /// and the head (--head conv1x1 or conv1x1-sigmoid) reads all its layers. Needs
+    /// --context and --horizon. Trains through candle's autograd (no fast path yet).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encoder_forecaster: bool,
 }
 
 /// `--head`: what turns the last layer's h into the prediction.
@@ -95,7 +103,22 @@ impl Flags {
             peephole: self.peephole,
             head: self.head.map_or(Head::None, Head::from),
             patch: self.patch.unwrap_or(1),
+            encoder_forecaster: self.encoder_forecaster,
         };
+        if config.encoder_forecaster {
+            if self.hidden_channels.is_none() {
+                candle_core::bail!(
+                    "--encoder-forecaster: give the encoder's layers with --hidden-channels \
+                     (Shi et al.: 128,64,64)"
+                );
+            }
+            if !matches!(config.head, Head::Affine | Head::AffineSigmoid) {
+                candle_core::bail!(
+                    "--encoder-forecaster: the head reads every forecaster layer through a 1x1 \
+                     convolution; use --head conv1x1 or conv1x1-sigmoid"
+                );
+            }
+        }
         let layers = config.hidden().len();
         if config.kernel.len() != 1 && config.kernel.len() != layers {
             candle_core::bail!(

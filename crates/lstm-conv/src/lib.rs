@@ -81,7 +81,7 @@ use lstm_core::linalg::matmul;
 use lstm_core::stack::one_or_many;
 use lstm_core::{
     GateIo, GateKernels, GateOps, GateOpsBackward, Grad, Head, HeadSlices, LayerSlices, ParamSpec,
-    Recurrent, Stack,
+    Recurrent, Stack, Wiring,
 };
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +112,13 @@ pub struct Config {
     /// Side of the space-to-depth patches; 1: none.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub patch: usize,
+    /// Shi et al.'s encoder-forecaster (their Fig. 3): the layers above read the context
+    /// (`convlstm.*`); a forecasting stack of the same shapes with weights of its own
+    /// (`forecaster.*`) starts from their final states layer by layer, reads no frames,
+    /// and the head (a 1x1 convolution) reads all its layers' `h`, concatenated. False:
+    /// one stack, each forecast step reading the previous prediction.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub encoder_forecaster: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -133,6 +140,7 @@ impl Default for Config {
             peephole: false,
             head: Head::None,
             patch: 1,
+            encoder_forecaster: false,
         }
     }
 }
@@ -146,11 +154,12 @@ impl Config {
         }
     }
 
-    /// Kernel side of layer `k`.
+    /// Kernel side of layer `k` of the stack (the forecaster's layer `k` is the stack's
+    /// `L + k`, with the kernel of the encoder's layer `k`).
     pub fn kernel_of(&self, k: usize) -> usize {
         match self.kernel.as_slice() {
             [one] => *one,
-            many => many[k],
+            many => many[k % many.len()],
         }
     }
 
@@ -172,6 +181,19 @@ impl Config {
                 );
             }
         }
+        let layers = hidden.len();
+        let (hidden, wiring) = match self.encoder_forecaster {
+            false => (hidden, Wiring::default()),
+            true => (
+                [hidden.as_slice(), hidden.as_slice()].concat(),
+                Wiring {
+                    head_reads: (layers..2 * layers).collect(),
+                    encoder_layers: layers,
+                    blind_forecaster: true,
+                    ..Wiring::default()
+                },
+            ),
+        };
         let stack = Stack {
             frame: [self.channels, height, width],
             patch: self.patch,
@@ -179,7 +201,7 @@ impl Config {
             hidden,
             peephole: self.peephole,
             head: self.head,
-            wiring: Default::default(),
+            wiring,
         };
         stack.check().map_err(candle_core::Error::Msg)?;
         Ok(stack)
@@ -216,10 +238,14 @@ impl Config {
     /// zero).
     pub fn parameter_specs(&self, size: [usize; 2]) -> Result<Vec<ParamSpec>> {
         let stack = self.stack(size)?;
+        let encoder = stack.wiring.encoder_layers;
         let mut specs = Vec::new();
         for (k, &c) in stack.hidden.iter().enumerate() {
             let (c_in, side) = (stack.input_channels(k), self.kernel_of(k));
-            let name = |what: &str| format!("convlstm.{what}_l{k}");
+            let name = |what: &str| match encoder {
+                e if e > 0 && k >= e => format!("forecaster.{what}_l{}", k - e),
+                _ => format!("convlstm.{what}_l{k}"),
+            };
             specs.push(ParamSpec::weight(
                 name("weight_ih"),
                 &[4 * c, c_in, side, side],
@@ -241,7 +267,7 @@ impl Config {
             }
         }
         if stack.head.has_affine() {
-            let (out, top) = (stack.model_channels(), stack.top_channels());
+            let (out, top) = (stack.model_channels(), stack.head_channels());
             specs.push(ParamSpec::weight("head.weight", &[out, top, 1, 1], top));
             specs.push(ParamSpec::bias("head.bias", &[out]));
         }
@@ -634,11 +660,11 @@ impl ConvLstm {
         Geometry::new(top, out, dims[0], dims[1], 1)
     }
 
-    /// `(C_m, C_top, S)`: the head's output and input channels, and positions per channel.
+    /// `(C_m, C_head, S)`: the head's output and input channels, and positions per channel.
     fn head_dims(&self) -> (usize, usize, usize) {
         (
             self.stack.model_channels(),
-            self.stack.top_channels(),
+            self.stack.head_channels(),
             self.stack.positions(),
         )
     }

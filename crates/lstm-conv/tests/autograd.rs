@@ -152,6 +152,7 @@ fn general_conv() -> lstm_conv::Config {
         peephole: true,
         head: Head::AffineSigmoid,
         patch: 2,
+        encoder_forecaster: false,
     }
 }
 

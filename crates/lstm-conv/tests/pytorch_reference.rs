@@ -11,7 +11,7 @@
 //! - every option alone and combined (layers, kernels per layer, peepholes, each head,
 //!   patches, batches, three channels, forecasting with fed-back predictions, layers of
 //!   many channels that run as matrix products, the cross-entropy loss, scheduled
-//!   sampling), each case a file holding its windows,
+//!   sampling, Shi et al.'s encoder-forecaster), each case a file holding its windows,
 //!   weights, loss, gradients and predictions (`bench/torch_general.py`, its own ConvLSTM
 //!   written with `nn.functional.conv2d` and `pixel_unshuffle`; the cases and their seeds
 //!   are in its docstring):
@@ -88,6 +88,7 @@ fn case(path: &Path) -> (Config, Plan) {
         peephole: about["peephole"].as_bool().unwrap(),
         head,
         patch: number("patch").unwrap(),
+        encoder_forecaster: about["encoder_forecaster"].as_bool().unwrap_or(false),
     };
     let batch = number("batch").unwrap();
     let plan = match (number("context"), number("horizon")) {
@@ -113,7 +114,7 @@ fn every_option_matches_pytorch() {
         .map(|e| e.unwrap().path())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 12, "{names:?}");
+    assert_eq!(names.len(), 13, "{names:?}");
     for path in names {
         let (config, plan) = case(&path);
         assert_matches_fixture::<ConvLstm>(&config, &path, &plan);
