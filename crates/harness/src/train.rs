@@ -825,6 +825,8 @@ impl<M: SequenceModel> Run<'_, M> {
     fn draw_fresh_windows(&mut self, epoch: usize) -> Result<()> {
         let windows_per_epoch = self.windows.train.len();
         if let (Some(fresh), true) = (&self.config.fresh_windows, epoch > 1) {
+            // The last epoch's windows go first: both sets at once would be the peak.
+            self.windows.train = Vec::new();
             let drawn = (fresh.0)(epoch)?;
             if drawn.len() != windows_per_epoch {
                 return Err(Error::Config(format!(
