@@ -297,6 +297,13 @@ pub struct DataArgs {
     /// testing. Default: a sixth, at least one.
     #[arg(long)]
     pub test_videos: Option<usize>,
+    /// Held out of the training part to validate on after every epoch: its last N frames
+    /// (one video) or videos (several); auto: a sixth of it where that holds a window and
+    /// leaves five to train on (none for the seed's data, nor for generated Moving MNIST,
+    /// which has its own test digits); off: none.
+    #[arg(long, default_value = "auto", value_name = "auto|off|N")]
+    #[serde(default)]
+    pub validation: ValidationSize,
     /// Frames per window: one input and one target per step, so L-1 steps. Default: 26 (a
     /// whole sequence for Moving MNIST and .npy files), or --context + --horizon.
     #[arg(long)]
@@ -376,6 +383,52 @@ pub struct TrainArgs {
     /// --out, with its settings; --epochs may raise its length.
     #[arg(long, conflicts_with = "init_from")]
     pub resume: bool,
+}
+
+/// `--validation`: how much of the training part validates. A record without it (a run
+/// of an earlier version) had none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ValidationSize {
+    #[default]
+    Off,
+    Auto,
+    Count(usize),
+}
+
+impl std::str::FromStr for ValidationSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(ValidationSize::Auto),
+            "off" | "0" => Ok(ValidationSize::Off),
+            n => n.parse().map(ValidationSize::Count).map_err(|_| {
+                format!("`{n}`: auto, off, or a number of frames (one video) or videos")
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for ValidationSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            ValidationSize::Off => f.write_str("off"),
+            ValidationSize::Auto => f.write_str("auto"),
+            ValidationSize::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for ValidationSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ValidationSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Everything the command line chose for a run: the model and its flags, the data and its

@@ -8,7 +8,7 @@ use frames::Dataset;
 use harness::memory::{self, human, Needs, RunShape};
 use harness::SequenceModel;
 
-use crate::args::DataArgs;
+use crate::args::{DataArgs, ValidationSize};
 use crate::config::{self, MOVING_MNIST};
 
 /// What loading the flags' data would give.
@@ -36,18 +36,34 @@ pub fn load_data(args: &DataArgs, seq_len: Option<usize>) -> Result<Dataset> {
     let probe = probe(args, seq_len)?;
     check_frames(&probe)?;
     let windows = config::window_spec(args, seq_len)?;
-    if args.data.as_os_str() == MOVING_MNIST {
-        return Ok(Dataset::moving_mnist(
-            &config::moving_mnist(args)?,
+    let data = match args.data.as_os_str() == MOVING_MNIST {
+        true => Dataset::moving_mnist(&config::moving_mnist(args)?, windows)?,
+        false => Dataset::load(
+            &args.data,
+            &config::load_options(args)?,
             windows,
-        )?);
+            args.train_frames,
+        )?,
+    };
+    with_validation(data, args)
+}
+
+/// `data` with the validation split `--validation` asks for.
+fn with_validation(data: Dataset, args: &DataArgs) -> Result<Dataset> {
+    let moving_mnist = args.data.as_os_str() == MOVING_MNIST;
+    let n = match args.validation {
+        ValidationSize::Off => 0,
+        ValidationSize::Auto if moving_mnist => 0,
+        ValidationSize::Auto => data.auto_validation(),
+        ValidationSize::Count(n) => n,
+    };
+    if n > 0 && args.fresh_sequences {
+        bail!(
+            "--validation {n} with --fresh-sequences: the training sequences change every \
+             epoch; validate on a fixed set (no --fresh-sequences) or use --validation off"
+        );
     }
-    Ok(Dataset::load(
-        &args.data,
-        &config::load_options(args)?,
-        windows,
-        args.train_frames,
-    )?)
+    Ok(data.with_validation(n)?)
 }
 
 /// Counts the frames and reads one header: nothing is decoded.

@@ -56,6 +56,17 @@ pub fn run(args: &FramesArgs) -> Result<()> {
         "windows of {} frames, stride {}: train {train_windows}, test {test_windows}",
         data.windows.len, data.windows.stride,
     );
+    if data.validation > 0 {
+        let unit = match data.holdout {
+            frames::Holdout::Frames(_) => "frames",
+            frames::Holdout::Videos { .. } => "videos",
+        };
+        println!(
+            "validation (--validation): the last {} training {unit} -> {} windows, not trained on",
+            data.validation,
+            data.validation_windows()?.len()
+        );
+    }
     // The same copy-last figure training reports (one step ahead, on the test windows).
     let test_windows = data
         .test_windows()?

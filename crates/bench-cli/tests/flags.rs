@@ -351,3 +351,73 @@ fn an_encoder_forecaster_trains_saves_its_forecaster_and_evaluates() {
         eval.stdout
     );
 }
+
+/// `--validation`: by default a sixth of the training frames where that holds a window and
+/// leaves five (none for the seed's windows of 26); every row then has the validation
+/// loss beside copy-last's on the same windows; `off` removes it; a split that leaves no
+/// window is refused by name, before anything is written.
+#[test]
+fn a_validation_split_is_carved_from_the_training_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "--model",
+            "conv",
+            "--seq-len",
+            "6",
+            "--epochs",
+            "2",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["--out", s(out)]);
+        ok(&args)
+    };
+    let auto = dir.path().join("auto");
+    let out = run(&auto, &[]);
+    // 126 training frames: the last 21 validate, in windows of 6 every 5 frames.
+    assert!(
+        data_line(&out.stdout).contains(
+            "train 126 frames -> 20 windows of 6 (stride 5), test 26 frames -> 5 windows; \
+             validation: the last 21 training frames -> 4 windows"
+        ),
+        "{}",
+        out.stdout
+    );
+    let csv = std::fs::read_to_string(auto.join("conv.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for line in csv.lines().skip(1) {
+        let fields: Vec<f64> = line.split(',').map(|f| f.parse().unwrap()).collect();
+        let (ours, copy) = (fields[at("val_loss")], fields[at("val_copy_last")]);
+        assert!(ours.is_finite() && copy > 0.0, "{line}");
+    }
+    let off = dir.path().join("off");
+    run(&off, &["--validation", "off"]);
+    let csv = std::fs::read_to_string(off.join("conv.csv")).unwrap();
+    assert!(!csv.contains("val_loss"), "{csv}");
+    // The seed's windows of 26: a sixth of 126 frames holds none, so no split.
+    let seed = ok(&["frames"]);
+    assert!(!seed.stdout.contains("validation"), "{}", seed.stdout);
+    let six = ok(&["frames", "--seq-len", "6"]);
+    assert!(
+        six.stdout
+            .contains("validation (--validation): the last 21 training frames -> 4 windows"),
+        "{}",
+        six.stdout
+    );
+    let too_many = dir.path().join("too-many");
+    let refused = fails(&[
+        "--model",
+        "conv",
+        "--validation",
+        "124",
+        "--out",
+        s(&too_many),
+    ]);
+    assert!(
+        refused.contains("--validation 124") && refused.contains("both need one"),
+        "{refused}"
+    );
+    assert!(!too_many.exists());
+}

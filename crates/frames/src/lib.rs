@@ -577,6 +577,9 @@ pub struct Dataset {
     pub videos: Vec<Frames>,
     pub holdout: Holdout,
     pub windows: WindowSpec,
+    /// The last frames (one video) or videos (several) of the training part, held out to
+    /// validate on ([`Dataset::with_validation`]); 0: none.
+    pub validation: usize,
 }
 
 impl Dataset {
@@ -626,6 +629,7 @@ impl Dataset {
                     videos: vec![frames],
                     holdout: Holdout::Frames(split),
                     windows,
+                    validation: 0,
                 })
             }
         }
@@ -699,6 +703,7 @@ impl Dataset {
                 test,
             },
             windows,
+            validation: 0,
         };
         for (part, list) in [
             ("training", data.train_windows()?),
@@ -744,6 +749,7 @@ impl Dataset {
             videos,
             holdout: Holdout::Videos { train: count, test },
             windows: self.windows,
+            validation: self.validation,
         })
     }
 
@@ -769,13 +775,75 @@ impl Dataset {
 
     /// The training videos, and the frame range of each that trains.
     fn train_parts(&self) -> Vec<(&Frames, usize, usize)> {
+        let kept = self.validation;
         match self.holdout {
-            Holdout::Frames(split) => vec![(&self.videos[0], 0, split.train)],
-            Holdout::Videos { train, .. } => self.videos[..train]
+            Holdout::Frames(split) => vec![(&self.videos[0], 0, split.train - kept)],
+            Holdout::Videos { train, .. } => self.videos[..train - kept]
                 .iter()
                 .map(|v| (v, 0, v.len()))
                 .collect(),
         }
+    }
+
+    fn validation_parts(&self) -> Vec<(&Frames, usize, usize)> {
+        let kept = self.validation;
+        match (self.holdout, kept) {
+            (_, 0) => Vec::new(),
+            (Holdout::Frames(split), _) => vec![(&self.videos[0], split.train - kept, kept)],
+            (Holdout::Videos { train, .. }, _) => self.videos[train - kept..train]
+                .iter()
+                .map(|v| (v, 0, v.len()))
+                .collect(),
+        }
+    }
+
+    /// Validation windows, in order, each `[L, C, H, W]`: none without a validation split.
+    pub fn validation_windows(&self) -> Result<Vec<Tensor>> {
+        self.windows_of(&self.validation_parts())
+    }
+
+    /// Frames (one video) or videos (several) the training part has.
+    fn training_part(&self) -> usize {
+        match self.holdout {
+            Holdout::Frames(split) => split.train,
+            Holdout::Videos { train, .. } => train,
+        }
+    }
+
+    /// A validation split the size `auto` picks: the last sixth of the training part, where
+    /// it holds at least one window and leaves at least five (a sixth of the seed's 126
+    /// training frames is 21, less than a window of 26: the seed has none); 0 otherwise.
+    pub fn auto_validation(&self) -> usize {
+        let n = self.training_part() / 6;
+        match self.clone().with_validation(n) {
+            Ok(d) if n > 0 && d.train_windows().map_or(0, |w| w.len()) >= 5 => n,
+            _ => 0,
+        }
+    }
+
+    /// This dataset with the last `n` frames (one video) or videos (several) of its
+    /// training part held out for validation. Both parts must keep a window.
+    pub fn with_validation(mut self, n: usize) -> Result<Dataset> {
+        let (part, unit) = match self.holdout {
+            Holdout::Frames(_) => (self.training_part(), "frames"),
+            Holdout::Videos { .. } => (self.training_part(), "videos"),
+        };
+        if n == 0 {
+            self.validation = 0;
+            return Ok(self);
+        }
+        self.validation = n.min(part);
+        let (train, validation) = (self.train_windows()?.len(), self.validation_windows());
+        let validation = validation.map_or(0, |w| w.len());
+        if n >= part || train == 0 || validation == 0 {
+            return Err(Error::Split(format!(
+                "{}: --validation {n}: of the {part} training {unit}, the last {n} would leave \
+                 {train} training and {validation} validation windows of {} frames; both need \
+                 one",
+                self.source, self.windows.len
+            )));
+        }
+        Ok(self)
     }
 
     fn test_parts(&self) -> Vec<(&Frames, usize, usize)> {

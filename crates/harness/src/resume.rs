@@ -44,6 +44,13 @@ pub struct DataFingerprint {
     /// Several videos: how many, and how many of them are held out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub videos: Option<[usize; 2]>,
+    /// Frames or videos of the training part held out to validate on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validation: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl DataFingerprint {
@@ -79,6 +86,7 @@ impl DataFingerprint {
             stride: data.windows.stride,
             values_fnv1a: format!("{hash:016x}"),
             videos,
+            validation: data.validation,
         })
     }
 }

@@ -39,6 +39,12 @@ pub struct EpochRow {
     /// frames and their pixels (predictions clipped to [1e-7, 1 - 1e-7]), mean over windows.
     #[serde(default, with = "metric")]
     pub test_bce: f64,
+    /// With a validation split, the window loss on its windows after the epoch, and copy-
+    /// last's on the same windows (the columns are absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_copy_last: Option<f64>,
     /// The learning rate of the epoch's last update, where a schedule moves it (the column
     /// is absent otherwise, as in the seed's CSVs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,6 +165,8 @@ mod tests {
             test_psnr: f64::INFINITY,
             test_ssim: f64::NAN,
             test_bce: 6837.3,
+            val_loss: None,
+            val_copy_last: None,
             lr: None,
         }
     }

@@ -392,6 +392,8 @@ struct Windows {
     /// Each `[L, C, H, W]`.
     train: Vec<Tensor>,
     test: Vec<Tensor>,
+    /// Held out of the training part; empty without a validation split.
+    validation: Vec<Tensor>,
     /// Steps (one frame in, one predicted) in an epoch.
     steps_per_epoch: usize,
     /// `[C, H, W]`.
@@ -403,10 +405,12 @@ impl Windows {
     fn new(data: &Dataset, device: &Device) -> Result<Windows> {
         let train = Self::on_device(data.train_windows()?, device)?;
         let test = Self::on_device(data.test_windows()?, device)?;
+        let validation = Self::on_device(data.validation_windows()?, device)?;
         let steps_per_epoch = train.iter().map(|w| w.dim(0).unwrap_or(1) - 1).sum();
         Ok(Windows {
             train,
             test,
+            validation,
             steps_per_epoch,
             frame: data.frame_shape(),
             fingerprint: DataFingerprint::of(data)?,
@@ -633,7 +637,18 @@ impl Report {
                 windows.test.len(),
             ),
         };
-        self.say(&format!("data {}: {parts}", data.source));
+        let validation = match (data.validation, data.holdout) {
+            (0, _) => String::new(),
+            (n, frames::Holdout::Frames(_)) => format!(
+                "; validation: the last {n} training frames -> {} windows",
+                windows.validation.len()
+            ),
+            (n, frames::Holdout::Videos { .. }) => format!(
+                "; validation: the last {n} training videos -> {} windows",
+                windows.validation.len()
+            ),
+        };
+        self.say(&format!("data {}: {parts}{validation}", data.source));
         let a = &config.training.adam;
         let optimizer = match a.form {
             crate::adam::AdamForm::Rmsprop => {
@@ -702,23 +717,9 @@ impl<M: SequenceModel> Run<'_, M> {
             return Ok(Some(self.stopped(epoch - 1)));
         };
         let test = self.evaluate(epoch)?;
-        let (test_loss, test_metrics) = (test.loss, test.metrics);
-        let windows_per_epoch = self.windows.train.len();
-        let row = EpochRow {
-            epoch,
-            train_loss: self.progress.loss_sum / windows_per_epoch as f64,
-            test_loss,
-            seconds,
-            frames_per_second: self.windows.steps_per_epoch as f64 / seconds,
-            test_mse: test_metrics.mse,
-            test_mae: test_metrics.mae,
-            test_psnr: test_metrics.psnr,
-            test_ssim: test_metrics.ssim,
-            test_bce: test.bce_per_window,
-            lr: (!self.config.training.lr_schedule.is_constant()).then_some(self.adam.config.lr),
-        };
+        let row = self.row(epoch, seconds, &test)?;
         self.report.say(&format!(
-            "epoch {:>3}/{}  train_loss {:.6}  test_loss {:.6}  psnr {:.2}  ssim {:.4}{}  {:.3} s  {:.0} frames/s",
+            "epoch {:>3}/{}  train_loss {:.6}  test_loss {:.6}  psnr {:.2}  ssim {:.4}{}{}  {:.3} s  {:.0} frames/s",
             row.epoch,
             self.config.training.epochs,
             row.train_loss,
@@ -726,6 +727,10 @@ impl<M: SequenceModel> Run<'_, M> {
             row.test_psnr,
             row.test_ssim,
             bce_note(&test),
+            match (row.val_loss, row.val_copy_last) {
+                (Some(v), Some(c)) => format!("  val_loss {v:.6} (copy-last {c:.6})"),
+                _ => String::new(),
+            },
             row.seconds,
             row.frames_per_second
         ));
@@ -750,6 +755,39 @@ impl<M: SequenceModel> Run<'_, M> {
         }
         write_csv(&self.paths.csv, &self.progress.rows)?;
         Ok(stopping.then(|| self.stopped(epoch)))
+    }
+
+    /// The CSV row of `epoch`: its training, `test`, and the validation windows' loss
+    /// beside copy-last's where there are any.
+    fn row(&self, epoch: usize, seconds: f64, test: &Evaluation) -> Result<EpochRow> {
+        let (val_loss, val_copy_last) = match self.windows.validation.is_empty() {
+            true => (None, None),
+            false => {
+                let loss = self.config.training.loss;
+                let forecast = self.config.training.forecast;
+                let ours = evaluate(&self.model, &self.windows.validation, forecast)?;
+                let copy = copy_last(&self.windows.validation, forecast)?;
+                (
+                    Some(ours.measured_by(loss).loss),
+                    Some(copy.measured_by(loss).loss),
+                )
+            }
+        };
+        Ok(EpochRow {
+            epoch,
+            train_loss: self.progress.loss_sum / self.windows.train.len() as f64,
+            test_loss: test.loss,
+            seconds,
+            frames_per_second: self.windows.steps_per_epoch as f64 / seconds,
+            test_mse: test.metrics.mse,
+            test_mae: test.metrics.mae,
+            test_psnr: test.metrics.psnr,
+            test_ssim: test.metrics.ssim,
+            test_bce: test.bce_per_window,
+            val_loss,
+            val_copy_last,
+            lr: (!self.config.training.lr_schedule.is_constant()).then_some(self.adam.config.lr),
+        })
     }
 
     /// The epoch's updates, one per batch of windows, from where the progress stands.

@@ -54,6 +54,7 @@ fn state(adam_step: u64) -> TrainingState {
             stride: 1,
             values_fnv1a: String::new(),
             videos: None,
+            validation: 0,
         },
         training: TrainSettings {
             epochs: 1,

@@ -403,18 +403,30 @@ pub struct Row {
 pub fn read_rows(path: &Path) -> Vec<Row> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
-    // The first five columns are a contract; test metrics follow them.
-    assert_eq!(
-        lines.next(),
-        Some(
+    // The first five columns are a contract; test metrics follow them, then the optional
+    // columns of a validation split and a learning-rate schedule.
+    let header = lines.next().unwrap_or_default();
+    let optional = header
+        .strip_prefix(
             "epoch,train_loss,test_loss,seconds,frames_per_second,\
-             test_mse,test_mae,test_psnr,test_ssim,test_bce"
+             test_mse,test_mae,test_psnr,test_ssim,test_bce",
         )
+        .unwrap_or_else(|| panic!("{header}"));
+    assert!(
+        [
+            "",
+            ",val_loss,val_copy_last",
+            ",lr",
+            ",val_loss,val_copy_last,lr"
+        ]
+        .contains(&optional),
+        "{header}"
     );
+    let columns = header.split(',').count();
     lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            assert_eq!(f.len(), 10, "{l}");
+            assert_eq!(f.len(), columns, "{l}");
             Row {
                 epoch: f[0].parse().unwrap(),
                 train_loss: f[1].parse().unwrap(),
