@@ -63,9 +63,15 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
-    /// A weights file or training checkpoint written by training.
+    /// A weights file or training checkpoint written by training. Where the run kept a
+    /// validation split's best weights beside it (<model>.best.safetensors), those are
+    /// evaluated unless --last is given.
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// Evaluate the --checkpoint file itself (the last epoch's weights), not the best
+    /// validation epoch's kept beside it.
+    #[arg(long)]
+    pub last: bool,
     #[command(flatten)]
     pub data: DataArgs,
     /// Forecast: frames read before predicting (with --horizon).
@@ -121,9 +127,14 @@ pub struct PredictArgs {
     /// Which model the checkpoint holds (it says itself; given, it is checked).
     #[arg(long, value_parser = crate::models::kind_parser())]
     pub model: Option<String>,
-    /// A checkpoint written by training (results/<model>.safetensors).
+    /// A checkpoint written by training (results/<model>.safetensors). Where the run kept
+    /// a validation split's best weights beside it, those predict unless --last is given.
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// Predict with the --checkpoint file itself (the last epoch's weights), not the best
+    /// validation epoch's kept beside it.
+    #[arg(long)]
+    pub last: bool,
     #[command(flatten)]
     pub data: DataArgs,
     /// Roll out N steps, feeding predictions back, after the window's first L-N frames.
@@ -517,6 +528,11 @@ pub struct RunSettings {
     /// Ctrl-C); 0: only then.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub checkpoint_every: usize,
+    /// Early stopping: end the run after N epochs without a lower validation loss than
+    /// the best epoch's (needs a validation split, --validation).
+    #[arg(long, value_name = "N")]
+    #[serde(default)]
+    pub patience: Option<usize>,
 }
 
 fn one() -> usize {

@@ -158,6 +158,9 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(x) = run.clip_grad_norm.filter(|x| !(x.is_finite() && *x > 0.0)) {
         bail!("--clip-grad-norm {x}: the largest norm must be a positive number");
     }
+    if run.patience == Some(0) {
+        bail!("--patience 0: wait at least one epoch for a better validation loss");
+    }
     if run.scheduled_sampling == Some(0) {
         bail!("--scheduled-sampling 0: sample the truth over at least one update");
     }
@@ -207,6 +210,7 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         overwrite: args.force,
         resume: args.resume,
         checkpoint_every: run.checkpoint_every,
+        patience: run.patience,
         stop: None,
         started: None,
         launch: serde_json::to_value(run)?,
@@ -321,6 +325,29 @@ pub fn recorded_data(
         )
     })?;
     Ok(())
+}
+
+/// The weights `eval` and `predict` read for `--checkpoint`: the best validation epoch's,
+/// where training kept them beside it (`<model>.best.safetensors` next to
+/// `<model>.safetensors`), unless `last`; else the file itself. Says which when it swaps.
+pub fn best_weights(checkpoint: &std::path::Path, last: bool) -> std::path::PathBuf {
+    let best = checkpoint
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".safetensors"))
+        .filter(|stem| !stem.ends_with(".best") && !stem.ends_with(".resume"))
+        .map(|stem| checkpoint.with_file_name(format!("{stem}.best.safetensors")));
+    match best {
+        Some(best) if !last && best.is_file() => {
+            println!(
+                "weights: the best validation epoch's, {} (--last for {})",
+                best.display(),
+                checkpoint.display()
+            );
+            best
+        }
+        _ => checkpoint.to_path_buf(),
+    }
 }
 
 /// The `--context` and `--horizon` the run that wrote `checkpoint` trained with, if it

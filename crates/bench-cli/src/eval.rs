@@ -10,6 +10,7 @@ use crate::config;
 
 pub fn run(mut args: EvalArgs, matches: &clap::ArgMatches) -> Result<()> {
     config::readable_file("--checkpoint", &args.checkpoint)?;
+    args.checkpoint = config::best_weights(&args.checkpoint, args.last);
     if args.context.is_none() {
         // Evaluated as it was trained: a forecaster forecasts unless told otherwise.
         if let Some((context, horizon)) = config::recorded_forecast(&args.checkpoint)? {

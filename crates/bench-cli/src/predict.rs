@@ -28,6 +28,7 @@ pub fn run(mut args: PredictArgs, matches: &clap::ArgMatches) -> Result<()> {
         bail!("--scale {}: use 1 to 64", args.scale);
     }
     crate::config::readable_file("--checkpoint", &args.checkpoint)?;
+    args.checkpoint = crate::config::best_weights(&args.checkpoint, args.last);
     crate::config::recorded_data(&mut args.data, &args.checkpoint, matches, false)?;
     let args = &args;
     // The file says which model it holds; a --model given is checked against it when the

@@ -843,8 +843,11 @@ fn forecasts_train_evaluate_and_plot_per_frame_ahead() {
         "--seq-len",
         "5",
     ]);
+    // (The run kept a validation split's best weights, which eval reads and names.)
     assert!(
-        err.contains("conv.safetensors") && err.contains("1-channel") && err.contains("3-channel"),
+        err.contains("conv.best.safetensors")
+            && err.contains("1-channel")
+            && err.contains("3-channel"),
         "{err}"
     );
 }

@@ -388,8 +388,9 @@ fn a_validation_split_is_carved_from_the_training_frames() {
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
     for line in csv.lines().skip(1) {
-        let fields: Vec<f64> = line.split(',').map(|f| f.parse().unwrap()).collect();
-        let (ours, copy) = (fields[at("val_loss")], fields[at("val_copy_last")]);
+        let fields: Vec<&str> = line.split(',').collect();
+        let number = |name: &str| -> f64 { fields[at(name)].parse().unwrap() };
+        let (ours, copy) = (number("val_loss"), number("val_copy_last"));
         assert!(ours.is_finite() && copy > 0.0, "{line}");
     }
     let off = dir.path().join("off");
@@ -420,4 +421,86 @@ fn a_validation_split_is_carved_from_the_training_frames() {
         "{refused}"
     );
     assert!(!too_many.exists());
+}
+
+/// With a validation split: the best epoch's weights are kept beside the last ones and are
+/// what `eval` reads unless `--last`; `--patience` ends the run that many epochs after its
+/// best; and the end of the run says in words, in the CSV's last row and the summary,
+/// whether the model beats copying the last frame on the validation frames.
+#[test]
+fn best_weights_patience_and_the_verdict_on_copy_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |name: &str, extra: &[&str]| -> (std::path::PathBuf, common::Output) {
+        let out = dir.path().join(name);
+        let mut args = vec!["--model", "conv", "--seq-len", "6", "--quiet"];
+        args.extend_from_slice(extra);
+        args.extend(["--out", s(&out)]);
+        let run = ok(&args);
+        (out, run)
+    };
+    let note = |out: &Path| -> (usize, String) {
+        let csv = std::fs::read_to_string(out.join("conv.csv")).unwrap();
+        assert!(csv.lines().next().unwrap().ends_with(",note"), "{csv}");
+        let last = csv.lines().last().unwrap();
+        let epoch = last.split(',').next().unwrap().parse().unwrap();
+        (epoch, last.rsplit(',').next().unwrap().to_string())
+    };
+    // An untrained seed model predicts far worse than copying the last frame.
+    let (untrained, run) = train("untrained", &["--epochs", "1", "--lr", "1e-9"]);
+    let worse = "this model is worse than copying the last frame on the validation frames";
+    assert!(run.stdout.contains(worse), "{}", run.stdout);
+    assert_eq!(note(&untrained), (1, worse.to_string()));
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(untrained.join("conv.summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["validation"]["verdict"], worse);
+    assert_eq!(summary["validation"]["best_epoch"], 1);
+
+    // Too large a step: the validation loss stops falling, and the run stops `patience`
+    // epochs after its best.
+    let (unstable, _) = train(
+        "unstable",
+        &["--epochs", "30", "--lr", "0.3", "--patience", "2"],
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(unstable.join("conv.summary.json")).unwrap())
+            .unwrap();
+    let best = summary["validation"]["best_epoch"].as_u64().unwrap() as usize;
+    let (last, words) = note(&unstable);
+    assert!(last < 30 && last == best + 2, "best {best}, last {last}");
+    assert!(words.starts_with("this model"), "{words}");
+    // eval reads the best epoch's weights unless told otherwise.
+    let weights = unstable.join("conv.safetensors");
+    let best_eval = ok(&["eval", "--checkpoint", s(&weights)]);
+    assert!(
+        best_eval.stdout.contains("conv.best.safetensors"),
+        "{}",
+        best_eval.stdout
+    );
+    let last_eval = ok(&["eval", "--checkpoint", s(&weights), "--last"]);
+    assert!(!last_eval.stdout.contains("best"), "{}", last_eval.stdout);
+    let tensors = |name: &str| {
+        candle_core::safetensors::load(unstable.join(name), &candle_core::Device::Cpu).unwrap()
+    };
+    let (kept, ended) = (
+        tensors("conv.best.safetensors"),
+        tensors("conv.safetensors"),
+    );
+    let bits = |t: &candle_core::Tensor| -> Vec<u32> {
+        let values: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        values.iter().map(|v| v.to_bits()).collect()
+    };
+    let name = "convlstm.weight_ih_l0";
+    assert_ne!(bits(&kept[name]), bits(&ended[name]), "two epochs apart");
+
+    let refused = fails(&[
+        "--model",
+        "conv",
+        "--patience",
+        "3",
+        "--out",
+        s(&dir.path().join("none")),
+    ]);
+    assert!(refused.contains("no validation split"), "{refused}");
 }

@@ -151,6 +151,10 @@ pub struct Progress {
     #[serde(with = "decimal")]
     pub rng_word_pos: u128,
     pub rows: Vec<EpochRow>,
+    /// With a validation split: the epoch of the lowest validation loss so far, whose
+    /// weights are the best-weights file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
 }
 
 /// A `u128` as a decimal string: JSON readers keep no more than 53 bits of a number.

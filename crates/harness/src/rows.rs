@@ -45,6 +45,10 @@ pub struct EpochRow {
     pub val_loss: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_copy_last: Option<f64>,
+    /// With a validation split: empty, but in the last row of a finished run whether the
+    /// model beats copying the last frame on the validation windows, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// The learning rate of the epoch's last update, where a schedule moves it (the column
     /// is absent otherwise, as in the seed's CSVs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,6 +171,7 @@ mod tests {
             test_bce: 6837.3,
             val_loss: None,
             val_copy_last: None,
+            note: None,
             lr: None,
         }
     }

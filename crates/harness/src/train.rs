@@ -56,6 +56,10 @@ pub struct TrainConfig {
     /// last, and when stopped); 0: only then.
     #[serde(default = "one")]
     pub checkpoint_every: usize,
+    /// With a validation split: stop after this many epochs without a lower validation
+    /// loss than the best epoch's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
     /// Set (by a signal handler) to stop after the current window, with a checkpoint.
     #[serde(skip)]
     pub stop: Option<Arc<AtomicBool>>,
@@ -100,6 +104,7 @@ impl Default for TrainConfig {
             overwrite: false,
             resume: false,
             checkpoint_every: 1,
+            patience: None,
             stop: None,
             started: None,
             launch: serde_json::Value::Null,
@@ -130,6 +135,8 @@ pub struct OutputPaths {
     pub resume: PathBuf,
     /// The last row and the copy-last-frame baseline, as JSON.
     pub summary: PathBuf,
+    /// With a validation split, the weights of its best epoch (PyTorch names).
+    pub best: PathBuf,
 }
 
 impl OutputPaths {
@@ -139,11 +146,18 @@ impl OutputPaths {
             weights: out_dir.join(format!("{kind}.safetensors")),
             resume: out_dir.join(format!("{kind}.resume.safetensors")),
             summary: out_dir.join(format!("{kind}.summary.json")),
+            best: out_dir.join(format!("{kind}.best.safetensors")),
         }
     }
 
-    fn all(&self) -> [&Path; 4] {
-        [&self.csv, &self.weights, &self.resume, &self.summary]
+    fn all(&self) -> [&Path; 5] {
+        [
+            &self.csv,
+            &self.weights,
+            &self.resume,
+            &self.summary,
+            &self.best,
+        ]
     }
 }
 
@@ -164,6 +178,12 @@ pub fn train<M: SequenceModel>(
     let windows = Windows::new(data, device)?;
     check_forecast(config, data)?;
     check_objective::<M>(model_config, windows.frame, config)?;
+    if let (Some(n), true) = (config.patience, windows.validation.is_empty()) {
+        return Err(Error::Config(format!(
+            "--patience {n} stops on the validation loss, and this run has no validation \
+             split: give --validation N (auto found too little data for one)"
+        )));
+    }
 
     // Model and optimizer: fresh, or as the checkpoint left them.
     let specs = M::parameter_specs(model_config, windows.frame)?;
@@ -221,7 +241,14 @@ pub fn train<M: SequenceModel>(
         last_test: None,
         _lock: run_lock,
     };
+    // A resumed run's earlier end is no longer its end.
+    for row in &mut run.progress.rows {
+        row.note = row.note.as_ref().map(|_| String::new());
+    }
     for epoch in run.progress.epochs_done + 1..=config.training.epochs {
+        if run.patience_spent() {
+            break;
+        }
         if let Some(stopped) = run.epoch(epoch)? {
             return Ok(stopped);
         }
@@ -373,7 +400,13 @@ fn claim_outputs(
                     found.display()
                 )))
             }
-            Some(_) => None,
+            Some(_) => {
+                // Replaced: an earlier run's best weights must not pass for this one's.
+                if paths.best.exists() {
+                    std::fs::remove_file(&paths.best).map_err(io_err(&paths.best))?;
+                }
+                None
+            }
         }
     };
     // What a run killed mid-write left behind; ours alone, by name.
@@ -735,6 +768,7 @@ impl<M: SequenceModel> Run<'_, M> {
             row.frames_per_second
         ));
         self.last_test = Some(test);
+        self.keep_if_best(epoch, &row)?;
         let progress = &mut self.progress;
         progress.rows.push(row);
         progress.epochs_done = epoch;
@@ -748,6 +782,7 @@ impl<M: SequenceModel> Run<'_, M> {
         if (every > 0 && epoch.is_multiple_of(every))
             || stopping
             || epoch == self.config.training.epochs
+            || self.patience_spent()
         {
             self.checkpoint()?;
             self.checkpoint_epoch = Some(epoch);
@@ -755,6 +790,67 @@ impl<M: SequenceModel> Run<'_, M> {
         }
         write_csv(&self.paths.csv, &self.progress.rows)?;
         Ok(stopping.then(|| self.stopped(epoch)))
+    }
+
+    /// Writes the weights, as the best-weights file, where `row`'s validation loss is the
+    /// lowest so far.
+    fn keep_if_best(&mut self, epoch: usize, row: &EpochRow) -> Result<()> {
+        let Some(loss) = row.val_loss else {
+            return Ok(());
+        };
+        let best = self
+            .progress
+            .best_epoch
+            .and_then(|e| self.progress.rows.get(e - 1))
+            .and_then(|r| r.val_loss);
+        if best.is_none_or(|b| loss < b) {
+            let metadata = self.weights_metadata(epoch);
+            save_parameters(&self.paths.best, &self.specs, &self.vars, metadata)?;
+            self.progress.best_epoch = Some(epoch);
+        }
+        Ok(())
+    }
+
+    /// Whether `--patience` epochs have passed since the best validation epoch.
+    fn patience_spent(&self) -> bool {
+        match (self.config.patience, self.progress.best_epoch) {
+            (Some(patience), Some(best)) => self.progress.epochs_done >= best + patience,
+            _ => false,
+        }
+    }
+
+    /// The one metadata key of a weights file written after `epochs_done` epochs. One key:
+    /// safetensors keeps metadata in a hash map, whose order would make two identical runs
+    /// write different headers.
+    fn weights_metadata(&self, epochs_done: usize) -> HashMap<String, String> {
+        let about = serde_json::json!({
+            "model": self.kind,
+            "model_config": self.about_model[1],
+            "frame": self.windows.frame,
+            "train_config": self.config,
+            "epochs_done": epochs_done,
+            "launch": self.config.launch,
+        });
+        HashMap::from([(CHECKPOINT_METADATA_KEY.to_string(), about.to_string())])
+    }
+
+    /// With a validation split: the best epoch's validation loss beside copy-last's, and
+    /// whether the model beats it, in words.
+    fn verdict(&self) -> Option<serde_json::Value> {
+        let epoch = self.progress.best_epoch?;
+        let row = self.progress.rows.get(epoch - 1)?;
+        let (ours, copy) = (row.val_loss?, row.val_copy_last?);
+        let words = match ours < copy {
+            true => "this model beats copying the last frame on the validation frames",
+            false => "this model is worse than copying the last frame on the validation frames",
+        };
+        Some(serde_json::json!({
+            "best_epoch": epoch,
+            "val_loss": ours,
+            "val_copy_last": copy,
+            "best_weights": self.paths.best,
+            "verdict": words,
+        }))
     }
 
     /// The CSV row of `epoch`: its training, `test`, and the validation windows' loss
@@ -784,6 +880,7 @@ impl<M: SequenceModel> Run<'_, M> {
             test_psnr: test.metrics.psnr,
             test_ssim: test.metrics.ssim,
             test_bce: test.bce_per_window,
+            note: val_loss.map(|_| String::new()),
             val_loss,
             val_copy_last,
             lr: (!self.config.training.lr_schedule.is_constant()).then_some(self.adam.config.lr),
@@ -1006,19 +1103,19 @@ impl<M: SequenceModel> Run<'_, M> {
     fn finish(mut self, model_config: &M::Config, copy_last: Evaluation) -> Result<RunSummary> {
         self.report.bar.finish_and_clear();
         crate::fault::reached("final");
-        let rows = self.progress.rows;
-        // One metadata key: safetensors keeps metadata in a hash map, whose order would
-        // make two identical runs write different headers.
-        let about = serde_json::json!({
-            "model": self.kind,
-            "model_config": model_config,
-            "frame": self.windows.frame,
-            "train_config": self.config,
-            "epochs_done": rows.len(),
-            "launch": self.config.launch,
-        });
-        let metadata = HashMap::from([(CHECKPOINT_METADATA_KEY.to_string(), about.to_string())]);
+        let metadata = self.weights_metadata(self.progress.rows.len());
         save_parameters(&self.paths.weights, &self.specs, &self.vars, metadata)?;
+        let verdict = self.verdict();
+        if let (Some(v), Some(last)) = (&verdict, self.progress.rows.last_mut()) {
+            let words = v["verdict"].as_str().unwrap_or_default();
+            self.report.say(&format!(
+                "validation: {words} (best epoch {})",
+                v["best_epoch"]
+            ));
+            last.note = Some(words.to_string());
+            write_csv(&self.paths.csv, &self.progress.rows)?;
+        }
+        let rows = self.progress.rows;
         // A resumed run that had nothing left to train has no evaluation yet.
         let test = match self.last_test.take() {
             Some(test) => test,
@@ -1040,6 +1137,10 @@ impl<M: SequenceModel> Run<'_, M> {
             "test": test.figures(),
             "copy_last_frame": copy_last.figures(),
         });
+        let mut summary = summary;
+        if let Some(v) = verdict {
+            summary["validation"] = v;
+        }
         let text =
             serde_json::to_string_pretty(&summary).map_err(|e| Error::Config(e.to_string()))?;
         crate::files::write_bytes_atomic(&self.paths.summary, text.as_bytes())?;

@@ -68,6 +68,7 @@ fn state(adam_step: u64) -> TrainingState {
             seconds: 0.0,
             rng_word_pos: 123456789012345678901234567890,
             rows: Vec::new(),
+            best_epoch: None,
         },
         adam_step,
         launch: serde_json::Value::Null,

@@ -415,9 +415,9 @@ pub fn read_rows(path: &Path) -> Vec<Row> {
     assert!(
         [
             "",
-            ",val_loss,val_copy_last",
+            ",val_loss,val_copy_last,note",
             ",lr",
-            ",val_loss,val_copy_last,lr"
+            ",val_loss,val_copy_last,note,lr"
         ]
         .contains(&optional),
         "{header}"
