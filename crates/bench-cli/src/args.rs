@@ -396,6 +396,14 @@ pub struct TrainArgs {
     pub resume: bool,
 }
 
+/// A transform `--augment` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AugmentKind {
+    Flip,
+    Reverse,
+}
+
 /// `--validation`: how much of the training part validates. A record without it (a run
 /// of an earlier version) had none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -528,6 +536,12 @@ pub struct RunSettings {
     /// Ctrl-C); 0: only then.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub checkpoint_every: usize,
+    /// Augment the training windows: each transform listed is applied to each window of
+    /// each epoch with chance 1/2, drawn from --seed (so --resume stays exact): flip
+    /// (mirror left to right), reverse (play backwards). E.g. flip,reverse.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "flip,reverse")]
+    #[serde(default)]
+    pub augment: Vec<AugmentKind>,
     /// Early stopping: end the run after N epochs without a lower validation loss than
     /// the best epoch's (needs a validation split, --validation).
     #[arg(long, value_name = "N")]

@@ -10,8 +10,8 @@ use harness::evaluate::Forecast;
 use harness::{Backward, LrSchedule, SequenceModel, TrainConfig, TrainSettings};
 
 use crate::args::{
-    AdamKind, BackwardKind, ColorKind, DataArgs, DeviceKind, NpyLayoutKind, OptimizerKind,
-    RunSettings, ScheduleKind, TrainArgs,
+    AdamKind, AugmentKind, BackwardKind, ColorKind, DataArgs, DeviceKind, NpyLayoutKind,
+    OptimizerKind, RunSettings, ScheduleKind, TrainArgs,
 };
 
 /// The windows the flags ask for: `--seq-len`, or a forecast's context and horizon, or
@@ -198,6 +198,10 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             clip_grad_norm: run.clip_grad_norm,
             loss: run.loss,
             scheduled_sampling: run.scheduled_sampling,
+            augment: harness::Augment {
+                flip: run.augment.contains(&AugmentKind::Flip),
+                reverse: run.augment.contains(&AugmentKind::Reverse),
+            },
             lr_schedule: match run.lr_schedule {
                 ScheduleKind::Constant => LrSchedule::Constant,
                 ScheduleKind::Cosine => LrSchedule::Cosine,

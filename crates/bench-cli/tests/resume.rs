@@ -873,3 +873,21 @@ fn scheduled_sampling_trains_differently_and_resumes_exactly() {
     ]);
     assert!(refused.contains("--context"), "{refused}");
 }
+
+/// `--augment flip,reverse`: epoch 1 trains on other windows than a run without it (its
+/// loss differs), and a run killed in epoch 2 resumes to the same end, bit for bit: the
+/// draws follow the seed, the epoch and the window.
+#[test]
+fn augmented_runs_train_differently_and_resume_exactly() {
+    let augment = ["--augment", "flip,reverse"];
+    let reference = reference_run(&augment);
+    let plain = reference_run(&[]);
+    let first_loss = |dir: &Path| {
+        rows_without_timing(dir)[1]
+            .split(',')
+            .nth(1)
+            .map(String::from)
+    };
+    assert_ne!(first_loss(reference.path()), first_loss(plain.path()));
+    killed_in_epoch_2_then_resumed(&augment, reference.path(), "augmented");
+}

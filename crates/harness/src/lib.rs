@@ -39,5 +39,5 @@ pub use model::{
     loss_and_grads, predict, train_step, Backward, ParamInit, ParamSpec, SequenceModel, Step,
     StepOptions,
 };
-pub use settings::{LrSchedule, TrainSettings};
+pub use settings::{Augment, LrSchedule, TrainSettings};
 pub use train::{train, FreshWindows, OutputPaths, RunSummary, TrainConfig};

@@ -44,6 +44,10 @@ pub struct TrainSettings {
     /// over them. `None`: it always reads its own prediction, as in evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_sampling: Option<u64>,
+    /// Random transforms of each training window, drawn per epoch and window from the seed
+    /// ([`Augment::draw`]); none for the seed.
+    #[serde(default, skip_serializing_if = "Augment::is_none")]
+    pub augment: Augment,
     /// What the training loss measures (the seed: the squared error). Always written, so
     /// that a resume refused for it names both losses; a record without it is the seed's.
     #[serde(default)]
@@ -112,6 +116,7 @@ impl Default for TrainSettings {
             clip_grad_norm: None,
             loss: Loss::Mse,
             scheduled_sampling: None,
+            augment: Augment::default(),
         }
     }
 }
@@ -120,9 +125,89 @@ fn one() -> usize {
     1
 }
 
+/// Augmentation of the training windows, as video-prediction training multiplies a short
+/// video's windows: each transform on, each window of each epoch gets it with chance 1/2.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Augment {
+    /// Mirror left to right.
+    #[serde(default)]
+    pub flip: bool,
+    /// Play backwards: the last frame first.
+    #[serde(default)]
+    pub reverse: bool,
+}
+
+impl Augment {
+    pub fn is_none(&self) -> bool {
+        !self.flip && !self.reverse
+    }
+
+    /// The transforms window `window` of epoch `epoch` gets: `(flip, reverse)`, drawn by
+    /// SplitMix64 from the run's seed, the epoch and the window, so a resumed run draws the
+    /// same.
+    pub fn draw(&self, seed: u64, epoch: usize, window: usize) -> (bool, bool) {
+        use lstm_core::plan::splitmix64;
+        const STREAM: u64 = 0x4155_474d_454e_5421; // "AUGMENT!"
+        let bits = splitmix64(splitmix64(seed ^ STREAM) ^ ((epoch as u64) << 32) ^ window as u64);
+        (self.flip && bits & 1 == 1, self.reverse && bits & 2 == 2)
+    }
+
+    /// `window` `[L, C, H, W]` mirrored (W reversed) and/or played backwards (L reversed).
+    pub fn apply(
+        window: &candle_core::Tensor,
+        (flip, reverse): (bool, bool),
+    ) -> candle_core::Result<candle_core::Tensor> {
+        let reversed = |t: &candle_core::Tensor, dim: usize| {
+            let n = t.dim(dim)? as u32;
+            let index: Vec<u32> = (0..n).rev().collect();
+            t.index_select(&candle_core::Tensor::new(index, t.device())?, dim)
+        };
+        let mut out = window.clone();
+        if flip {
+            out = reversed(&out, 3)?;
+        }
+        if reverse {
+            out = reversed(&out, 0)?;
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::LrSchedule;
+    use super::{Augment, LrSchedule};
+
+    #[test]
+    fn augmentation_mirrors_and_reverses_as_drawn() {
+        let window = candle_core::Tensor::arange(0f32, 2.0 * 2.0 * 3.0, &candle_core::Device::Cpu)
+            .unwrap()
+            .reshape((2, 1, 2, 3))
+            .unwrap(); // [L, C, H, W]
+        let flipped = Augment::apply(&window, (true, false)).unwrap();
+        assert_eq!(
+            flipped.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [2., 1., 0., 5., 4., 3., 8., 7., 6., 11., 10., 9.]
+        );
+        let both = Augment::apply(&window, (true, true)).unwrap();
+        assert_eq!(
+            both.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [8., 7., 6., 11., 10., 9., 2., 1., 0., 5., 4., 3.]
+        );
+        // Each transform about half the windows, none where it is off.
+        let on = Augment {
+            flip: true,
+            reverse: true,
+        };
+        let draws: Vec<_> = (0..1000).map(|w| on.draw(3, 2, w)).collect();
+        let flips = draws.iter().filter(|d| d.0).count();
+        let reversals = draws.iter().filter(|d| d.1).count();
+        assert!((450..550).contains(&flips) && (450..550).contains(&reversals));
+        let flip_only = Augment {
+            flip: true,
+            reverse: false,
+        };
+        assert!((0..100).all(|w| !flip_only.draw(3, 2, w).1));
+    }
 
     /// PyTorch 2.15's learning rates for 10 updates of lr 1e-3: `OneCycleLR(max_lr=1e-3,
     /// total_steps=10)` and `CosineAnnealingLR(T_max=10)`, read from

@@ -25,7 +25,7 @@ use crate::params::{
     init_parameters, load_parameters, save_parameters, take_parameters, var_builder,
 };
 use crate::resume::{self, DataFingerprint, Progress, TrainingState};
-use crate::settings::TrainSettings;
+use crate::settings::{Augment, TrainSettings};
 use lstm_core::plan::splitmix64;
 use lstm_core::{Head, Loss, Plan, Sampling};
 
@@ -907,10 +907,17 @@ impl<M: SequenceModel> Run<'_, M> {
         while self.progress.windows_done < windows_per_epoch {
             let k = self.progress.windows_done;
             let batch_size = self.config.training.batch_size.min(windows_per_epoch - k);
-            let members: Vec<&Tensor> = order[k..k + batch_size]
+            let augment = self.config.training.augment;
+            let members = order[k..k + batch_size]
                 .iter()
-                .map(|&w| &self.windows.train[w])
-                .collect();
+                .map(|&w| match augment.is_none() {
+                    true => Ok(self.windows.train[w].clone()),
+                    false => {
+                        let drawn = augment.draw(self.config.training.seed, epoch, w);
+                        Augment::apply(&self.windows.train[w], drawn)
+                    }
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
             let batch = Tensor::stack(&members, 1)?; // [L, B, C, H, W]
             let plan = match self.config.training.forecast {
                 Some(f) => f.plan(batch_size),
