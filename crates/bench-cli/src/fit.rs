@@ -27,6 +27,9 @@ pub struct DataProbe {
     pub source: String,
     /// Which flags size the frames, for advice.
     moving_mnist: bool,
+    /// Frames of the training sequences a fresh draw replaces (Moving MNIST; 0 otherwise):
+    /// a run with --fresh-sequences holds a second set while it draws the next.
+    fresh_frames: usize,
 }
 
 /// Loads and splits the frames the flags name, once [`probe`] has checked that they
@@ -80,6 +83,10 @@ pub fn probe(args: &DataArgs, seq_len: Option<usize>) -> Result<DataProbe> {
             windows_at_most: spec.train.saturating_mul(per_sequence),
             source: MOVING_MNIST.into(),
             moving_mnist: true,
+            fresh_frames: match args.fresh_sequences {
+                true => spec.train.saturating_mul(spec.frames),
+                false => 0,
+            },
         });
     }
     let (frames, frame) = frames::probe(&args.data, &config::load_options(args)?)?;
@@ -92,6 +99,7 @@ pub fn probe(args: &DataArgs, seq_len: Option<usize>) -> Result<DataProbe> {
         windows_at_most: frames / windows.stride + 1,
         source: args.data.display().to_string(),
         moving_mnist: false,
+        fresh_frames: 0,
     })
 }
 
@@ -161,7 +169,7 @@ pub fn check_run<M: SequenceModel>(
     let specs = M::parameter_specs(model, probe.frame)?;
     let stack = M::layout(model, probe.frame)?;
     let run = RunShape {
-        frames: probe.frames,
+        frames: probe.frames.saturating_add(probe.fresh_frames),
         batch: config.training.batch_size.min(probe.windows_at_most.max(1)),
         steps: probe.window.saturating_sub(1),
         threads,

@@ -362,3 +362,46 @@ fn sigterm_and_sigint_stop_a_run_while_it_loads() {
         assert!(took < SIGNAL_BOUND, "signal {signal}: {took:?}");
     }
 }
+
+/// Drawing Moving MNIST afresh holds a second set of training sequences while the next is
+/// drawn: the estimate counts it (40 sequences of 20 64x64 frames, 12.5 MiB as f32).
+#[test]
+fn fresh_sequences_count_in_the_memory_estimate() {
+    let frames_line = |extra: &[&str]| -> f64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--model",
+            "conv",
+            "--data",
+            "moving-mnist",
+            "--sequences",
+            "40",
+            "--test-sequences",
+            "8",
+            "--epochs",
+            "1",
+            "--out",
+            s(dir.path()),
+        ];
+        args.extend_from_slice(extra);
+        let run = ok(&args);
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("memory: "))
+            .unwrap_or_else(|| panic!("{}", run.stdout));
+        let mib = line
+            .split("frames ")
+            .nth(1)
+            .unwrap()
+            .split(" MiB")
+            .next()
+            .unwrap();
+        mib.parse().unwrap()
+    };
+    let (plain, fresh) = (frames_line(&[]), frames_line(&["--fresh-sequences"]));
+    assert!(
+        (fresh - plain - 12.5).abs() < 0.6,
+        "{plain} MiB, {fresh} MiB"
+    );
+}
