@@ -139,37 +139,8 @@ pub fn device(kind: Option<DeviceKind>) -> Result<Device> {
 
 /// The training configuration the flags describe, checked.
 pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
+    check_run_flags(args)?;
     let run = &args.run;
-    if run.batch_size == 0 {
-        bail!("--batch-size 0: use at least one window per update");
-    }
-    if !(run.lr.is_finite() && run.lr > 0.0) {
-        bail!(
-            "--lr {}: the learning rate must be a positive number",
-            run.lr
-        );
-    }
-    if !(0.0..1.0).contains(&run.rmsprop_decay) {
-        bail!("--rmsprop-decay {}: a decay in [0, 1)", run.rmsprop_decay);
-    }
-    if run.epochs == 0 {
-        bail!("--epochs 0: train at least one epoch");
-    }
-    if let Some(x) = run.clip_grad_norm.filter(|x| !(x.is_finite() && *x > 0.0)) {
-        bail!("--clip-grad-norm {x}: the largest norm must be a positive number");
-    }
-    if run.patience == Some(0) {
-        bail!("--patience 0: wait at least one epoch for a better validation loss");
-    }
-    if run.scheduled_sampling == Some(0) {
-        bail!("--scheduled-sampling 0: sample the truth over at least one update");
-    }
-    if run.data.fresh_sequences && run.data.data.as_os_str() != MOVING_MNIST {
-        bail!("--fresh-sequences draws Moving MNIST afresh: it needs --data moving-mnist");
-    }
-    if let Some(path) = &args.init_from {
-        readable_file("--init-from", path)?;
-    }
     Ok(TrainConfig {
         training: TrainSettings {
             epochs: run.epochs,
@@ -224,6 +195,42 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             BackwardKind::Autograd => Backward::Autograd,
         },
     })
+}
+
+/// Refuses, by flag, training flags no run can take.
+fn check_run_flags(args: &TrainArgs) -> Result<()> {
+    let run = &args.run;
+    if run.batch_size == 0 {
+        bail!("--batch-size 0: use at least one window per update");
+    }
+    if !(run.lr.is_finite() && run.lr > 0.0) {
+        bail!(
+            "--lr {}: the learning rate must be a positive number",
+            run.lr
+        );
+    }
+    if !(0.0..1.0).contains(&run.rmsprop_decay) {
+        bail!("--rmsprop-decay {}: a decay in [0, 1)", run.rmsprop_decay);
+    }
+    if run.epochs == 0 {
+        bail!("--epochs 0: train at least one epoch");
+    }
+    if let Some(x) = run.clip_grad_norm.filter(|x| !(x.is_finite() && *x > 0.0)) {
+        bail!("--clip-grad-norm {x}: the largest norm must be a positive number");
+    }
+    if run.patience == Some(0) {
+        bail!("--patience 0: wait at least one epoch for a better validation loss");
+    }
+    if run.scheduled_sampling == Some(0) {
+        bail!("--scheduled-sampling 0: sample the truth over at least one update");
+    }
+    if run.data.fresh_sequences && run.data.data.as_os_str() != MOVING_MNIST {
+        bail!("--fresh-sequences draws Moving MNIST afresh: it needs --data moving-mnist");
+    }
+    if let Some(path) = &args.init_from {
+        readable_file("--init-from", path)?;
+    }
+    Ok(())
 }
 
 /// The model to train: the one the flags describe or, with `--init-from` a file a run

@@ -16,6 +16,40 @@ pub fn run(args: &FramesArgs) -> Result<()> {
         data.size(),
         data.channels()
     );
+    print_split(&data)?;
+    // The same copy-last figure training reports (one step ahead, on the test windows).
+    let test_windows = data
+        .test_windows()?
+        .into_iter()
+        .map(|w| w.to_dtype(candle_core::DType::F32))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    println!(
+        "copy-last-frame MSE per pixel on the test windows: {:.8}",
+        harness::evaluate::copy_last(&test_windows, None)?
+            .metrics
+            .mse
+    );
+    if let Some(dir) = &args.export {
+        data.export(dir)?;
+        match frames::npy::is_npy(dir) {
+            true => println!(
+                "wrote {} sequences as one uint8 array to {}",
+                data.videos.len(),
+                dir.display()
+            ),
+            false => println!(
+                "wrote {} folders of PNG frames into {}",
+                data.videos.len(),
+                dir.display()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The split `data` makes: which frames or videos train and test, their windows, and the
+/// validation split if any.
+fn print_split(data: &frames::Dataset) -> Result<()> {
     let (train_windows, test_windows) = (data.train_windows()?.len(), data.test_windows()?.len());
     match data.holdout {
         frames::Holdout::Frames(split) => {
@@ -66,33 +100,6 @@ pub fn run(args: &FramesArgs) -> Result<()> {
             data.validation,
             data.validation_windows()?.len()
         );
-    }
-    // The same copy-last figure training reports (one step ahead, on the test windows).
-    let test_windows = data
-        .test_windows()?
-        .into_iter()
-        .map(|w| w.to_dtype(candle_core::DType::F32))
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    println!(
-        "copy-last-frame MSE per pixel on the test windows: {:.8}",
-        harness::evaluate::copy_last(&test_windows, None)?
-            .metrics
-            .mse
-    );
-    if let Some(dir) = &args.export {
-        data.export(dir)?;
-        match frames::npy::is_npy(dir) {
-            true => println!(
-                "wrote {} sequences as one uint8 array to {}",
-                data.videos.len(),
-                dir.display()
-            ),
-            false => println!(
-                "wrote {} folders of PNG frames into {}",
-                data.videos.len(),
-                dir.display()
-            ),
-        }
     }
     Ok(())
 }

@@ -177,13 +177,7 @@ pub fn train<M: SequenceModel>(
     // Data.
     let windows = Windows::new(data, device)?;
     check_forecast(config, data)?;
-    check_objective::<M>(model_config, windows.frame, config)?;
-    if let (Some(n), true) = (config.patience, windows.validation.is_empty()) {
-        return Err(Error::Config(format!(
-            "--patience {n} stops on the validation loss, and this run has no validation \
-             split: give --validation N (auto found too little data for one)"
-        )));
-    }
+    check_objective::<M>(model_config, &windows, config)?;
 
     // Model and optimizer: fresh, or as the checkpoint left them.
     let specs = M::parameter_specs(model_config, windows.frame)?;
@@ -239,21 +233,11 @@ pub fn train<M: SequenceModel>(
         report,
         device: device.clone(),
         last_test: None,
+        val_copy_last: None,
         _lock: run_lock,
     };
-    // A resumed run's earlier end is no longer its end.
-    for row in &mut run.progress.rows {
-        row.note = row.note.as_ref().map(|_| String::new());
-    }
-    for epoch in run.progress.epochs_done + 1..=config.training.epochs {
-        if run.patience_spent() {
-            break;
-        }
-        if let Some(stopped) = run.epoch(epoch)? {
-            return Ok(stopped);
-        }
-    }
-    run.finish(model_config, copy_last)
+    run.val_copy_last = run.validation_baseline()?;
+    run.epochs(model_config, copy_last)
 }
 
 /// The model and its optimizer: fresh, or as the checkpoint `restored` left them.
@@ -327,14 +311,20 @@ fn check_forecast(config: &TrainConfig, data: &Dataset) -> Result<()> {
     }
 }
 
-/// An encoder-forecaster forecasts, and the cross-entropy is taken from the logits of a
-/// head that ends in a sigmoid.
+/// An encoder-forecaster forecasts, the cross-entropy is taken from the logits of a head
+/// that ends in a sigmoid, and early stopping watches a validation split.
 fn check_objective<M: SequenceModel>(
     model_config: &M::Config,
-    frame: [usize; 3],
+    windows: &Windows,
     config: &TrainConfig,
 ) -> Result<()> {
-    let stack = M::layout(model_config, frame)?;
+    if let (Some(n), true) = (config.patience, windows.validation.is_empty()) {
+        return Err(Error::Config(format!(
+            "--patience {n} stops on the validation loss, and this run has no validation \
+             split: give --validation N (auto found too little data for one)"
+        )));
+    }
+    let stack = M::layout(model_config, windows.frame)?;
     if stack.wiring.encoder_layers > 0 && config.training.forecast.is_none() {
         return Err(Error::Config(
             "an encoder-forecaster forecasts: give --context and --horizon".into(),
@@ -647,41 +637,11 @@ impl Report {
             crate::memory::human(n_params * 4.0),
             device
         ));
-        let parts = match data.holdout {
-            frames::Holdout::Frames(split) => format!(
-                "{} frames {}, train {} frames -> {} windows of {} (stride {}), test {} frames -> {} windows",
-                data.frame_count(),
-                data.size(),
-                split.train,
-                windows.train.len(),
-                data.windows.len,
-                data.windows.stride,
-                split.test,
-                windows.test.len(),
-            ),
-            frames::Holdout::Videos { train, test } => format!(
-                "{} videos of {} frames {}, train {train} videos -> {} windows of {} (stride {}), test {test} videos -> {} windows",
-                train + test,
-                data.videos[0].len(),
-                data.size(),
-                windows.train.len(),
-                data.windows.len,
-                data.windows.stride,
-                windows.test.len(),
-            ),
-        };
-        let validation = match (data.validation, data.holdout) {
-            (0, _) => String::new(),
-            (n, frames::Holdout::Frames(_)) => format!(
-                "; validation: the last {n} training frames -> {} windows",
-                windows.validation.len()
-            ),
-            (n, frames::Holdout::Videos { .. }) => format!(
-                "; validation: the last {n} training videos -> {} windows",
-                windows.validation.len()
-            ),
-        };
-        self.say(&format!("data {}: {parts}{validation}", data.source));
+        self.say(&format!(
+            "data {}: {}",
+            data.source,
+            describe_split(data, windows)
+        ));
         let a = &config.training.adam;
         let optimizer = match a.form {
             crate::adam::AdamForm::Rmsprop => {
@@ -738,11 +698,31 @@ struct Run<'a, M> {
     device: Device,
     /// The last epoch's test evaluation, for the summary.
     last_test: Option<Evaluation>,
+    /// Copy-last's window loss on the validation windows, where there are any.
+    val_copy_last: Option<f64>,
     /// Held until the run ends.
     _lock: crate::lock::RunLock,
 }
 
 impl<M: SequenceModel> Run<'_, M> {
+    /// The epochs left, each trained, evaluated, checkpointed and written as a row, then
+    /// the run's end (or its stop on request, or early stopping's).
+    fn epochs(mut self, model_config: &M::Config, copy_last: Evaluation) -> Result<RunSummary> {
+        // A resumed run's earlier end is no longer its end.
+        for row in &mut self.progress.rows {
+            row.note = row.note.as_ref().map(|_| String::new());
+        }
+        for epoch in self.progress.epochs_done + 1..=self.config.training.epochs {
+            if self.patience_spent() {
+                break;
+            }
+            if let Some(stopped) = self.epoch(epoch)? {
+                return Ok(stopped);
+            }
+        }
+        self.finish(model_config, copy_last)
+    }
+
     /// One epoch: train, evaluate, checkpoint, row. Returns the run's summary if it stopped
     /// on request.
     fn epoch(&mut self, epoch: usize) -> Result<Option<RunSummary>> {
@@ -853,20 +833,25 @@ impl<M: SequenceModel> Run<'_, M> {
         }))
     }
 
+    /// Copy-last's window loss on the validation windows (none without them): the same
+    /// every epoch, so taken once.
+    fn validation_baseline(&self) -> Result<Option<f64>> {
+        if self.windows.validation.is_empty() {
+            return Ok(None);
+        }
+        let copy = copy_last(&self.windows.validation, self.config.training.forecast)?;
+        Ok(Some(copy.measured_by(self.config.training.loss).loss))
+    }
+
     /// The CSV row of `epoch`: its training, `test`, and the validation windows' loss
     /// beside copy-last's where there are any.
     fn row(&self, epoch: usize, seconds: f64, test: &Evaluation) -> Result<EpochRow> {
-        let (val_loss, val_copy_last) = match self.windows.validation.is_empty() {
-            true => (None, None),
+        let val_loss = match self.windows.validation.is_empty() {
+            true => None,
             false => {
-                let loss = self.config.training.loss;
                 let forecast = self.config.training.forecast;
                 let ours = evaluate(&self.model, &self.windows.validation, forecast)?;
-                let copy = copy_last(&self.windows.validation, forecast)?;
-                (
-                    Some(ours.measured_by(loss).loss),
-                    Some(copy.measured_by(loss).loss),
-                )
+                Some(ours.measured_by(self.config.training.loss).loss)
             }
         };
         Ok(EpochRow {
@@ -882,7 +867,7 @@ impl<M: SequenceModel> Run<'_, M> {
             test_bce: test.bce_per_window,
             note: val_loss.map(|_| String::new()),
             val_loss,
-            val_copy_last,
+            val_copy_last: self.val_copy_last,
             lr: (!self.config.training.lr_schedule.is_constant()).then_some(self.adam.config.lr),
         })
     }
@@ -1165,6 +1150,46 @@ impl<M: SequenceModel> Run<'_, M> {
             stopped_at: None,
         })
     }
+}
+
+/// The split a run trains on, in words: frames or videos, windows of each part, and the
+/// validation split if there is one.
+fn describe_split(data: &Dataset, windows: &Windows) -> String {
+    let parts = match data.holdout {
+        frames::Holdout::Frames(split) => format!(
+            "{} frames {}, train {} frames -> {} windows of {} (stride {}), test {} frames -> {} windows",
+            data.frame_count(),
+            data.size(),
+            split.train,
+            windows.train.len(),
+            data.windows.len,
+            data.windows.stride,
+            split.test,
+            windows.test.len(),
+        ),
+        frames::Holdout::Videos { train, test } => format!(
+            "{} videos of {} frames {}, train {train} videos -> {} windows of {} (stride {}), test {test} videos -> {} windows",
+            train + test,
+            data.videos[0].len(),
+            data.size(),
+            windows.train.len(),
+            data.windows.len,
+            data.windows.stride,
+            windows.test.len(),
+        ),
+    };
+    let validation = match (data.validation, data.holdout) {
+        (0, _) => String::new(),
+        (n, frames::Holdout::Frames(_)) => format!(
+            "; validation: the last {n} training frames -> {} windows",
+            windows.validation.len()
+        ),
+        (n, frames::Holdout::Videos { .. }) => format!(
+            "; validation: the last {n} training videos -> {} windows",
+            windows.validation.len()
+        ),
+    };
+    format!("{parts}{validation}")
 }
 
 /// `  bce <per sequence>` where the cross-entropy is the figure to read (forecasts).

@@ -422,35 +422,7 @@ pub fn bptt<M: Recurrent + ?Sized>(
     let (steps, batch, known) = (plan.steps, plan.batch, plan.known);
     let run = Run::forward(model, &step_inputs(windows, plan)?, plan)?;
 
-    // The loss, and its gradient in model space: its weights are the plan's, as [`loss`]'s
-    // are. The squared error's reaches the predictions; the cross-entropy's, `p - y`, the
-    // logits, and the predictions then only what a later step's reading them sends back.
-    let [c, h, w] = stack.frame;
-    let frame = (c * h * w) as f64;
-    let targets = windows
-        .narrow(0, 1, steps)?
-        .reshape((steps * batch, c, h, w))?;
-    let targets = to_model_space(stack, &targets)?; // [T*B, C_m, ...]
-    let preds = Tensor::cat(&run.preds, 0)?; // [T*B, C_m, ...]
-    let diff = (&preds - &targets)?;
-    let weights: Vec<f64> = (0..steps * batch).map(|s| plan.weight(s / batch)).collect();
-    let weights = Tensor::new(weights.as_slice(), preds.device())?.to_dtype(preds.dtype())?;
-    let mut shape = vec![steps * batch];
-    shape.extend(std::iter::repeat_n(1, preds.rank() - 1));
-    let weights = weights.reshape(shape)?;
-    let (loss, d_preds, d_logits) = match plan.loss {
-        Loss::Mse => (
-            loss(&run.predictions(stack, steps, batch)?, windows, plan)?,
-            diff.broadcast_mul(&weights.affine(2.0 / frame, 0.0)?)?,
-            None,
-        ),
-        Loss::Bce => (
-            bce_loss(&run.logits(stack, steps, batch)?, windows, plan)?,
-            diff.zeros_like()?,
-            Some(diff.broadcast_mul(&weights)?),
-        ),
-    };
-    let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let (loss, d_preds, d_logits) = output_grads(&run, windows, plan)?;
     let d_logits_of = |from: usize, len: usize| -> Result<Option<Tensor>> {
         d_logits
             .as_ref()
@@ -492,37 +464,61 @@ pub fn bptt<M: Recurrent + ?Sized>(
                 let read: Vec<f64> = (0..batch)
                     .map(|b| f64::from(u8::from(!plan.reads_truth(t, b))))
                     .collect();
-                let mut shape = vec![batch];
-                shape.extend(std::iter::repeat_n(1, d.rank() - 1));
-                let read = Tensor::new(read.as_slice(), d.device())?
-                    .to_dtype(d.dtype())?
-                    .reshape(shape)?;
-                d.broadcast_mul(&read)?
+                d.broadcast_mul(&per_sample(&read, &d)?)?
             }
         });
     }
-    // Steps with known inputs, layer by layer.
-    let mut d_pred = d_preds.narrow(0, 0, known * batch)?;
-    if let Some(d) = d_fed {
-        let last = d_pred.narrow(0, (known - 1) * batch, batch)?;
-        let head = d_pred.narrow(0, 0, (known - 1) * batch)?;
-        d_pred = Tensor::cat(&[head, (last + d)?], 0)?;
-    }
-    let d_logit = d_logits_of(0, known * batch)?;
-    let (mut d_above, _) = back.head(model, &run, 0, &d_pred, d_logit)?;
-    for k in (0..stack.layers()).rev() {
-        for t in (0..known).rev() {
-            back.layer_step(model, &run, k, t, &d_above.narrow(0, t * batch, batch)?)?;
-        }
-        if k > 0 {
-            let d_preact = back.d_preact[k][..known]
-                .iter()
-                .map(|d| d.clone().expect("every known step went backward"))
-                .collect::<Vec<_>>();
-            d_above = GateOpsBackward::input_backward(model, k, &Tensor::cat(&d_preact, 0)?)?;
-        }
-    }
+    back.known_steps(
+        model,
+        &run,
+        plan,
+        &d_preds,
+        d_logits_of(0, known * batch)?,
+        d_fed,
+    )?;
     Ok((loss, back.grads(model, &run, steps, batch)?))
+}
+
+/// The batch loss of `run` and its gradient in model space, `[T*B, C_m, ...]`: its weights
+/// are the plan's, as [`loss`]'s are. The squared error's reaches the predictions (the
+/// second); the cross-entropy's, `p - y`, the logits (the third), and the predictions then
+/// only what a later step's reading them sends back.
+fn output_grads(run: &Run, windows: &Tensor, plan: &Plan) -> Result<(f64, Tensor, Option<Tensor>)> {
+    let stack = &run.stack;
+    let (steps, batch) = (plan.steps, plan.batch);
+    let [c, h, w] = stack.frame;
+    let targets = windows
+        .narrow(0, 1, steps)?
+        .reshape((steps * batch, c, h, w))?;
+    let targets = to_model_space(stack, &targets)?; // [T*B, C_m, ...]
+    let preds = Tensor::cat(&run.preds, 0)?; // [T*B, C_m, ...]
+    let diff = (&preds - &targets)?;
+    let weights: Vec<f64> = (0..steps * batch).map(|s| plan.weight(s / batch)).collect();
+    let weights = per_sample(&weights, &preds)?;
+    let (loss, d_preds, d_logits) = match plan.loss {
+        Loss::Mse => (
+            loss(&run.predictions(stack, steps, batch)?, windows, plan)?,
+            diff.broadcast_mul(&weights.affine(2.0 / (c * h * w) as f64, 0.0)?)?,
+            None,
+        ),
+        Loss::Bce => (
+            bce_loss(&run.logits(stack, steps, batch)?, windows, plan)?,
+            diff.zeros_like()?,
+            Some(diff.broadcast_mul(&weights)?),
+        ),
+    };
+    let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    Ok((loss, d_preds, d_logits))
+}
+
+/// One value per sample of `like` (`[n, ...]`) as a tensor that broadcasts over it,
+/// `[n, 1, ...]`, of its dtype and device.
+fn per_sample(values: &[f64], like: &Tensor) -> Result<Tensor> {
+    let mut shape = vec![values.len()];
+    shape.extend(std::iter::repeat_n(1, like.rank() - 1));
+    Tensor::new(values, like.device())?
+        .to_dtype(like.dtype())?
+        .reshape(shape)
 }
 
 /// Refuses a stack that is not plain: the written-out backward runs plain stacks only.
@@ -685,5 +681,43 @@ impl Backward {
             )?);
         }
         Ok(grads)
+    }
+}
+
+impl Backward {
+    /// The steps with known inputs, layer by layer, from the gradient reaching their
+    /// predictions (`d_preds` `[T*B, ...]`, its first `known` steps), their logits', and
+    /// `d_fed`, what the first forecast step's input sent back to the last known step's
+    /// prediction.
+    fn known_steps<M: GateOpsBackward + ?Sized>(
+        &mut self,
+        model: &M,
+        run: &Run,
+        plan: &Plan,
+        d_preds: &Tensor,
+        d_logit: Option<Tensor>,
+        d_fed: Option<Tensor>,
+    ) -> Result<()> {
+        let (batch, known) = (plan.batch, plan.known);
+        let mut d_pred = d_preds.narrow(0, 0, known * batch)?;
+        if let Some(d) = d_fed {
+            let last = d_pred.narrow(0, (known - 1) * batch, batch)?;
+            let head = d_pred.narrow(0, 0, (known - 1) * batch)?;
+            d_pred = Tensor::cat(&[head, (last + d)?], 0)?;
+        }
+        let (mut d_above, _) = self.head(model, run, 0, &d_pred, d_logit)?;
+        for k in (0..run.stack.layers()).rev() {
+            for t in (0..known).rev() {
+                self.layer_step(model, run, k, t, &d_above.narrow(0, t * batch, batch)?)?;
+            }
+            if k > 0 {
+                let d_preact = self.d_preact[k][..known]
+                    .iter()
+                    .map(|d| d.clone().expect("every known step went backward"))
+                    .collect::<Vec<_>>();
+                d_above = GateOpsBackward::input_backward(model, k, &Tensor::cat(&d_preact, 0)?)?;
+            }
+        }
+        Ok(())
     }
 }
