@@ -24,11 +24,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 vtest_sha256=45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf
 tree_sha256=4666099d0f704e310047b2f0a5ec9f936cb76a7271de9a2e70a0c57f82ac82dc
 
-if ! command -v ffmpeg >/dev/null 2>&1; then
-  echo "make-default: installing ffmpeg (apt-get)" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
-fi
+# shellcheck source=data/lib.sh
+source "$here/lib.sh"
+need_ffmpeg
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -53,17 +51,6 @@ else
   echo "make-default: vtest.avi not found in opencv-doc" >&2
   exit 1
 fi
-
-# check_sha256 FILE EXPECTED: stop unless FILE's sha256 is EXPECTED.
-check_sha256() {
-  local got
-  got="$(sha256sum "$1" | cut -d' ' -f1)"
-  if [[ "$got" != "$2" ]]; then
-    echo "make-default: $(basename "$1") sha256 is $got, expected $2" >&2
-    echo "make-default: (the Debian package changed; update the hash and data/README.md)" >&2
-    exit 1
-  fi
-}
 
 # frames VIDEO SELECT COUNT START OUT: COUNT frames of VIDEO (those SELECT keeps), centre
 # square, area-averaged to 65x65 grey, bit-exact PNGs OUT/START.png ...

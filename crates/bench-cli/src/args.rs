@@ -402,6 +402,7 @@ pub struct TrainArgs {
 pub enum AugmentKind {
     Flip,
     Reverse,
+    Crop,
 }
 
 /// `--validation`: how much of the training part validates. A record without it (a run
@@ -538,8 +539,14 @@ pub struct RunSettings {
     pub checkpoint_every: usize,
     /// Augment the training windows: each transform listed is applied to each window of
     /// each epoch with chance 1/2, drawn from --seed (so --resume stays exact): flip
-    /// (mirror left to right), reverse (play backwards). E.g. flip,reverse.
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "flip,reverse")]
+    /// (mirror left to right), reverse (play backwards), crop (zoom in: a random crop of
+    /// 80-100% of each side, resized back to the frame size, --size). E.g. flip,reverse.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "flip,reverse,crop"
+    )]
     #[serde(default)]
     pub augment: Vec<AugmentKind>,
     /// Early stopping: end the run after N epochs without a lower validation loss than

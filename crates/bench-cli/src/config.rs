@@ -172,6 +172,7 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             augment: harness::Augment {
                 flip: run.augment.contains(&AugmentKind::Flip),
                 reverse: run.augment.contains(&AugmentKind::Reverse),
+                crop: run.augment.contains(&AugmentKind::Crop),
             },
             lr_schedule: match run.lr_schedule {
                 ScheduleKind::Constant => LrSchedule::Constant,

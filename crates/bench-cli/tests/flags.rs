@@ -504,3 +504,77 @@ fn best_weights_patience_and_the_verdict_on_copy_last() {
     ]);
     assert!(refused.contains("no validation split"), "{refused}");
 }
+
+/// Do no harm: with a residual head and a validation split, the best weights start as the
+/// model's copy of the last frame (the head zeroed, "epoch 0"); a model that never beats
+/// copy-last on the validation frames keeps them, says so, and `eval` of its best weights
+/// gives copy-last's figures exactly.
+#[test]
+fn a_residual_model_that_learns_nothing_falls_back_on_copy_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("residual");
+    let run = ok(&[
+        "--model",
+        "conv",
+        "--head",
+        "residual",
+        "--seq-len",
+        "6",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-9",
+        "--quiet",
+        "--out",
+        s(&out),
+    ]);
+    assert!(
+        run.stdout
+            .contains("its best weights are the copy-last fallback"),
+        "{}",
+        run.stdout
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("conv.summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["validation"]["best_epoch"], 0);
+    assert_eq!(
+        summary["validation"]["val_loss"],
+        summary["validation"]["val_copy_last"]
+    );
+    let best = candle_core::safetensors::load(
+        out.join("conv.best.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    for name in ["head.weight", "head.bias"] {
+        let values: Vec<f32> = best[name].flatten_all().unwrap().to_vec1().unwrap();
+        assert!(values.iter().all(|&v| v == 0.0), "{name}");
+    }
+    let json = dir.path().join("eval.json");
+    ok(&[
+        "eval",
+        "--checkpoint",
+        s(&out.join("conv.safetensors")),
+        "--json",
+        s(&json),
+    ]);
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in ["loss_per_window", "mse_per_pixel", "ssim_per_frame"] {
+        assert_eq!(eval["test"][key], eval["copy_last_frame"][key], "{key}");
+    }
+    // The last weights are the trained model's own, worse than copy-last.
+    ok(&[
+        "eval",
+        "--checkpoint",
+        s(&out.join("conv.safetensors")),
+        "--last",
+        "--json",
+        s(&json),
+    ]);
+    let last: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let loss = |v: &serde_json::Value, k: &str| v[k]["loss_per_window"].as_f64().unwrap();
+    assert!(loss(&last, "test") > loss(&last, "copy_last_frame"));
+}

@@ -874,14 +874,16 @@ fn scheduled_sampling_trains_differently_and_resumes_exactly() {
     assert!(refused.contains("--context"), "{refused}");
 }
 
-/// `--augment flip,reverse`: epoch 1 trains on other windows than a run without it (its
-/// loss differs), and a run killed in epoch 2 resumes to the same end, bit for bit: the
-/// draws follow the seed, the epoch and the window.
+/// `--augment flip,reverse,crop`: epoch 1 trains on other windows than a run without it
+/// (its loss differs), crops alone change the run too (from epoch 2, the first whose five
+/// windows draw one for seed 0), and a run killed in epoch 2 resumes to the same end, bit
+/// for bit: the draws follow the seed, the epoch and the window.
 #[test]
 fn augmented_runs_train_differently_and_resume_exactly() {
-    let augment = ["--augment", "flip,reverse"];
+    let augment = ["--augment", "flip,reverse,crop"];
     let reference = reference_run(&augment);
     let plain = reference_run(&[]);
+    let crops = reference_run(&["--augment", "crop"]);
     let first_loss = |dir: &Path| {
         rows_without_timing(dir)[1]
             .split(',')
@@ -889,5 +891,10 @@ fn augmented_runs_train_differently_and_resume_exactly() {
             .map(String::from)
     };
     assert_ne!(first_loss(reference.path()), first_loss(plain.path()));
+    assert_ne!(
+        rows_without_timing(crops.path()),
+        rows_without_timing(plain.path())
+    );
+    assert_ne!(first_loss(crops.path()), first_loss(reference.path()));
     killed_in_epoch_2_then_resumed(&augment, reference.path(), "augmented");
 }

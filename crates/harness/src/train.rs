@@ -237,6 +237,7 @@ pub fn train<M: SequenceModel>(
         _lock: run_lock,
     };
     run.val_copy_last = run.validation_baseline()?;
+    run.start_from_copy_last()?;
     run.epochs(model_config, copy_last)
 }
 
@@ -772,18 +773,58 @@ impl<M: SequenceModel> Run<'_, M> {
         Ok(stopping.then(|| self.stopped(epoch)))
     }
 
+    /// The names of the parameters that, all zero, make the model copy the last frame it
+    /// read: a residual head's (`x + head(h)`), where the model reads the frames it
+    /// forecasts from (not a blind forecaster's).
+    fn copy_last_fallback(&self) -> Option<[&'static str; 2]> {
+        let stack = self.model.stack();
+        (stack.head == Head::Residual && stack.wiring.encoder_layers == 0)
+            .then_some(["head.weight", "head.bias"])
+    }
+
+    /// Do no harm: with a validation split and a model that can copy the last frame, the
+    /// best weights start as that copy ("epoch 0", the residual head zeroed), and an epoch
+    /// replaces them only by beating copy-last on the validation frames; so `eval` and
+    /// `predict`, which use the best weights, are never worse than copy-last there.
+    fn start_from_copy_last(&mut self) -> Result<()> {
+        let fresh = self.progress.epochs_done == 0 && self.progress.windows_done == 0;
+        let Some(zeroed) = self.copy_last_fallback() else {
+            return Ok(());
+        };
+        if !fresh || self.val_copy_last.is_none() || self.progress.best_epoch.is_some() {
+            return Ok(());
+        }
+        let vars = self
+            .specs
+            .iter()
+            .zip(&self.vars)
+            .map(|(spec, var)| match zeroed.contains(&spec.name.as_str()) {
+                true => Ok(Var::from_tensor(&var.zeros_like()?)?),
+                false => Ok(var.clone()),
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let metadata = self.weights_metadata(0);
+        save_parameters(&self.paths.best, &self.specs, &vars, metadata)?;
+        self.progress.best_epoch = Some(0);
+        Ok(())
+    }
+
+    /// The validation loss of the best weights so far: the best epoch's, or copy-last's
+    /// where they are the copy-last fallback (epoch 0).
+    fn best_val_loss(&self) -> Option<f64> {
+        match self.progress.best_epoch? {
+            0 => self.val_copy_last,
+            e => self.progress.rows.get(e - 1)?.val_loss,
+        }
+    }
+
     /// Writes the weights, as the best-weights file, where `row`'s validation loss is the
     /// lowest so far.
     fn keep_if_best(&mut self, epoch: usize, row: &EpochRow) -> Result<()> {
         let Some(loss) = row.val_loss else {
             return Ok(());
         };
-        let best = self
-            .progress
-            .best_epoch
-            .and_then(|e| self.progress.rows.get(e - 1))
-            .and_then(|r| r.val_loss);
-        if best.is_none_or(|b| loss < b) {
+        if self.best_val_loss().is_none_or(|b| loss < b) {
             let metadata = self.weights_metadata(epoch);
             save_parameters(&self.paths.best, &self.specs, &self.vars, metadata)?;
             self.progress.best_epoch = Some(epoch);
@@ -818,11 +859,17 @@ impl<M: SequenceModel> Run<'_, M> {
     /// whether the model beats it, in words.
     fn verdict(&self) -> Option<serde_json::Value> {
         let epoch = self.progress.best_epoch?;
-        let row = self.progress.rows.get(epoch - 1)?;
-        let (ours, copy) = (row.val_loss?, row.val_copy_last?);
-        let words = match ours < copy {
-            true => "this model beats copying the last frame on the validation frames",
-            false => "this model is worse than copying the last frame on the validation frames",
+        let (ours, copy) = (self.best_val_loss()?, self.val_copy_last?);
+        let words = match (ours < copy, epoch) {
+            (true, _) => "this model beats copying the last frame on the validation frames",
+            (false, 0) => {
+                "this model is worse than copying the last frame on the validation frames; \
+                 its best weights are the copy-last fallback (the residual head zeroed), \
+                 which predicts the last frame"
+            }
+            (false, _) => {
+                "this model is worse than copying the last frame on the validation frames"
+            }
         };
         Some(serde_json::json!({
             "best_epoch": epoch,
