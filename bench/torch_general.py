@@ -201,6 +201,8 @@ def reads_truth(cfg, t, b):
 
 def param_shapes(cfg):
     """(name, shape) of every parameter, in the listed (and drawing) order."""
+    if MODELS[cfg["model"]][1] is not None:
+        return MODELS[cfg["model"]][1](cfg)
     C, H, W, P = cfg["channels"], cfg["height"], cfg["width"], cfg["patch"]
     shapes = []
     if cfg["model"] == "conv":
@@ -347,19 +349,23 @@ def linear_step(cfg, params, x, state):
     return out, None, new_state
 
 
+# Each model's step function and, where param_shapes does not list it, its own parameter
+# list; other scripts add models here (bench/torch_predrnn.py adds "predrnn").
+MODELS = {"conv": (conv_step, None), "linear": (linear_step, None)}
+
+
 def run(cfg, params, window):
     """Predictions [B, L-1, C, H, W] (unpatched) and the batch loss of `window` [B, L, C, H, W]."""
     B, L = window.shape[:2]
     frame_shape = window.shape[2:]
-    if cfg["model"] == "conv":
+    if cfg["model"] != "linear":
         P = cfg["patch"]
         encode = lambda f: F.pixel_unshuffle(f, P)  # noqa: E731  [B, C, H, W] -> [B, CPP, H/P, W/P]
         decode = lambda y: F.pixel_shuffle(y, P)  # noqa: E731
-        step = conv_step
     else:
         encode = lambda f: f.reshape(B, -1)  # noqa: E731
         decode = lambda y: y.reshape(B, *frame_shape)  # noqa: E731
-        step = linear_step
+    step = MODELS[cfg["model"]][0]
     context = cfg["context"]
     state, preds, logits = None, [], []
     if cfg.get("encoder_forecaster"):

@@ -178,7 +178,11 @@ pub fn check_run<M: SequenceModel>(
         } else {
             1
         },
-        backward: config.backward,
+        backward: match M::SLICE_KERNELS && stack.wiring.is_plain() {
+            true => config.backward,
+            false => harness::Backward::Autograd,
+        },
+        autograd_states: M::AUTOGRAD_STATES_PER_STEP,
     };
     let mut needs = memory::estimate(&specs, &stack, &run);
     if !device.is_cpu() {

@@ -35,7 +35,17 @@ macro_rules! models {
         pub fn add_flags(command: Command) -> Command {
             let about = command.get_about().cloned();
             let long_about = command.get_long_about().cloned();
-            $(let command = <<$model as SequenceModel>::Flags as Args>::augment_args(command);)+
+            // Models may share a flags struct (PredRNN takes the ConvLSTM's): each is
+            // added once.
+            let mut added = Vec::new();
+            $(let id = std::any::TypeId::of::<<$model as SequenceModel>::Flags>();
+            let command = match added.contains(&id) {
+                true => command,
+                false => {
+                    added.push(id);
+                    <<$model as SequenceModel>::Flags as Args>::augment_args(command)
+                }
+            };)+
             let command = match about {
                 Some(about) => command.about(about),
                 None => command.about(None::<&str>),
@@ -51,6 +61,7 @@ macro_rules! models {
 models! {
     lstm_linear::LinearLstm,
     lstm_conv::ConvLstm,
+    predrnn::PredRnn,
 }
 
 /// What the command line shows and checks of a model.
@@ -121,7 +132,13 @@ pub fn refuse_other_models_flags(kind: &str, matches: &ArgMatches) -> Result<()>
         .map(longs)
         .unwrap_or_default();
     for other in models.iter().filter(|m| m.kind != kind) {
-        if let Some(flag) = other.flags.iter().find(|f| typed(matches, &f.id)) {
+        let foreign = |f: &&Flag| !own.contains(&format!("--{}", f.long));
+        if let Some(flag) = other
+            .flags
+            .iter()
+            .filter(foreign)
+            .find(|f| typed(matches, &f.id))
+        {
             let takes = match own.as_slice() {
                 [] => "no flags of its own".to_string(),
                 own => own.join(", "),

@@ -55,17 +55,15 @@ pub struct RunShape {
     /// Windows evaluated at once: one for one-step evaluation, [`crate::evaluate::BATCH`]
     /// for forecasts.
     pub eval_batch: usize,
-    /// Which way gradients are made.
+    /// Which way gradients are made: [`crate::Backward::Autograd`] wherever the model
+    /// has no fast path for this stack.
     pub backward: crate::Backward,
+    /// What autograd keeps per sample, step and layer, in states `C*S`
+    /// ([`lstm_core::SequenceModel::AUTOGRAD_STATES_PER_STEP`]).
+    pub autograd_states: usize,
 }
 
-/// What candle's autograd keeps per sample and step of a ConvLSTM layer, in units of its
-/// state `C*S`, from the forward's graph to the end of the backward: every op's output and,
-/// during the backward, their gradients. Measured, not read from a driver: candle holds
-/// these buffers (peak memory of Shi et al.'s 32x2 ConvLSTM, batches of 16 windows of 20
-/// frames: 1151 MiB with autograd, 375 MiB with the slice kernels,
-/// bench/logs/2026-12-07-backward.log has the benchmark's).
-pub const AUTOGRAD_STATES_PER_STEP: usize = 56;
+pub use lstm_core::stack::LSTM_AUTOGRAD_STATES_PER_STEP as AUTOGRAD_STATES_PER_STEP;
 
 /// The frames alone: `count` frames of `frame` `[C, H, W]` as f32.
 pub fn frame_bytes(count: usize, [c, h, w]: [usize; 3]) -> f64 {
@@ -98,7 +96,7 @@ pub fn estimate(specs: &[ParamSpec], stack: &Stack, run: &RunShape) -> Needs {
         crate::Backward::Fastest => {
             slices::FORWARD_STATES_PER_STEP + slices::BACKWARD_STATES_PER_STEP + WORKING_STATES
         }
-        crate::Backward::Autograd => AUTOGRAD_STATES_PER_STEP,
+        crate::Backward::Autograd => run.autograd_states,
     };
     let per_step_train = kept as f64 * state + 4.0 * frame;
     // Windows whose buffers are held at once: a batch of up to one shard runs whole (and
@@ -216,6 +214,7 @@ mod tests {
             threads: 2,
             eval_batch: 16,
             backward: crate::Backward::Fastest,
+            autograd_states: AUTOGRAD_STATES_PER_STEP,
         };
         let needs = estimate(&[], &stack, &run);
         let (s, state, frame) = (256.0, 64.0 * 256.0, 16.0 * 256.0);
@@ -242,6 +241,7 @@ mod tests {
             threads,
             eval_batch: 1,
             backward: crate::Backward::Fastest,
+            autograd_states: AUTOGRAD_STATES_PER_STEP,
         };
         let small = estimate(std::slice::from_ref(&spec), &stack, &shape(8, 2));
         assert_eq!(small.model, 100.0 * 4.0 * 4.0);
@@ -284,6 +284,7 @@ mod tests {
             threads: 2,
             eval_batch: 1,
             backward: crate::Backward::Fastest,
+            autograd_states: AUTOGRAD_STATES_PER_STEP,
         };
         let needs = estimate(&[spec], &stack, &run);
         assert!(needs.model > 1e17 && needs.total().is_finite());

@@ -11,7 +11,7 @@ use crate::Config;
 /// Flags of `--model conv`. Left out, each is the seed's: one layer of the frame's
 /// channels, 5x5 kernels, no peepholes, the prediction is `h`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args, Serialize, Deserialize)]
-#[command(next_help_heading = "Options of --model conv")]
+#[command(next_help_heading = "Options of the convolutional models (--model conv, predrnn)")]
 #[group(id = "conv-flags")]
 pub struct Flags {
     /// Hidden channels of each ConvLSTM layer, e.g. 64,64 (stacked: layer k reads layer
@@ -146,8 +146,8 @@ impl Flags {
     }
 }
 
-/// `1,2,3`.
-fn join(values: &[usize]) -> String {
+/// `1,2,3`: a list flag's values as typed.
+pub fn join(values: &[usize]) -> String {
     values
         .iter()
         .map(usize::to_string)
@@ -156,7 +156,7 @@ fn join(values: &[usize]) -> String {
 }
 
 /// A shape error of the configuration, with the flags that set each thing named.
-fn flag_names(message: &str) -> String {
+pub fn flag_names(message: &str) -> String {
     message
         .replace("head none:", "--head none:")
         .replace("add a head (conv1x1)", "add --head conv1x1")

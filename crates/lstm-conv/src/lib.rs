@@ -64,9 +64,9 @@ mod implicit;
 mod lowered;
 
 /// The convolution products of layers with many channels as the layer runs them (the
-/// implicit products where the CPU has AVX2 and FMA, the unrolled ones elsewhere), for
-/// `examples/conv_speed.rs`: not part of the layer's interface.
-#[doc(hidden)]
+/// implicit products where the CPU has AVX2 and FMA, the unrolled ones elsewhere): for
+/// `examples/conv_speed.rs`, and the convolutions of other models on f32 CPU slices
+/// (PredRNN's). Size-keeping (stride 1, padding `K/2`), samples `[n, C, H, W]`.
 pub mod products {
     pub use crate::cpu::Geometry;
     pub use crate::lowered::{backward_data, forward, kernel_grad};
@@ -86,7 +86,7 @@ use lstm_core::{
 use serde::{Deserialize, Serialize};
 
 use cpu::{padded, Geometry};
-pub use flags::{Flags, HeadKind};
+pub use flags::{flag_names, join, Flags, HeadKind};
 
 /// The conv model's shape. Defaults are the seed's: one layer of one channel (the frame's),
 /// 5x5 kernels, no peepholes, no head, no patches. Fields at their defaults are left out of
@@ -266,11 +266,7 @@ impl Config {
                 }
             }
         }
-        if stack.head.has_affine() {
-            let (out, top) = (stack.model_channels(), stack.head_channels());
-            specs.push(ParamSpec::weight("head.weight", &[out, top, 1, 1], top));
-            specs.push(ParamSpec::bias("head.bias", &[out]));
-        }
+        specs.extend(stack.conv_head_specs());
         Ok(specs)
     }
 }
@@ -676,6 +672,7 @@ impl lstm_core::SequenceModel for ConvLstm {
         kernels, the prediction is h); --hidden-channels, --kernel, --peephole, --head and \
         --patch make it Shi et al.'s";
     const SIZE_FLAG: &'static str = "--hidden-channels";
+    const SLICE_KERNELS: bool = true;
     const SIGMOID_HEAD_FLAG: Option<&'static str> = Some("--head conv1x1-sigmoid");
     type Config = Config;
     type Flags = Flags;

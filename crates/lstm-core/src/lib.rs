@@ -10,7 +10,9 @@
 //! convolutional model, 1 for the linear one), `C_m` the channels of a frame in model space.
 //!
 //! This crate knows no model: `lstm-linear` and `lstm-conv` implement
-//! [`seam::GateOps`] and [`seam::GateKernels`]; the training harness calls the drivers.
+//! [`seam::GateOps`] and [`seam::GateKernels`]; a model whose cell is not the LSTM
+//! (`predrnn`) implements [`seam::StackStep`] and the head; the training harness calls the
+//! drivers.
 //!
 //! ```
 //! use lstm_core::plan::Plan;
@@ -42,7 +44,7 @@ pub use grad::{Grad, Outer};
 pub use plan::{Loss, Objective, Plan, Sampling};
 pub use seam::{
     GateIo, GateKernels, GateOps, GateOpsBackward, HeadSlices, LayerSlices, Recurrent,
-    SequenceModel, StackSlices,
+    SequenceModel, StackSlices, StackStep,
 };
 pub use spec::{ParamInit, ParamSpec};
 pub use stack::{Head, Stack, Wiring};

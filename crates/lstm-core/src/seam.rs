@@ -39,6 +39,16 @@ pub trait SequenceModel: Recurrent + Sized {
     /// The flag that sets the model's size, named when a run will not fit in memory.
     const SIZE_FLAG: &'static str;
 
+    /// Whether the model has the slice kernels ([`GateKernels`], the CPU's fast path) for
+    /// a plain stack; without them it trains by candle's autograd, which the memory
+    /// estimate counts instead.
+    const SLICE_KERNELS: bool = false;
+
+    /// What candle's autograd keeps per sample, step and layer, in units of the layer's
+    /// state `C*S`, from the forward's graph to the end of the backward (measured; the
+    /// memory estimate reads it): the LSTM's by default.
+    const AUTOGRAD_STATES_PER_STEP: usize = crate::stack::LSTM_AUTOGRAD_STATES_PER_STEP;
+
     /// The flag that ends the model's output in a sigmoid, named when `--loss bce` needs
     /// one; `None` where the model has no such output.
     const SIGMOID_HEAD_FLAG: Option<&'static str> = None;
@@ -103,18 +113,52 @@ pub trait Recurrent: GateOps + Sync {
     fn kernels(&self) -> Option<&dyn GateKernels> {
         None
     }
+
+    /// The model's own step of its whole stack, if its cell is not the LSTM that
+    /// [`GateOps`] feeds (see [`StackStep`]).
+    fn own_step(&self) -> Option<&dyn StackStep> {
+        None
+    }
+}
+
+/// A stack whose step is not the core's stacked LSTM: a cell with other states, or states
+/// that flow between layers (PredRNN's spatiotemporal memory, which zigzags up the layers
+/// of a step and from the top layer to the bottom one of the next). The model runs all its
+/// layers for one step in candle ops; the candle-ops driver keeps the rest: frames to model
+/// space and back, which frame each step reads (the truth, its own prediction, or a sampled
+/// mix), the head and the losses. Such a model trains by candle's autograd ([`GateOps`]
+/// then needs only its head; the fast paths are for the LSTM stack).
+pub trait StackStep {
+    /// The state before the first step of `batch` windows: whatever tensors the model
+    /// keeps between steps (zeros).
+    fn initial_state(
+        &self,
+        batch: usize,
+        dtype: candle_core::DType,
+        device: &candle_core::Device,
+    ) -> Result<Vec<Tensor>>;
+
+    /// One step of every layer: the step's input `x` `[B, C_m, ...]` and the state before
+    /// it to what the head reads `[B, C_head, ...]` and the state after it.
+    fn step(&self, x: &Tensor, state: &[Tensor]) -> Result<(Tensor, Vec<Tensor>)>;
 }
 
 /// The seam in candle ops: the forward.
 pub trait GateOps {
     /// The input half of layer `k`'s pre-activations for `n` samples at once (time folded
     /// into the batch where the inputs are known), with whatever biases the model adds
-    /// there: `[n, C_in, ...] -> [n, 4C, ...]`.
-    fn input_preact(&self, k: usize, x: &Tensor) -> Result<Tensor>;
+    /// there: `[n, C_in, ...] -> [n, 4C, ...]`. A model with its own step
+    /// ([`Recurrent::own_step`]) leaves it out.
+    fn input_preact(&self, _k: usize, _x: &Tensor) -> Result<Tensor> {
+        candle_core::bail!("this model runs its own step (Recurrent::own_step), not the LSTM's")
+    }
 
     /// `preact` `[B, 4C, ...]` plus the recurrent half of one step (`h` `[B, C, ...]`;
-    /// `None` where `h = 0`) and any bias not added yet.
-    fn add_recurrent(&self, k: usize, preact: &Tensor, h: Option<&Tensor>) -> Result<Tensor>;
+    /// `None` where `h = 0`) and any bias not added yet. A model with its own step leaves
+    /// it out.
+    fn add_recurrent(&self, _k: usize, _preact: &Tensor, _h: Option<&Tensor>) -> Result<Tensor> {
+        candle_core::bail!("this model runs its own step (Recurrent::own_step), not the LSTM's")
+    }
 
     /// Layer `k`'s peephole weights, if the model has them.
     fn peepholes(&self, _k: usize) -> Option<Peepholes<'_>> {

@@ -90,6 +90,14 @@ impl Wiring {
     }
 }
 
+/// What candle's autograd keeps per sample and step of a ConvLSTM layer, in units of its
+/// state `C*S`, from the forward's graph to the end of the backward: every op's output and,
+/// during the backward, their gradients. Measured, not read from a driver: candle holds
+/// these buffers (peak memory of Shi et al.'s 32x2 ConvLSTM, batches of 16 windows of 20
+/// frames: 1151 MiB with autograd, 375 MiB with the slice kernels,
+/// bench/logs/2026-12-07-backward.log has the benchmark's).
+pub const LSTM_AUTOGRAD_STATES_PER_STEP: usize = 56;
+
 /// A stacked LSTM's shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stack {
@@ -163,6 +171,20 @@ impl Stack {
             [] => self.top_channels(),
             reads => reads.iter().map(|&k| self.hidden[k]).sum(),
         }
+    }
+
+    /// The specs of a convolutional model's head, if it has weights: `head.weight`
+    /// `[C*P*P, C_head, 1, 1]` (a 1x1 convolution) and `head.bias` `[C*P*P]`.
+    pub fn conv_head_specs(&self) -> Vec<crate::spec::ParamSpec> {
+        use crate::spec::ParamSpec;
+        if !self.head.has_affine() {
+            return Vec::new();
+        }
+        let (out, top) = (self.model_channels(), self.head_channels());
+        vec![
+            ParamSpec::weight("head.weight", &[out, top, 1, 1], top),
+            ParamSpec::bias("head.bias", &[out]),
+        ]
     }
 
     /// Parameters per layer in the fixed layout both drivers read: `weight_ih`,

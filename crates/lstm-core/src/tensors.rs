@@ -14,7 +14,7 @@ use candle_core::{DType, Result, Tensor};
 
 use crate::cell::{lstm_step_backward, lstm_step_forward, StepCache};
 use crate::plan::{Loss, Objective, Plan};
-use crate::seam::{GateOps, GateOpsBackward, Recurrent};
+use crate::seam::{GateOps, GateOpsBackward, Recurrent, StackStep};
 use crate::stack::{Head, Stack};
 
 /// Frames `[n, C, H, W]` to model space `[n, C_m, ...]`: flattened for the linear model,
@@ -182,6 +182,10 @@ impl Run {
             starts: vec![None; stack.layers()],
             zeros,
         };
+        if let Some(own) = model.own_step() {
+            run.forward_own(model, own, &x0, inputs, plan)?;
+            return Ok(run);
+        }
         if wired {
             run.forward_wired(model, &x0, inputs, plan)?;
             return Ok(run);
@@ -213,6 +217,34 @@ impl Run {
             run.push_head(model, &input, &fed)?;
         }
         Ok(run)
+    }
+
+    /// A model's own step ([`StackStep`]), step by step, each step's prediction in a run
+    /// of its own. `x0`: the known inputs in model space, `[known*B, C_m, ...]`.
+    fn forward_own<M: Recurrent + ?Sized>(
+        &mut self,
+        model: &M,
+        own: &dyn StackStep,
+        x0: &Tensor,
+        inputs: &Tensor,
+        plan: &Plan,
+    ) -> Result<()> {
+        let (steps, batch, known) = (plan.steps, plan.batch, plan.known);
+        let stack = model.stack();
+        if !stack.wiring.is_plain() {
+            candle_core::bail!("a model with its own step takes the plain stack only");
+        }
+        let mut state = own.initial_state(batch, x0.dtype(), x0.device())?;
+        for t in 0..steps {
+            let x = match t < known {
+                true => x0.narrow(0, t * batch, batch)?,
+                false => fed(stack, inputs, plan, t, self.preds.last().expect("a step"))?,
+            }; // [B, C_m, ...]
+            let (read, next) = own.step(&x, &state)?; // [B, C_head, ...]
+            state = next;
+            self.push_head(model, &read, &x)?;
+        }
+        Ok(())
     }
 
     /// Any [`crate::stack::Wiring`], step by step (a state may flow from the top layer of

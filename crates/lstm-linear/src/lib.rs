@@ -422,6 +422,7 @@ impl lstm_core::SequenceModel for LinearLstm {
     const KIND: &'static str = "linear";
     const ABOUT: &'static str = "Fully connected LSTM with a linear output layer";
     const SIZE_FLAG: &'static str = "--hidden";
+    const SLICE_KERNELS: bool = true;
     const SIGMOID_HEAD_FLAG: Option<&'static str> = Some("--output sigmoid");
     type Config = Config;
     type Flags = Flags;
