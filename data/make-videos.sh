@@ -70,6 +70,27 @@ frames ball "$p/share/pymecavideo/data/video/balle-jbart.mp4" \
 frames film "$p/share/doc/python-nbsphinx/html/www/wikimediacommons/Shepard_Calais_1906_FrenchGP.ogv.160p.ogv" \
   877b1e29fe0fc4b26308aef3ad8ce023123b69fe00ba1ea5327ba9647262fd0e 0 1 288
 
-rm -rf "$here/videos"
+# The pretraining clips: other sources than the seven above (no frame of them).
+mkdir "$tmp/pretrain"
+pretrain() {
+  frames "$@"
+  mv "$tmp/out/$1" "$tmp/pretrain/$1"
+}
+pretrain tree "$p/share/doc/opencv-doc/examples/data/tree.avi" \
+  4666099d0f704e310047b2f0a5ec9f936cb76a7271de9a2e70a0c57f82ac82dc 0 1 68
+pretrain rolling-ball "$p/share/pymecavideo/data/video/balle1-vp9.avi" \
+  7d1e3de70031f8cdae5bb9727b0d1023b3126c89b5dec1c622175bb27610f35a 0 1 240
+pretrain magnet "$p/share/pymecavideo/data/video/Effet_force_magnetique.ogv" \
+  14fd069df7ff3ba4ac743973dcd7bf07f3b6de27686dce500e51dd469271709e 0 1 34
+pretrain inertia "$p/share/pymecavideo/data/video/Principe_inertie.avi" \
+  96383b2f3824fea827031ccd713b5319564bd0ccb73014e4f830d87ec2c8ed73 0 1 28
+pretrain constant-force "$p/share/pymecavideo/data/video/Force_constante.avi" \
+  b122890388c6550820132ac3dd972610ec68747b721b6877ca03b7c9eae95356 0 1 26
+pretrain short "$p/lib/python3/dist-packages/imageio/resources/images/realshort.mp4" \
+  a8b35c2c2130453b9ea1172ad4af68ac027bc2483ef0545769684722127bfe18 0 1 36
+
+rm -rf "$here/videos" "$here/videos-pretrain"
 mv "$tmp/out" "$here/videos"
-say "wrote $(ls "$here/videos" | wc -l) videos to $here/videos/"
+mv "$tmp/pretrain" "$here/videos-pretrain"
+say "wrote $(ls "$here/videos" | wc -l) videos to $here/videos/ and \
+$(ls "$here/videos-pretrain" | wc -l) to $here/videos-pretrain/"
