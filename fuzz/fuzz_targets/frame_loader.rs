@@ -48,6 +48,8 @@ fuzz_target!(|data: &[u8]| {
             ColorMode::Luma
         },
         test_videos: None,
+        every: None,
+        max_frames: None,
         npy_layout: Default::default(),
     };
     match frames::load_dir(dir, &options) {

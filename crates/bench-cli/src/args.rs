@@ -291,12 +291,21 @@ pub enum ColorKind {
 /// Where the frames come from and how they are cut.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct DataArgs {
-    /// A folder of frames (png, jpg, bmp, in natural name order: one video), a folder of
-    /// such folders (one video each, the last --test-videos held out whole), a .npy file of
+    /// A folder of frames (png, jpg, bmp, in natural name order: one video), a video file
+    /// (mp4, avi, mkv, mov, webm, gif, ...: decoded by ffmpeg), a folder of such folders or
+    /// video files (one video each, the last --test-videos held out whole), a .npy file of
     /// sequences (uint8, or floats in [0, 1]; one video each, held out as folders are), or
     /// `moving-mnist`: Moving MNIST generated in memory (--sequences, --test-sequences).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
+    /// Video files: keep every Nth frame. Default: every frame.
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<usize>,
+    /// Video files: at most N frames of each (after --every).
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_frames: Option<usize>,
     /// Resize every frame: N (square) or HxW, e.g. 65 or 64x80.
     #[arg(long)]
     pub size: Option<String>,

@@ -43,6 +43,8 @@ pub fn moving_mnist(args: &DataArgs) -> Result<MovingMnist> {
         ("--train-frames", args.train_frames.is_some()),
         ("--test-videos", args.test_videos.is_some()),
         ("--color rgb", args.color == ColorKind::Rgb),
+        ("--every", args.every.is_some()),
+        ("--max-frames", args.max_frames.is_some()),
     ] {
         if typed {
             bail!("{flag}: Moving MNIST is generated 64x64 and grey; use --sequences and --test-sequences");
@@ -75,7 +77,14 @@ pub fn load_options(args: &DataArgs) -> Result<LoadOptions> {
             frames::Error::TooLarge(why) => anyhow::anyhow!("--size {why}"),
             e => e.into(),
         })?;
+    for (flag, value) in [("--every", args.every), ("--max-frames", args.max_frames)] {
+        if value == Some(0) {
+            bail!("{flag} 0: give at least 1");
+        }
+    }
     Ok(LoadOptions {
+        every: args.every,
+        max_frames: args.max_frames,
         size,
         color: match args.color {
             ColorKind::Luma => ColorMode::Luma,

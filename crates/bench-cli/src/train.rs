@@ -106,6 +106,7 @@ fn stop_on_signals() -> Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
     ctrlc::set_handler(move || {
         // Loading, resizing and building the model write nothing: stop at once.
         if !started_flag.load(Ordering::SeqCst) {
+            frames::video::kill_decoders();
             eprintln!("bench-cli: interrupted before training started; nothing was written");
             std::process::exit(EXIT_INTERRUPTED.into());
         }

@@ -886,9 +886,15 @@ fn eval_of_a_one_step_run_matches_its_last_row() {
     common::assert_figures_match_numpy(&eval["copy_last_frame"], "one_step");
 }
 
+/// `frames --export DIR` writes the split as `DIR/train/` and `DIR/test/`, the layout of
+/// KITTI, UCF101 and OpenSTL's datasets, and a folder laid out so is split by it: training
+/// on an export holds out exactly the exported test sequences (Moving MNIST's, whole), or,
+/// for one video split by frames, exactly its test frames (the same test windows, the same
+/// copy-last figure to the digit).
 #[test]
-fn moving_mnist_exports_folders_of_frames_that_load_back_as_videos() {
+fn exports_are_split_layouts_that_load_back_with_the_same_split() {
     let dir = tempfile::tempdir().unwrap();
+    let mnist = dir.path().join("mnist");
     let run = ok(&[
         "frames",
         "--data",
@@ -898,23 +904,24 @@ fn moving_mnist_exports_folders_of_frames_that_load_back_as_videos() {
         "--test-sequences",
         "2",
         "--export",
-        s(dir.path()),
+        s(&mnist),
     ]);
     assert!(
         run.stdout.contains("7 video(s), 140 frames, 64x64"),
         "{}",
         run.stdout
     );
-    let mut folders: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    folders.sort();
+    let listed = |side: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(mnist.join(side))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
     assert_eq!(
-        folders,
+        listed("train"),
         [
-            "test-00000",
-            "test-00001",
             "train-00000",
             "train-00001",
             "train-00002",
@@ -922,16 +929,52 @@ fn moving_mnist_exports_folders_of_frames_that_load_back_as_videos() {
             "train-00004"
         ]
     );
-    let frame = image::open(dir.path().join("train-00003/019.png"))
+    assert_eq!(listed("test"), ["test-00000", "test-00001"]);
+    let frame = image::open(mnist.join("train/train-00003/019.png"))
         .unwrap()
         .to_luma8();
     assert_eq!(frame.dimensions(), (64, 64));
-    // The exported folder is a folder of videos: the last sixth (one) held out.
-    let run = ok(&["frames", "--data", s(dir.path()), "--seq-len", "20"]);
+    let run = ok(&["frames", "--data", s(&mnist), "--seq-len", "20"]);
     assert!(
-        run.stdout.contains("train 6 videos") && run.stdout.contains("test 1 videos (train-00004)"),
+        run.stdout.contains(
+            "split: train 5 videos (train/train-00000 .. train/train-00004), test 2 videos \
+             (test/test-00000 .. test/test-00001)"
+        ),
         "{}",
         run.stdout
+    );
+    let refused = fails(&["frames", "--data", s(&mnist), "--test-videos", "3"]);
+    assert!(
+        refused.contains("--test-videos: this folder's split is its train/ and test/ folders"),
+        "{refused}"
+    );
+
+    // One video split by frames: its training and test frames, as two videos.
+    let seed = dir.path().join("seed");
+    let source = ok(&["frames", "--export", s(&seed)]);
+    assert_eq!(
+        std::fs::read_dir(seed.join("train/data")).unwrap().count(),
+        126
+    );
+    assert_eq!(
+        std::fs::read_dir(seed.join("test/data")).unwrap().count(),
+        26
+    );
+    let exported = ok(&["frames", "--data", s(&seed)]);
+    let copy_last = |out: &str| -> String {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("copy-last-frame MSE"))
+            .unwrap();
+        line.to_string()
+    };
+    assert_eq!(copy_last(&exported.stdout), copy_last(&source.stdout));
+    assert!(
+        exported
+            .stdout
+            .contains("train 1 videos (train/data), test 1 videos (test/data)"),
+        "{}",
+        exported.stdout
     );
 }
 

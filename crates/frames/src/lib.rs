@@ -29,6 +29,7 @@ use image::DynamicImage;
 
 pub mod moving_mnist;
 pub mod npy;
+pub mod video;
 
 /// Everything that can go wrong turning a folder into frames and windows. Every variant
 /// that concerns a file or folder carries its path.
@@ -41,7 +42,10 @@ pub enum Error {
     },
     #[error("{path}: not a directory")]
     NotADirectory { path: PathBuf },
-    #[error("{path}: no image files (png, jpg, jpeg, bmp) in this folder, nor folders of them")]
+    #[error(
+        "{path}: no image files (png, jpg, jpeg, bmp) in this folder, nor folders of them, \
+         nor video files"
+    )]
     NoImages { path: PathBuf },
     #[error("{path}: cannot decode image: {reason}")]
     Decode { path: PathBuf, reason: String },
@@ -65,6 +69,8 @@ pub enum Error {
     TooLarge(String),
     #[error("{path}: {reason}")]
     Npy { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Video { path: PathBuf, reason: String },
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
 }
@@ -156,6 +162,10 @@ pub struct LoadOptions {
     pub test_videos: Option<usize>,
     /// A four-dimensional `.npy` file's axes.
     pub npy_layout: npy::Layout4,
+    /// Video files: keep every Nth frame (`None`: every frame).
+    pub every: Option<usize>,
+    /// Video files: at most this many frames of each (after `every`).
+    pub max_frames: Option<usize>,
 }
 
 /// One video: the frames of a folder, in natural name order, or generated ones.
@@ -349,8 +359,13 @@ pub fn pixels(image: &DynamicImage, color: ColorMode) -> Vec<f32> {
     }
 }
 
-/// BT.601 luma of gamma-encoded R, G, B in `[0, 1]`.
+/// BT.601 luma of gamma-encoded R, G, B in `[0, 1]`; a grey pixel's is its value exactly
+/// (the weights' sum in f32 would move it by a rounding), so that a grey video decoded as
+/// RGB loads as its grey frames do.
 pub fn luma(r: f32, g: f32, b: f32) -> f32 {
+    if r == g && g == b {
+        return r;
+    }
     0.299 * r + 0.587 * g + 0.114 * b
 }
 
@@ -367,20 +382,40 @@ pub fn probe(dir: &Path, options: &LoadOptions) -> Result<(usize, [usize; 3])> {
         };
         return Ok((videos.count.saturating_mul(videos.frames), [channels, h, w]));
     }
+    if video::is_video(dir) {
+        let (count, w, h) = video::probe(dir, options)?;
+        return Ok((count, shape_of(options, w, h)));
+    }
+    if let Some((train, test)) = split_layout(dir) {
+        let (train, shape) = probe(&train, options)?;
+        let (test, _) = probe(&test, options)?;
+        return Ok((train + test, shape));
+    }
     let (count, first) = match list_images(dir) {
-        Ok(paths) => (paths.len(), paths[0].clone()),
+        Ok(paths) => {
+            only_for_videos(dir, options)?;
+            (paths.len(), paths[0].clone())
+        }
         Err(Error::NoImages { .. }) => {
             let mut count = 0;
             let mut first = None;
-            for video in list_videos(dir)? {
-                let paths = list_images(&video)?;
+            for source in list_videos(dir)? {
+                if video::is_video(&source) {
+                    let (n, w, h) = video::probe(&source, options)?;
+                    count += n;
+                    first.get_or_insert((source, Some((w, h))));
+                    continue;
+                }
+                only_for_videos(&source, options)?;
+                let paths = list_images(&source)?;
                 count += paths.len();
-                first.get_or_insert_with(|| paths[0].clone());
+                first.get_or_insert_with(|| (paths[0].clone(), None));
             }
-            (
-                count,
-                first.expect("list_videos returns at least one folder"),
-            )
+            let first = first.expect("list_videos returns at least one video");
+            if let (_, Some((w, h))) = first {
+                return Ok((count, shape_of(options, w, h)));
+            }
+            (count, first.0)
         }
         Err(e) => return Err(e),
     };
@@ -414,22 +449,91 @@ pub fn probe(dir: &Path, options: &LoadOptions) -> Result<(usize, [usize; 3])> {
     ))
 }
 
+/// `dir/train` and `dir/test`, where `dir` is laid out as a split (as KITTI, Caltech,
+/// UCF101 and OpenSTL's datasets are): each a folder of frames (one video), or a folder of
+/// videos (folders of frames, or video files).
+pub fn split_layout(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let (train, test) = (dir.join("train"), dir.join("test"));
+    (train.is_dir() && test.is_dir()).then_some((train, test))
+}
+
+/// The videos of one side of a split layout, each named `<side>/<name>`.
+fn load_side(side: &Path, label: &str, options: &LoadOptions) -> Result<Vec<Frames>> {
+    let mut videos = match list_images(side) {
+        Ok(_) => vec![load_video(side, options)?],
+        Err(Error::NoImages { .. }) => list_videos(side)?
+            .iter()
+            .map(|v| load_video(v, options))
+            .collect::<Result<Vec<_>>>()?,
+        Err(e) => return Err(e),
+    };
+    for video in &mut videos {
+        video.name = format!("{label}/{}", video.name);
+    }
+    Ok(videos)
+}
+
+/// `[C, H, W]` of frames `w x h` as `options` load them.
+fn shape_of(options: &LoadOptions, w: u32, h: u32) -> [usize; 3] {
+    let size = options.size.unwrap_or(Size {
+        height: h,
+        width: w,
+    });
+    [
+        options.color.channels(),
+        size.height as usize,
+        size.width as usize,
+    ]
+}
+
+/// Refuses `--every` and `--max-frames` for a folder of images: they thin video files.
+fn only_for_videos(dir: &Path, options: &LoadOptions) -> Result<()> {
+    for (flag, given) in [
+        ("--every", options.every.is_some()),
+        ("--max-frames", options.max_frames.is_some()),
+    ] {
+        if given {
+            return Err(Error::Split(format!(
+                "{}: {flag} applies to video files; this is a folder of images",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One video: a video file, or a folder of its frames.
+pub fn load_video(path: &Path, options: &LoadOptions) -> Result<Frames> {
+    match video::is_video(path) {
+        true => video::load(path, options),
+        false => {
+            only_for_videos(path, options)?;
+            load_dir(path, options)
+        }
+    }
+}
+
+/// `image` at `size` (bilinear, with the filter widened when shrinking so that it averages
+/// like an area filter), or as it is.
+pub fn resized(image: DynamicImage, size: Option<Size>) -> DynamicImage {
+    match size {
+        Some(size) if (image.height(), image.width()) != (size.height, size.width) => image
+            .resize_exact(
+                size.width,
+                size.height,
+                image::imageops::FilterType::Triangle,
+            ),
+        _ => image,
+    }
+}
+
 /// Loads every image of `dir` as one tensor `[T, C, H, W]` in natural name order.
 pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<Frames> {
     let paths = list_images(dir)?;
     let mut values = Vec::new();
     let mut first: Option<(PathBuf, u32, u32)> = None;
     for path in &paths {
-        let mut image = decode(path)?;
-        if let Some(size) = options.size {
-            if (image.height(), image.width()) != (size.height, size.width) {
-                image = image.resize_exact(
-                    size.width,
-                    size.height,
-                    image::imageops::FilterType::Triangle,
-                );
-            }
-        }
+        let image = resized(decode(path)?, options.size);
         let (w, h) = (image.width(), image.height());
         match &first {
             None => first = Some((path.clone(), w, h)),
@@ -597,6 +701,32 @@ impl Dataset {
         if npy::is_npy(dir) {
             return Self::load_npy(dir, options, windows, train_frames);
         }
+        if video::is_video(dir) {
+            return Self::one_video(
+                source,
+                video::load(dir, options)?,
+                options,
+                windows,
+                train_frames,
+            );
+        }
+        if let Some((train, test)) = split_layout(dir) {
+            for (flag, given) in [
+                ("--train-frames", train_frames.is_some()),
+                ("--test-videos", options.test_videos.is_some()),
+            ] {
+                if given {
+                    return Err(Error::Split(format!(
+                        "{source}: {flag}: this folder's split is its train/ and test/ folders"
+                    )));
+                }
+            }
+            let mut videos = load_side(&train, "train", options)?;
+            let test = load_side(&test, "test", options)?;
+            let count = test.len();
+            videos.extend(test);
+            return Self::of_videos(source, videos, windows, Some(count));
+        }
         match list_images(dir) {
             Err(Error::NoImages { .. }) => {
                 let folders = list_videos(dir)?;
@@ -609,30 +739,47 @@ impl Dataset {
                 }
                 let videos = folders
                     .iter()
-                    .map(|f| load_dir(f, options))
+                    .map(|f| load_video(f, options))
                     .collect::<Result<Vec<_>>>()?;
                 Self::of_videos(source, videos, windows, options.test_videos)
             }
             Err(e) => Err(e),
             Ok(_) => {
-                if options.test_videos.is_some() {
-                    return Err(Error::Split(format!(
-                        "{source}: --test-videos holds out whole videos; this is a folder of \
-                         frames, one video, split by --train-frames"
-                    )));
-                }
-                let frames = load_dir(dir, options)?;
-                let split = Split::new(frames.len(), train_frames, &windows)
-                    .map_err(|e| Error::Split(format!("{source}: {e}")))?;
-                Ok(Dataset {
+                only_for_videos(dir, options)?;
+                Self::one_video(
                     source,
-                    videos: vec![frames],
-                    holdout: Holdout::Frames(split),
+                    load_dir(dir, options)?,
+                    options,
                     windows,
-                    validation: 0,
-                })
+                    train_frames,
+                )
             }
         }
+    }
+
+    /// One video, split by frames: `train_frames`, or the default of [`Split::new`].
+    fn one_video(
+        source: String,
+        frames: Frames,
+        options: &LoadOptions,
+        windows: WindowSpec,
+        train_frames: Option<usize>,
+    ) -> Result<Dataset> {
+        if options.test_videos.is_some() {
+            return Err(Error::Split(format!(
+                "{source}: --test-videos holds out whole videos; this is one video, split by \
+                 --train-frames"
+            )));
+        }
+        let split = Split::new(frames.len(), train_frames, &windows)
+            .map_err(|e| Error::Split(format!("{source}: {e}")))?;
+        Ok(Dataset {
+            source,
+            videos: vec![frames],
+            holdout: Holdout::Frames(split),
+            windows,
+            validation: 0,
+        })
     }
 
     /// The sequences of a `.npy` file, one video each, the last `options.test_videos` (a
@@ -655,6 +802,9 @@ impl Dataset {
         }
         if train_frames.is_some() {
             return refuse("--train-frames");
+        }
+        if options.every.is_some() || options.max_frames.is_some() {
+            return refuse("--every or --max-frames");
         }
         let videos = npy::load(path, options.npy_layout, options.color)?;
         Self::of_videos(
@@ -876,18 +1026,48 @@ impl Dataset {
         Ok(out)
     }
 
-    /// Writes every video as a folder of PNG frames under `dir`: `<name>/000.png`, ... (8-bit
-    /// grey or RGB); a `dir` ending in `.npy` gets one uint8 array instead ([`npy::write`]).
+    /// Writes the split as a split layout ([`split_layout`]) of PNG frames (8-bit grey or
+    /// RGB): every training video under `dir/train/<name>/000.png`, ..., every test video
+    /// under `dir/test/<name>/`; one video split by frames becomes one training and one
+    /// test video, the frames of each part. Loading the export gives the same split. A
+    /// `dir` ending in `.npy` gets one uint8 array of every video instead ([`npy::write`]).
     pub fn export(&self, dir: &Path) -> Result<()> {
         if npy::is_npy(dir) {
             return npy::write(dir, &self.videos);
         }
-        for video in &self.videos {
-            let folder = dir.join(&video.name);
+        let base = |v: &Frames| v.name.rsplit('/').next().unwrap_or_default().to_string();
+        let parts: Vec<(&str, String, Tensor)> = match self.holdout {
+            Holdout::Frames(split) => {
+                let video = &self.videos[0];
+                vec![
+                    ("train", base(video), video.data.narrow(0, 0, split.train)?),
+                    (
+                        "test",
+                        base(video),
+                        video.data.narrow(0, split.train, split.test)?,
+                    ),
+                ]
+            }
+            Holdout::Videos { train, test } => self.videos[..train + test]
+                .iter()
+                .enumerate()
+                .map(|(k, v)| {
+                    let side = if k < train { "train" } else { "test" };
+                    (side, base(v), v.data.clone())
+                })
+                .collect(),
+        };
+        for (side, name, data) in parts {
+            let folder = dir.join(side).join(name);
             std::fs::create_dir_all(&folder).map_err(|error| Error::ReadDir {
                 path: folder.clone(),
                 error,
             })?;
+            let video = Frames {
+                data,
+                paths: Vec::new(),
+                name: String::new(),
+            };
             let (t, c, h, w) = video.data.dims4()?;
             let values = video.data.flatten_all()?.to_vec1::<f32>()?;
             let plane = h * w;
@@ -922,7 +1102,8 @@ impl Dataset {
     }
 }
 
-/// The subfolders of `dir` that hold frames, in natural name order: a folder of videos.
+/// The subfolders of `dir` (each a video's frames) and its video files, in natural name
+/// order: a folder of videos.
 pub fn list_videos(dir: &Path) -> Result<Vec<PathBuf>> {
     let read_err = |error| Error::ReadDir {
         path: dir.to_path_buf(),
@@ -931,7 +1112,7 @@ pub fn list_videos(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut folders = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(read_err)? {
         let path = entry.map_err(read_err)?.path();
-        if path.is_dir() {
+        if path.is_dir() || video::is_video(&path) {
             folders.push(path);
         }
     }
