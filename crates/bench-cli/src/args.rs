@@ -359,6 +359,10 @@ pub struct DataArgs {
     pub fresh_sequences: bool,
 }
 
+fn is_one(v: &usize) -> bool {
+    *v == 1
+}
+
 fn default_sequences() -> usize {
     2000
 }
@@ -563,6 +567,17 @@ pub struct RunSettings {
     #[arg(long, value_name = "N")]
     #[serde(default)]
     pub patience: Option<usize>,
+    /// Write TensorBoard event files into DIR while training (`tensorboard --logdir DIR`):
+    /// the training loss and learning rate after every update, the test and copy-last
+    /// figures after every epoch, and the prediction grid (see --tensorboard-images). A
+    /// resumed run continues the same log.
+    #[arg(long, value_name = "DIR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensorboard: Option<PathBuf>,
+    /// Epochs between the prediction grids written to TensorBoard; 0: none.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub tensorboard_images: usize,
 }
 
 fn one() -> usize {

@@ -196,6 +196,8 @@ pub fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         resume: args.resume,
         checkpoint_every: run.checkpoint_every,
         patience: run.patience,
+        tensorboard: run.tensorboard.clone(),
+        tensorboard_images: run.tensorboard_images,
         stop: None,
         started: None,
         launch: serde_json::to_value(run)?,

@@ -31,6 +31,7 @@ pub mod predict;
 pub mod resume;
 pub mod rows;
 mod settings;
+pub mod tensorboard;
 pub mod train;
 
 pub use error::{Error, Result};

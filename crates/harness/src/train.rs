@@ -26,6 +26,8 @@ use crate::params::{
 };
 use crate::resume::{self, DataFingerprint, Progress, TrainingState};
 use crate::settings::{Augment, TrainSettings};
+use crate::tensorboard::EventWriter;
+use image::ImageEncoder;
 use lstm_core::plan::splitmix64;
 use lstm_core::{Head, Loss, Plan, Sampling};
 
@@ -60,6 +62,14 @@ pub struct TrainConfig {
     /// loss than the best epoch's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
+    /// Write TensorBoard event files here ([`crate::tensorboard`]): the training loss and
+    /// learning rate after every update, the test and copy-last figures after every epoch,
+    /// and a prediction grid every `tensorboard_images` epochs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensorboard: Option<PathBuf>,
+    /// Epochs between the prediction grids written to TensorBoard (0: none).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub tensorboard_images: usize,
     /// Set (by a signal handler) to stop after the current window, with a checkpoint.
     #[serde(skip)]
     pub stop: Option<Arc<AtomicBool>>,
@@ -94,6 +104,10 @@ fn one() -> usize {
     1
 }
 
+fn is_one(v: &usize) -> bool {
+    *v == 1
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -105,6 +119,8 @@ impl Default for TrainConfig {
             resume: false,
             checkpoint_every: 1,
             patience: None,
+            tensorboard: None,
+            tensorboard_images: 1,
             stop: None,
             started: None,
             launch: serde_json::Value::Null,
@@ -213,8 +229,20 @@ pub fn train<M: SequenceModel>(
     let copy_last = copy_last(&windows.test, config.training.forecast)?;
     report.baseline(&copy_last);
 
+    // TensorBoard: a resumed run continues its log from the checkpoint's update.
+    let board = match &config.tensorboard {
+        Some(dir) => Some(EventWriter::open(
+            dir,
+            M::KIND,
+            resumed.then_some(adam.step),
+        )?),
+        None => None,
+    };
+
     // Epochs: train, evaluate, checkpoint, row.
     let mut run = Run {
+        board,
+        copy_last_test: copy_last.clone(),
         config,
         kind: M::KIND,
         about_model,
@@ -701,6 +729,10 @@ struct Run<'a, M> {
     last_test: Option<Evaluation>,
     /// Copy-last's window loss on the validation windows, where there are any.
     val_copy_last: Option<f64>,
+    /// Copy-last on the test windows, for the TensorBoard log.
+    copy_last_test: Evaluation,
+    /// The TensorBoard log (`--tensorboard`).
+    board: Option<EventWriter>,
     /// Held until the run ends.
     _lock: crate::lock::RunLock,
 }
@@ -749,6 +781,9 @@ impl<M: SequenceModel> Run<'_, M> {
             row.frames_per_second
         ));
         self.last_test = Some(test);
+        // Before the checkpoint: a run killed between the two resumes from the one before,
+        // and the log's records of this epoch, past that checkpoint's update, go.
+        self.log_epoch(epoch, &row)?;
         self.keep_if_best(epoch, &row)?;
         let progress = &mut self.progress;
         progress.rows.push(row);
@@ -816,6 +851,88 @@ impl<M: SequenceModel> Run<'_, M> {
             0 => self.val_copy_last,
             e => self.progress.rows.get(e - 1)?.val_loss,
         }
+    }
+
+    /// The epoch's figures in the TensorBoard log, at the epoch's last update: the test
+    /// metrics (the CSV row's), copy-last's, the validation losses, and every
+    /// `tensorboard_images` epochs the prediction grid.
+    fn log_epoch(&mut self, epoch: usize, row: &EpochRow) -> Result<()> {
+        if self.board.is_none() {
+            return Ok(());
+        }
+        let copy = &self.copy_last_test;
+        let mut values = vec![
+            ("epoch", epoch as f64),
+            ("train/epoch_loss", row.train_loss),
+            ("test/loss", row.test_loss),
+            ("test/mse", row.test_mse),
+            ("test/mae", row.test_mae),
+            ("test/psnr", row.test_psnr),
+            ("test/ssim", row.test_ssim),
+            ("test/bce", row.test_bce),
+            ("copy_last/loss", copy.loss),
+            ("copy_last/mse", copy.metrics.mse),
+            ("copy_last/mae", copy.metrics.mae),
+            ("copy_last/psnr", copy.metrics.psnr),
+            ("copy_last/ssim", copy.metrics.ssim),
+            ("copy_last/bce", copy.bce_per_window),
+        ];
+        if let (Some(v), Some(c)) = (row.val_loss, row.val_copy_last) {
+            values.extend([("val/loss", v), ("val/copy_last", c)]);
+        }
+        let every = self.config.tensorboard_images;
+        let grid = match every > 0 && epoch.is_multiple_of(every) {
+            true => Some(self.prediction_grid()?),
+            false => None,
+        };
+        let step = self.adam.step;
+        let board = self.board.as_mut().expect("checked above");
+        board.scalars(step, &values)?;
+        if let Some((png, dims)) = grid {
+            board.image(step, "test/predictions", &png, dims)?;
+        }
+        board.flush()
+    }
+
+    /// The first test window's true frames (top row) above the model's predictions of
+    /// them (bottom row), the last ten at most, as a PNG and its `[width, height, channels]`.
+    fn prediction_grid(&self) -> Result<(Vec<u8>, [u32; 3])> {
+        let window = &self.windows.test[0]; // [L, C, H, W]
+        let len = window.dim(0)?;
+        let plan = match self.config.training.forecast {
+            Some(f) => f.plan(1),
+            None => Plan::one_step(len, 1),
+        };
+        let predictions =
+            crate::model::forward_plan(&self.model, &window.unsqueeze(1)?, &plan)?.squeeze(1)?; // [T, C, H, W]
+        let steps = predictions.dim(0)?;
+        let shown = steps.min(10);
+        let rows = [
+            window.narrow(0, len - shown, shown)?,
+            predictions
+                .narrow(0, steps - shown, shown)?
+                .clamp(0f32, 1f32)?,
+        ];
+        let [c, h, w] = self.windows.frame;
+        let (width, height) = (shown * w, 2 * h);
+        let mut pixels = vec![0u8; width * height * c];
+        for (r, frames) in rows.iter().enumerate() {
+            let values: Vec<f32> = frames.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            for (i, v) in values.iter().enumerate() {
+                let (k, ch, y, x) = (i / (c * h * w), i / (h * w) % c, i / w % h, i % w);
+                let at = ((r * h + y) * width + k * w + x) * c + ch;
+                pixels[at] = (v * 255.0).round() as u8;
+            }
+        }
+        let mut png = Vec::new();
+        let color = match c {
+            1 => image::ExtendedColorType::L8,
+            _ => image::ExtendedColorType::Rgb8,
+        };
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(&pixels, width as u32, height as u32, color)
+            .map_err(|e| Error::Config(format!("cannot encode the prediction grid: {e}")))?;
+        Ok((png, [width as u32, height as u32, c as u32]))
     }
 
     /// Writes the weights, as the best-weights file, where `row`'s validation loss is the
@@ -970,6 +1087,10 @@ impl<M: SequenceModel> Run<'_, M> {
                 },
             )?;
             let loss = self.check_step(epoch, k, step)?;
+            if let Some(board) = &mut self.board {
+                let lr = self.adam.config.lr;
+                board.scalars(self.adam.step, &[("train/loss", loss), ("train/lr", lr)])?;
+            }
             // Summed per window, so the row's mean is over windows whatever the batches.
             self.progress.loss_sum += loss * batch_size as f64;
             self.progress.windows_done += batch_size;
