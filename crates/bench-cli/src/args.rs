@@ -59,6 +59,24 @@ pub enum Command {
     /// dB), SSIM per frame, cross-entropy per frame and per window, as the keys of --json
     /// say.
     Eval(EvalArgs),
+    /// Export a trained model as an ONNX graph (opset 17) of its one-step function: the
+    /// frame and every layer's h and c in, the prediction and the next h and c out, so any
+    /// sequence length runs in ONNX Runtime, TensorRT or another runtime.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// A weights file written by training (results/<model>.safetensors). Where the run kept
+    /// a validation split's best weights beside it, those export unless --last is given.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Export the --checkpoint file itself (the last epoch's weights).
+    #[arg(long)]
+    pub last: bool,
+    /// The ONNX file to write (.onnx).
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,6 +6,7 @@ mod bench;
 mod config;
 mod errors;
 mod eval;
+mod export;
 mod fit;
 mod models;
 mod plot;
@@ -75,6 +76,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Frames(args)) => show_frames::run(&args),
         Some(Command::Eval(args)) => eval::run(args, subcommand(matches, "eval")),
+        Some(Command::Export(args)) => export::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Predict(args)) => predict::run(args, subcommand(matches, "predict")),
         Some(Command::Plot(args)) => {

@@ -297,6 +297,22 @@ pub fn recorded_model(path: &Path) -> Result<Option<(String, serde_json::Value)>
     })
 }
 
+/// The frame shape `[C, H, W]` a file written by a run records, or `None` without it.
+pub fn recorded_frame(path: &Path) -> Result<Option<[usize; 3]>> {
+    let Some(about) = record(path)? else {
+        return Ok(None);
+    };
+    let dims: Option<Vec<usize>> = about["frame"].as_array().map(|a| {
+        a.iter()
+            .filter_map(|v| v.as_u64().map(|v| v as usize))
+            .collect()
+    });
+    Ok(match dims.as_deref() {
+        Some(&[c, h, w]) => Some([c, h, w]),
+        _ => None,
+    })
+}
+
 /// What the command line recorded about the run that wrote the file (its settings), or
 /// `None` for a file without that record (one written before weights files held it).
 pub fn recorded_launch(path: &Path) -> Result<Option<serde_json::Value>> {

@@ -19,6 +19,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, Result};
+use lstm_core::proto::Message;
 
 /// The CRC-32C (Castagnoli) of `data`.
 fn crc32c(data: &[u8]) -> u32 {
@@ -52,49 +53,6 @@ fn crc32c(data: &[u8]) -> u32 {
 fn masked_crc(data: &[u8]) -> u32 {
     let crc = crc32c(data);
     (crc.rotate_right(15)).wrapping_add(0xa282_ead8)
-}
-
-/// A protocol buffer message being written.
-#[derive(Default)]
-struct Message(Vec<u8>);
-
-impl Message {
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
-    }
-
-    fn key(&mut self, field: u64, wire: u64) {
-        self.varint(field << 3 | wire);
-    }
-
-    fn int(&mut self, field: u64, v: u64) -> &mut Self {
-        self.key(field, 0);
-        self.varint(v);
-        self
-    }
-
-    fn double(&mut self, field: u64, v: f64) -> &mut Self {
-        self.key(field, 1);
-        self.0.extend(v.to_le_bytes());
-        self
-    }
-
-    fn float(&mut self, field: u64, v: f32) -> &mut Self {
-        self.key(field, 5);
-        self.0.extend(v.to_le_bytes());
-        self
-    }
-
-    fn bytes(&mut self, field: u64, v: &[u8]) -> &mut Self {
-        self.key(field, 2);
-        self.varint(v.len() as u64);
-        self.0.extend_from_slice(v);
-        self
-    }
 }
 
 /// The step of an `Event` message, if it has one.

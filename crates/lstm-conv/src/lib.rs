@@ -422,6 +422,49 @@ impl Recurrent for ConvLstm {
     fn kernels(&self) -> Option<&dyn GateKernels> {
         Some(self)
     }
+
+    fn onnx(&self) -> Option<&dyn lstm_core::onnx::OnnxGates> {
+        Some(self)
+    }
+}
+
+/// `Conv(x, W_ih, b_ih) + Conv(h, W_hh, b_hh)`, size-keeping pads; the head a 1x1 `Conv`.
+impl lstm_core::onnx::OnnxGates for ConvLstm {
+    fn onnx_gates(
+        &self,
+        g: &mut lstm_core::onnx::Graph,
+        k: usize,
+        x: &str,
+        h: &str,
+    ) -> Result<String> {
+        use lstm_core::onnx::Attr;
+        let p = self.padding(k) as i64;
+        let side = self.config.kernel_of(k) as i64;
+        let attrs = [
+            Attr::Ints("pads", &[p, p, p, p]),
+            Attr::Ints("kernel_shape", &[side, side]),
+        ];
+        let name = |what: &str| format!("convlstm.{what}_l{k}");
+        let (w_ih, b_ih, w_hh, b_hh) = (
+            name("weight_ih"),
+            name("bias_ih"),
+            name("weight_hh"),
+            name("bias_hh"),
+        );
+        let from_x = g.node("Conv", &[x, &w_ih, &b_ih], &attrs);
+        let from_h = g.node("Conv", &[h, &w_hh, &b_hh], &attrs);
+        Ok(g.node("Add", &[&from_x, &from_h], &[]))
+    }
+
+    fn onnx_head(&self, g: &mut lstm_core::onnx::Graph, h: &str) -> Result<String> {
+        Ok(g.node("Conv", &[h, "head.weight", "head.bias"], &[]))
+    }
+
+    fn onnx_peepholes(&self, k: usize) -> Option<[String; 3]> {
+        self.stack
+            .peephole
+            .then(|| ["ci", "cf", "co"].map(|p| format!("convlstm.weight_{p}_l{k}")))
+    }
 }
 
 impl GateOps for ConvLstm {

@@ -119,6 +119,11 @@ pub trait Recurrent: GateOps + Sync {
     fn own_step(&self) -> Option<&dyn StackStep> {
         None
     }
+
+    /// Its gate products and head as ONNX nodes, if it exports ([`crate::onnx`]).
+    fn onnx(&self) -> Option<&dyn crate::onnx::OnnxGates> {
+        None
+    }
 }
 
 /// A stack whose step is not the core's stacked LSTM: a cell with other states, or states

@@ -211,6 +211,40 @@ impl Recurrent for LinearLstm {
     fn kernels(&self) -> Option<&dyn GateKernels> {
         Some(self)
     }
+
+    fn onnx(&self) -> Option<&dyn lstm_core::onnx::OnnxGates> {
+        Some(self)
+    }
+}
+
+/// `Gemm(x, W_ih, b_ih) + Gemm(h, W_hh, b_hh)` (`transB`); the output layer a `Gemm`.
+impl lstm_core::onnx::OnnxGates for LinearLstm {
+    fn onnx_gates(
+        &self,
+        g: &mut lstm_core::onnx::Graph,
+        k: usize,
+        x: &str,
+        h: &str,
+    ) -> Result<String> {
+        let transposed = [lstm_core::onnx::Attr::Int("transB", 1)];
+        let name = |what: &str| format!("lstm.{what}_l{k}");
+        let from_x = g.node(
+            "Gemm",
+            &[x, &name("weight_ih"), &name("bias_ih")],
+            &transposed,
+        );
+        let from_h = g.node(
+            "Gemm",
+            &[h, &name("weight_hh"), &name("bias_hh")],
+            &transposed,
+        );
+        Ok(g.node("Add", &[&from_x, &from_h], &[]))
+    }
+
+    fn onnx_head(&self, g: &mut lstm_core::onnx::Graph, h: &str) -> Result<String> {
+        let transposed = [lstm_core::onnx::Attr::Int("transB", 1)];
+        Ok(g.node("Gemm", &[h, "out.weight", "out.bias"], &transposed))
+    }
 }
 
 impl GateOps for LinearLstm {
