@@ -166,36 +166,7 @@ impl Drop for Decoder {
 /// frame is refused naming it.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Frames> {
     let (expected, width, height) = probe(path, options)?;
-    let every = options.every.unwrap_or(1).max(1);
-    let mut command = Command::new("ffmpeg");
-    command
-        .args(["-nostdin", "-v", "error", "-i"])
-        .arg(path)
-        .args(["-map", "0:v:0"]);
-    // The probed size, enforced: a stream whose decoded frames differ from its header (an
-    // Ogg Theora file's coded size) still comes out as the frames the probe promised.
-    let mut filters = vec![format!("scale={width}:{height}")];
-    if every > 1 {
-        filters.insert(0, format!("select=not(mod(n\\,{every}))"));
-    }
-    command.args(["-vf", &filters.join(",")]);
-    command.args(["-fps_mode", "passthrough"]);
-    if let Some(max) = options.max_frames {
-        command.args(["-frames:v", &max.to_string()]);
-    }
-    command
-        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = command.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => video_err(path, format!("ffmpeg not found: {INSTALL}")),
-        _ => video_err(path, format!("cannot run ffmpeg: {e}")),
-    })?;
-    if let Ok(mut pids) = DECODERS.lock() {
-        pids.push(child.id());
-    }
-    let mut decoder = Decoder(child);
+    let mut decoder = spawn_decoder(path, options, width, height)?;
     let mut stderr = decoder.0.stderr.take().expect("piped");
     let errors = std::thread::spawn(move || {
         let mut text = Vec::new();
@@ -251,6 +222,41 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Frames> {
     let shape = (paths.len(), options.color.channels(), h, w);
     let data = candle_core::Tensor::from_vec(values, shape, &candle_core::Device::Cpu)?;
     Ok(Frames { data, paths, name })
+}
+
+/// Starts ffmpeg decoding `path` to raw RGB frames of `width x height` on its stdout,
+/// registered so that a signal handler can end it ([`kill_decoders`]).
+fn spawn_decoder(path: &Path, options: &LoadOptions, width: u32, height: u32) -> Result<Decoder> {
+    let every = options.every.unwrap_or(1).max(1);
+    let mut command = Command::new("ffmpeg");
+    command
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0:v:0"]);
+    // The probed size, enforced: a stream whose decoded frames differ from its header (an
+    // Ogg Theora file's coded size) still comes out as the frames the probe promised.
+    let mut filters = vec![format!("scale={width}:{height}")];
+    if every > 1 {
+        filters.insert(0, format!("select=not(mod(n\\,{every}))"));
+    }
+    command.args(["-vf", &filters.join(",")]);
+    command.args(["-fps_mode", "passthrough"]);
+    if let Some(max) = options.max_frames {
+        command.args(["-frames:v", &max.to_string()]);
+    }
+    command
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => video_err(path, format!("ffmpeg not found: {INSTALL}")),
+        _ => video_err(path, format!("cannot run ffmpeg: {e}")),
+    })?;
+    if let Ok(mut pids) = DECODERS.lock() {
+        pids.push(child.id());
+    }
+    Ok(Decoder(child))
 }
 
 /// Fills `buffer` with the next frame: `Ok(true)`, or `Ok(false)` at the end of the stream;

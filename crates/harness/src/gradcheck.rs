@@ -403,3 +403,22 @@ pub fn seed_window_loss(predictions: &Tensor, window: &Tensor) -> Tensor {
     let per_step = squared.flatten_from(1).and_then(|s| s.mean(1)).unwrap();
     per_step.sum_all().unwrap()
 }
+
+/// The plan a fixture's configuration records (the keys `bench/torch_general.py` writes:
+/// `batch`, `seq_len` or `context` and `horizon`, `loss`, `sampling`).
+pub fn fixture_plan(about: &serde_json::Value) -> Plan {
+    let number = |key: &str| about[key].as_u64().map(|v| v as usize);
+    let batch = number("batch").expect("a fixture records its batch");
+    let plan = match (number("context"), number("horizon")) {
+        (Some(k), Some(n)) => Plan::forecast(k, n, batch),
+        _ => Plan::one_step(number("seq_len").expect("a window length"), batch),
+    };
+    let plan = match about["loss"].as_str() {
+        Some("bce") => plan.with_loss(lstm_core::Loss::Bce),
+        _ => plan,
+    };
+    plan.with_sampling(about["sampling"].as_array().map(|s| lstm_core::Sampling {
+        truth: s[0].as_f64().expect("a chance"),
+        seed: s[1].as_u64().expect("a seed"),
+    }))
+}

@@ -221,28 +221,15 @@ pub fn train<M: SequenceModel>(
         device,
         resumed,
     );
-    report.resumption(
-        &paths,
-        config.resume,
-        resumed.then_some((&progress, adam.step)),
-    )?;
+    let resumed_at = resumed.then_some((&progress, adam.step));
+    report.resumption(&paths, config.resume, resumed_at)?;
     let copy_last = copy_last(&windows.test, config.training.forecast)?;
     report.baseline(&copy_last);
 
-    // TensorBoard: a resumed run continues its log from the checkpoint's update.
-    let board = match &config.tensorboard {
-        Some(dir) => Some(EventWriter::open(
-            dir,
-            M::KIND,
-            resumed.then_some(adam.step),
-        )?),
-        None => None,
-    };
-
     // Epochs: train, evaluate, checkpoint, row.
     let mut run = Run {
-        board,
-        copy_last_test: copy_last.clone(),
+        board: open_board(config, M::KIND, resumed.then_some(adam.step))?,
+        copy_last_test: copy_last,
         config,
         kind: M::KIND,
         about_model,
@@ -266,7 +253,21 @@ pub fn train<M: SequenceModel>(
     };
     run.val_copy_last = run.validation_baseline()?;
     run.start_from_copy_last()?;
-    run.epochs(model_config, copy_last)
+    run.epochs(model_config)
+}
+
+/// The TensorBoard log of `--tensorboard`, if given: a resumed run continues its log from
+/// the checkpoint's update `resumed_step`.
+fn open_board(
+    config: &TrainConfig,
+    kind: &str,
+    resumed_step: Option<u64>,
+) -> Result<Option<EventWriter>> {
+    config
+        .tensorboard
+        .as_ref()
+        .map(|dir| EventWriter::open(dir, kind, resumed_step))
+        .transpose()
 }
 
 /// The model and its optimizer: fresh, or as the checkpoint `restored` left them.
@@ -729,7 +730,7 @@ struct Run<'a, M> {
     last_test: Option<Evaluation>,
     /// Copy-last's window loss on the validation windows, where there are any.
     val_copy_last: Option<f64>,
-    /// Copy-last on the test windows, for the TensorBoard log.
+    /// Copy-last on the test windows: the baseline of the summary and the TensorBoard log.
     copy_last_test: Evaluation,
     /// The TensorBoard log (`--tensorboard`).
     board: Option<EventWriter>,
@@ -740,7 +741,7 @@ struct Run<'a, M> {
 impl<M: SequenceModel> Run<'_, M> {
     /// The epochs left, each trained, evaluated, checkpointed and written as a row, then
     /// the run's end (or its stop on request, or early stopping's).
-    fn epochs(mut self, model_config: &M::Config, copy_last: Evaluation) -> Result<RunSummary> {
+    fn epochs(mut self, model_config: &M::Config) -> Result<RunSummary> {
         // A resumed run's earlier end is no longer its end.
         for row in &mut self.progress.rows {
             row.note = row.note.as_ref().map(|_| String::new());
@@ -753,7 +754,7 @@ impl<M: SequenceModel> Run<'_, M> {
                 return Ok(stopped);
             }
         }
-        self.finish(model_config, copy_last)
+        self.finish(model_config)
     }
 
     /// One epoch: train, evaluate, checkpoint, row. Returns the run's summary if it stopped
@@ -1260,7 +1261,7 @@ impl<M: SequenceModel> Run<'_, M> {
     }
 
     /// The weights file (with the configurations in its metadata) and the summary.
-    fn finish(mut self, model_config: &M::Config, copy_last: Evaluation) -> Result<RunSummary> {
+    fn finish(mut self, model_config: &M::Config) -> Result<RunSummary> {
         self.report.bar.finish_and_clear();
         crate::fault::reached("final");
         let metadata = self.weights_metadata(self.progress.rows.len());
@@ -1295,7 +1296,7 @@ impl<M: SequenceModel> Run<'_, M> {
             "final": rows.last(),
             "forecast": self.config.training.forecast,
             "test": test.figures(),
-            "copy_last_frame": copy_last.figures(),
+            "copy_last_frame": self.copy_last_test.figures(),
         });
         let mut summary = summary;
         if let Some(v) = verdict {

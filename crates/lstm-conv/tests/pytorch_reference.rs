@@ -25,11 +25,10 @@
 use std::path::Path;
 
 use frames::{Dataset, LoadOptions, WindowSpec};
-use harness::gradcheck::{assert_agree, assert_matches_fixture, compare_with_files};
-use harness::{Loss, Plan};
+use harness::gradcheck::{assert_agree, assert_matches_fixture, compare_with_files, fixture_plan};
+use harness::Plan;
 use lstm_conv::{Config, ConvLstm};
 use lstm_core::Head;
-use lstm_core::Sampling;
 
 #[test]
 fn seed_loss_and_gradients_match_pytorch() {
@@ -90,20 +89,7 @@ fn case(path: &Path) -> (Config, Plan) {
         patch: number("patch").unwrap(),
         encoder_forecaster: about["encoder_forecaster"].as_bool().unwrap_or(false),
     };
-    let batch = number("batch").unwrap();
-    let plan = match (number("context"), number("horizon")) {
-        (Some(k), Some(n)) => Plan::forecast(k, n, batch),
-        _ => Plan::one_step(number("seq_len").unwrap(), batch),
-    };
-    let plan = match about["loss"].as_str() {
-        Some("bce") => plan.with_loss(Loss::Bce),
-        _ => plan,
-    };
-    let plan = plan.with_sampling(about["sampling"].as_array().map(|s| Sampling {
-        truth: s[0].as_f64().unwrap(),
-        seed: s[1].as_u64().unwrap(),
-    }));
-    (config, plan)
+    (config, fixture_plan(&about))
 }
 
 #[test]

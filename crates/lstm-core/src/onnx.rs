@@ -210,43 +210,9 @@ pub fn one_step<M: Recurrent + ?Sized>(
     let x = to_model_space(&mut g, stack, "frame");
     let mut input = x.clone();
     for (k, &ck) in stack.hidden.iter().enumerate() {
-        let (h_prev, c_prev) = (format!("h{k}"), format!("c{k}"));
-        let pre = gates.onnx_gates(&mut g, k, &input, &h_prev)?;
-        let split = g.ints("split", &[ck as i64; 4]);
-        let parts: Vec<String> = (0..4).map(|_| g.name("gate")).collect();
-        let outs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        g.node_to("Split", &[&pre, &split], &outs, &[Attr::Int("axis", 1)]);
-        let (mut pi, mut pf, pg, mut po) = (
-            parts[0].clone(),
-            parts[1].clone(),
-            parts[2].clone(),
-            parts[3].clone(),
-        );
-        let peep = gates.onnx_peepholes(k);
-        if let Some([ci, cf, _]) = &peep {
-            let m = g.node("Mul", &[ci, &c_prev], &[]);
-            pi = g.node("Add", &[&pi, &m], &[]);
-            let m = g.node("Mul", &[cf, &c_prev], &[]);
-            pf = g.node("Add", &[&pf, &m], &[]);
-        }
-        let i = g.node("Sigmoid", &[&pi], &[]);
-        let f = g.node("Sigmoid", &[&pf], &[]);
-        let gg = g.node("Tanh", &[&pg], &[]);
-        let kept = g.node("Mul", &[&f, &c_prev], &[]);
-        let written = g.node("Mul", &[&i, &gg], &[]);
-        let c_new = format!("c{k}_out");
-        g.node_to("Add", &[&kept, &written], &[&c_new], &[]);
-        if let Some([_, _, co]) = &peep {
-            let m = g.node("Mul", &[co, &c_new], &[]);
-            po = g.node("Add", &[&po, &m], &[]);
-        }
-        let o = g.node("Sigmoid", &[&po], &[]);
-        let t = g.node("Tanh", &[&c_new], &[]);
-        let h_new = format!("h{k}_out");
-        g.node_to("Mul", &[&o, &t], &[&h_new], &[]);
-        g.output(&h_new, &state_dims(ck));
-        g.output(&c_new, &state_dims(ck));
-        input = h_new;
+        input = lstm_layer(&mut g, gates, k, ck, &input)?;
+        g.output(&format!("h{k}_out"), &state_dims(ck));
+        g.output(&format!("c{k}_out"), &state_dims(ck));
     }
     let prediction = match stack.head {
         Head::None => input,
@@ -263,6 +229,47 @@ pub fn one_step<M: Recurrent + ?Sized>(
     from_model_space(&mut g, stack, &prediction, "prediction");
     g.output("prediction", &frame_dims);
     Ok(g.model("bench-cli one step"))
+}
+
+/// Layer `k`'s step (`C_k` = `ck` channels) on `input`: reads the graph inputs `h{k}` and
+/// `c{k}`, writes `c{k}_out` and `h{k}_out` (returned).
+fn lstm_layer(
+    g: &mut Graph,
+    gates: &dyn OnnxGates,
+    k: usize,
+    ck: usize,
+    input: &str,
+) -> Result<String> {
+    let (h_prev, c_prev) = (format!("h{k}"), format!("c{k}"));
+    let pre = gates.onnx_gates(g, k, input, &h_prev)?;
+    let split = g.ints("split", &[ck as i64; 4]);
+    let parts: Vec<String> = (0..4).map(|_| g.name("gate")).collect();
+    let outs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    g.node_to("Split", &[&pre, &split], &outs, &[Attr::Int("axis", 1)]);
+    let [mut pi, mut pf, pg, mut po] = [0, 1, 2, 3].map(|n| parts[n].clone());
+    let peep = gates.onnx_peepholes(k);
+    if let Some([ci, cf, _]) = &peep {
+        let m = g.node("Mul", &[ci, &c_prev], &[]);
+        pi = g.node("Add", &[&pi, &m], &[]);
+        let m = g.node("Mul", &[cf, &c_prev], &[]);
+        pf = g.node("Add", &[&pf, &m], &[]);
+    }
+    let i = g.node("Sigmoid", &[&pi], &[]);
+    let f = g.node("Sigmoid", &[&pf], &[]);
+    let gg = g.node("Tanh", &[&pg], &[]);
+    let kept = g.node("Mul", &[&f, &c_prev], &[]);
+    let written = g.node("Mul", &[&i, &gg], &[]);
+    let c_new = format!("c{k}_out");
+    g.node_to("Add", &[&kept, &written], &[&c_new], &[]);
+    if let Some([_, _, co]) = &peep {
+        let m = g.node("Mul", &[co, &c_new], &[]);
+        po = g.node("Add", &[&po, &m], &[]);
+    }
+    let o = g.node("Sigmoid", &[&po], &[]);
+    let t = g.node("Tanh", &[&c_new], &[]);
+    let h_new = format!("h{k}_out");
+    g.node_to("Mul", &[&o, &t], &[&h_new], &[]);
+    Ok(h_new)
 }
 
 /// `frame` `[B, C, H, W]` in model space: flattened (linear), cut into patches

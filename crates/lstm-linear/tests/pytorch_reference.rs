@@ -22,7 +22,7 @@ use std::path::Path;
 
 use frames::{Dataset, LoadOptions, WindowSpec};
 use harness::gradcheck::{assert_agree, assert_matches_fixture, compare_with_files};
-use harness::{Loss, Plan};
+use harness::Plan;
 use lstm_linear::{Config, LinearLstm};
 
 #[test]
@@ -84,15 +84,7 @@ fn every_option_matches_pytorch() {
                 .collect(),
             sigmoid: about["head"] == "linear-sigmoid",
         };
-        let batch = number("batch").unwrap();
-        let plan = match (number("context"), number("horizon")) {
-            (Some(k), Some(n)) => Plan::forecast(k, n, batch),
-            _ => Plan::one_step(number("seq_len").unwrap(), batch),
-        };
-        let plan = match about["loss"].as_str() {
-            Some("bce") => plan.with_loss(Loss::Bce),
-            _ => plan,
-        };
+        let plan = harness::gradcheck::fixture_plan(&about);
         assert_matches_fixture::<LinearLstm>(&config, &path, &plan);
     }
 }

@@ -14,9 +14,9 @@
 
 use std::path::Path;
 
-use harness::gradcheck::assert_matches_fixture;
-use harness::{Loss, Plan};
-use lstm_core::{Head, Sampling};
+use harness::gradcheck::{assert_matches_fixture, fixture_plan};
+use harness::Plan;
+use lstm_core::Head;
 use predrnn::{Config, PredRnn};
 
 /// A fixture's configuration and plan, from the JSON the script writes.
@@ -43,20 +43,7 @@ fn case(path: &Path) -> (Config, Plan) {
         head,
         patch: number("patch").unwrap(),
     };
-    let batch = number("batch").unwrap();
-    let plan = match (number("context"), number("horizon")) {
-        (Some(k), Some(n)) => Plan::forecast(k, n, batch),
-        _ => Plan::one_step(number("seq_len").unwrap(), batch),
-    };
-    let plan = match about["loss"].as_str() {
-        Some("bce") => plan.with_loss(Loss::Bce),
-        _ => plan,
-    };
-    let plan = plan.with_sampling(about["sampling"].as_array().map(|s| Sampling {
-        truth: s[0].as_f64().unwrap(),
-        seed: s[1].as_u64().unwrap(),
-    }));
-    (config, plan)
+    (config, fixture_plan(&about))
 }
 
 #[test]
