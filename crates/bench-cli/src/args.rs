@@ -209,6 +209,10 @@ pub struct BenchArgs {
     /// cpu or cuda, as for training.
     #[arg(long, value_enum)]
     pub device: Option<DeviceKind>,
+    /// Train each configuration data-parallel on this many ranks (`mpirun -np N`; needs a
+    /// build with the `mpi` feature); the peak memory is then the largest rank's.
+    #[arg(long, default_value_t = 1)]
+    pub ranks: usize,
 }
 
 /// What `bench-cli bench` times.

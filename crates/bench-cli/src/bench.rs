@@ -102,7 +102,19 @@ fn timed_row(
     scratch: &Path,
     (name, kind, epochs, extra): (&str, &str, usize, &[&str]),
 ) -> Result<()> {
-    let mut cmd = Command::new(exe);
+    let mut cmd = match args.ranks {
+        0 => bail!("--ranks 0: use at least one"),
+        1 => Command::new(exe),
+        ranks => {
+            let mut mpirun = Command::new("mpirun");
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } == 0 {
+                mpirun.arg("--allow-run-as-root");
+            }
+            mpirun.args(["-np", &ranks.to_string()]).arg(exe);
+            mpirun
+        }
+    };
     // One training checkpoint, at the end: the timed epochs exclude writing it either
     // way, but for the linear model it is 1.8 GiB of disk traffic after each.
     cmd.args(["--model", kind, "--epochs", &epochs.to_string()])
@@ -119,7 +131,10 @@ fn timed_row(
         cmd.args(["--device", device.name()]);
     }
     cmd.args(["--backward", args.backward.name()]);
-    let out = cmd.output().context("cannot run the training child")?;
+    let out = cmd.output().with_context(|| match args.ranks {
+        1 => "cannot run the training child".to_string(),
+        _ => "cannot run mpirun (install OpenMPI: apt-get install openmpi-bin)".to_string(),
+    })?;
     // The next configuration of the same model writes the same file names.
     for file in ["safetensors", "resume.safetensors", "summary.json"] {
         std::fs::remove_file(scratch.join(format!("{kind}.{file}"))).ok();
@@ -131,10 +146,12 @@ fn timed_row(
         );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // One line per rank ("rank 1: peak memory: ..." on several): the largest.
     let peak = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("peak memory: "))
-        .and_then(|v| v.trim_end_matches(" MiB").parse::<f64>().ok());
+        .filter_map(|l| l.split_once("peak memory: "))
+        .filter_map(|(_, v)| v.trim_end_matches(" MiB").parse::<f64>().ok())
+        .reduce(f64::max);
     let rows = harness::rows::read_csv(&scratch.join(format!("{kind}.csv")))?;
     std::fs::remove_file(scratch.join(format!("{kind}.csv"))).ok();
     let mut seconds: Vec<f64> = rows.iter().skip(1).map(|r| r.seconds).collect();

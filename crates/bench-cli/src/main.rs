@@ -4,11 +4,14 @@
 mod args;
 mod bench;
 mod config;
+mod distributed;
 mod errors;
 mod eval;
 mod export;
 mod fit;
 mod models;
+#[cfg(feature = "mpi")]
+mod mpi_collective;
 mod plot;
 mod predict;
 mod show_frames;
@@ -61,12 +64,17 @@ fn main() -> ExitCode {
     let matches = models::add_flags(Cli::command()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match run(cli, &matches) {
-        Ok(code) => code,
+        Ok(code) => {
+            distributed::finish();
+            code
+        }
         Err(err) => {
             eprintln!(
-                "bench-cli: error: {}",
+                "bench-cli: {}error: {}",
+                distributed::rank_prefix(),
                 without_backtrace(&format!("{err:#}"))
             );
+            distributed::abort_all();
             ExitCode::FAILURE
         }
     }

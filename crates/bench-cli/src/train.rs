@@ -10,7 +10,7 @@ use clap::ArgMatches;
 use harness::SequenceModel;
 
 use crate::args::{DataArgs, TrainArgs};
-use crate::{bench, config, fit, models};
+use crate::{bench, config, distributed, fit, models};
 
 /// Exit status of a run stopped by Ctrl-C or SIGTERM, as shells report one (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
@@ -56,8 +56,11 @@ impl models::WithModel for Train<'_> {
         let mut config = config::train_config(&args)?;
         // Threads first: the thread pool's size goes into the environment for candle,
         // which must happen before any other thread (the Ctrl-C handler's) exists.
-        let default_threads = M::default_threads(&flags, config::available_cores());
+        // Ranks launched on one machine share its cores.
+        let cores = config::available_cores() / distributed::ranks_on_this_machine();
+        let default_threads = M::default_threads(&flags, cores.max(1));
         let threads = config::set_threads(args.threads, default_threads)?;
+        distributed::start()?;
         let (stop, started) = stop_on_signals()?;
         config.stop = Some(stop);
         config.started = Some(started);
@@ -70,9 +73,13 @@ impl models::WithModel for Train<'_> {
         let summary =
             fit_load_train::<M>(&model, &args.run.data, &probe, &config, threads, &device)?;
         if let Some(peak) = bench::peak_rss_mib() {
-            println!("peak memory: {peak:.0} MiB");
+            match harness::collective::current().ranks() {
+                1 => println!("peak memory: {peak:.0} MiB"),
+                // Every rank's: each holds its own copy of the model and data.
+                _ => println!("{}peak memory: {peak:.0} MiB", distributed::rank_prefix()),
+            }
         }
-        if summary.stopped_at.is_some() {
+        if summary.stopped_at.is_some() && harness::collective::writes() {
             eprintln!(
                 "bench-cli: stopped on request; to continue the run: {}",
                 resume_command(M::KIND, &args, matches)
@@ -137,8 +144,11 @@ fn fit_load_train<M: SequenceModel>(
     device: &candle_core::Device,
 ) -> Result<harness::RunSummary> {
     let needs = fit::check_run::<M>(model, probe, config, threads, device)?;
-    println!("{}", fit::describe(&needs));
-    if !config.quiet {
+    let writes = harness::collective::writes();
+    if writes {
+        println!("{}", fit::describe(&needs));
+    }
+    if !config.quiet && writes {
         eprintln!("{}...", probe.describe());
     }
     let data = fit::load_data(

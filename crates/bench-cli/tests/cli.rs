@@ -1222,3 +1222,28 @@ fn saved_predictions_give_evals_figures_when_recomputed() {
         other => println!("numpy's recomputation skipped (no python3 with numpy): {other:?}"),
     }
 }
+
+/// A build without the `mpi` feature, started by `mpirun` as one of several ranks, would
+/// run that many independent trainings into the same files: it refuses, saying how to
+/// build the one that can.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn an_mpirun_launch_of_a_build_without_mpi_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let (mut cmd, _dir) = common::command();
+    let child = cmd
+        .args(["--model", "conv", "--epochs", "1", "--out", s(out.path())])
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = common::wait(&["--model", "conv"], child);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("one of 2 ranks") && stderr.contains("--features mpi"),
+        "{stderr}"
+    );
+    assert!(!out.path().join("conv.csv").exists());
+}

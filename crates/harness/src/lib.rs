@@ -15,6 +15,7 @@
 
 pub mod adam;
 pub mod checkpoint;
+pub mod collective;
 mod error;
 pub mod evaluate;
 pub mod fault;

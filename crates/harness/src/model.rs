@@ -238,11 +238,15 @@ fn gradients<M: Recurrent>(
 pub const SHARD: usize = 8;
 
 /// A batch `[L, B, C, H, W]` of more than [`SHARD`] windows, shard by shard: the loss, and
-/// each parameter's gradient as values.
+/// each parameter's gradient as values. With several ranks, this one computes its block of
+/// the shards and gathers the others' ([`crate::collective`]); the sum is the same either way.
 fn sharded<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<(f64, Vec<Vec<f32>>)> {
     use rayon::prelude::*;
+    let collective = crate::collective::current();
     let starts: Vec<usize> = (0..plan.batch).step_by(SHARD).collect();
-    let shards = starts
+    let block =
+        crate::collective::blocks(starts.len(), collective.ranks())[collective.rank()].clone();
+    let mine = starts[block]
         .par_iter()
         .map(|&start| {
             let windows = SHARD.min(plan.batch - start);
@@ -254,6 +258,9 @@ fn sharded<M: Recurrent>(model: &M, batch: &Tensor, plan: &Plan) -> Result<(f64,
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let sizes: Vec<usize> = model.parameters().iter().map(|p| p.elem_count()).collect();
+    let shards = crate::collective::gather_shards(collective, starts.len(), mine, &sizes)
+        .map_err(candle_core::Error::wrap)?;
     let mut shards = shards.into_iter();
     let (mut loss, mut grads) = shards.next().expect("a batch has windows");
     for (l, g) in shards {

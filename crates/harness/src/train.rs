@@ -208,6 +208,7 @@ pub fn train<M: SequenceModel>(
         config,
         device,
     )?;
+    check_ranks_agree(config, &about_model, &windows, &progress, adam.step)?;
     let run_lock = begin_writing(config, run_lock, M::KIND)?;
 
     // Report: what runs, on what, and the baseline every figure is read against.
@@ -266,6 +267,7 @@ fn open_board(
     config
         .tensorboard
         .as_ref()
+        .filter(|_| crate::collective::writes())
         .map(|dir| EventWriter::open(dir, kind, resumed_step))
         .transpose()
 }
@@ -299,20 +301,50 @@ fn model_and_optimizer<M: SequenceModel>(
     Ok((model, vars, adam, progress))
 }
 
+/// With several ranks: refuses to start unless every rank runs the same binary with the same
+/// settings, model, data and starting point (the same checkpoint, on resume).
+fn check_ranks_agree(
+    config: &TrainConfig,
+    about_model: &serde_json::Value,
+    windows: &Windows,
+    progress: &Progress,
+    adam_step: u64,
+) -> Result<()> {
+    let collective = crate::collective::current();
+    if collective.ranks() == 1 {
+        return Ok(());
+    }
+    let about = serde_json::json!({
+        "binary": crate::collective::binary_identity()?,
+        "training": config.training,
+        "model": about_model,
+        "data": windows.fingerprint,
+        "out_dir": config.out_dir,
+        "resume": config.resume,
+        "init_from": config.init_from,
+        "start": [progress.epochs_done as u64, progress.windows_done as u64, adam_step],
+    });
+    crate::collective::check_same(collective, &about)
+}
+
 /// Everything has loaded: from here a signal stops the run after a window rather than at
-/// once, and the output folder exists, locked (the lock taken before if it existed).
+/// once, and the output folder exists, locked (the lock taken before if it existed); on
+/// ranks other than 0, which write nothing, no folder and no lock.
 fn begin_writing(
     config: &TrainConfig,
     lock: Option<crate::lock::RunLock>,
     kind: &str,
-) -> Result<crate::lock::RunLock> {
+) -> Result<Option<crate::lock::RunLock>> {
     if let Some(started) = &config.started {
         started.store(true, Ordering::SeqCst);
     }
+    if !crate::collective::writes() {
+        return Ok(None);
+    }
     std::fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
     match lock {
-        Some(lock) => Ok(lock),
-        None => crate::lock::lock(&config.out_dir, kind),
+        Some(lock) => Ok(Some(lock)),
+        None => crate::lock::lock(&config.out_dir, kind).map(Some),
     }
 }
 
@@ -382,7 +414,7 @@ fn lock_and_claim(
     config: &TrainConfig,
     kind: &str,
 ) -> Result<(Option<crate::lock::RunLock>, Option<resume::Loaded>)> {
-    let lock = match config.out_dir.is_dir() {
+    let lock = match config.out_dir.is_dir() && crate::collective::writes() {
         true => Some(crate::lock::lock(&config.out_dir, kind)?),
         false => None,
     };
@@ -422,7 +454,7 @@ fn claim_outputs(
             }
             Some(_) => {
                 // Replaced: an earlier run's best weights must not pass for this one's.
-                if paths.best.exists() {
+                if paths.best.exists() && crate::collective::writes() {
                     std::fs::remove_file(&paths.best).map_err(io_err(&paths.best))?;
                 }
                 None
@@ -436,7 +468,9 @@ fn claim_outputs(
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    remove_stale_temporaries(&config.out_dir, &names)?;
+    if crate::collective::writes() {
+        remove_stale_temporaries(&config.out_dir, &names)?;
+    }
     Ok(restored)
 }
 
@@ -600,7 +634,9 @@ impl Report {
                     progress.epochs_done,
                     progress.windows_done,
                 ));
-                write_csv(&paths.csv, &progress.rows)?;
+                if crate::collective::writes() {
+                    write_csv(&paths.csv, &progress.rows)?;
+                }
             }
         }
         Ok(())
@@ -620,7 +656,7 @@ impl Report {
     }
 
     fn new(config: &TrainConfig, windows_per_epoch: usize, progress: &Progress) -> Report {
-        let bar = if config.quiet {
+        let bar = if config.quiet || !crate::collective::writes() {
             ProgressBar::hidden()
         } else {
             ProgressBar::with_draw_target(
@@ -639,7 +675,11 @@ impl Report {
         Report { bar }
     }
 
+    /// Prints `line` (rank 0 only: the others' lines would repeat its own).
     fn say(&self, line: &str) {
+        if !crate::collective::writes() {
+            return;
+        }
         if self.bar.is_hidden() {
             println!("{line}");
         } else {
@@ -705,6 +745,14 @@ impl Report {
                 _ => String::new(),
             }
         ));
+        let collective = crate::collective::current();
+        if collective.ranks() > 1 {
+            self.say(&format!(
+                "data-parallel: {}, each with {} thread(s); rank 0 writes every file",
+                collective.describe(),
+                rayon::current_num_threads()
+            ));
+        }
     }
 }
 
@@ -734,8 +782,8 @@ struct Run<'a, M> {
     copy_last_test: Evaluation,
     /// The TensorBoard log (`--tensorboard`).
     board: Option<EventWriter>,
-    /// Held until the run ends.
-    _lock: crate::lock::RunLock,
+    /// Held until the run ends (rank 0's; other ranks write nothing).
+    _lock: Option<crate::lock::RunLock>,
 }
 
 impl<M: SequenceModel> Run<'_, M> {
@@ -794,7 +842,7 @@ impl<M: SequenceModel> Run<'_, M> {
 
         // Checkpoint, then the row: a run killed between the two resumes from the
         // checkpoint, whose rows rewrite the CSV.
-        let stopping = self.stop_requested() && epoch < self.config.training.epochs;
+        let stopping = self.stop_requested()? && epoch < self.config.training.epochs;
         let every = self.config.checkpoint_every;
         if (every > 0 && epoch.is_multiple_of(every))
             || stopping
@@ -805,7 +853,9 @@ impl<M: SequenceModel> Run<'_, M> {
             self.checkpoint_epoch = Some(epoch);
             crate::fault::reached("checkpoint-saved");
         }
-        write_csv(&self.paths.csv, &self.progress.rows)?;
+        if crate::collective::writes() {
+            write_csv(&self.paths.csv, &self.progress.rows)?;
+        }
         Ok(stopping.then(|| self.stopped(epoch)))
     }
 
@@ -840,7 +890,7 @@ impl<M: SequenceModel> Run<'_, M> {
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let metadata = self.weights_metadata(0);
-        save_parameters(&self.paths.best, &self.specs, &vars, metadata)?;
+        save_weights(&self.paths.best, &self.specs, &vars, metadata)?;
         self.progress.best_epoch = Some(0);
         Ok(())
     }
@@ -944,7 +994,7 @@ impl<M: SequenceModel> Run<'_, M> {
         };
         if self.best_val_loss().is_none_or(|b| loss < b) {
             let metadata = self.weights_metadata(epoch);
-            save_parameters(&self.paths.best, &self.specs, &self.vars, metadata)?;
+            save_weights(&self.paths.best, &self.specs, &self.vars, metadata)?;
             self.progress.best_epoch = Some(epoch);
         }
         Ok(())
@@ -1097,7 +1147,7 @@ impl<M: SequenceModel> Run<'_, M> {
             self.progress.windows_done += batch_size;
             self.report.bar.set_message(format!("{loss:.4}"));
             self.report.bar.inc(batch_size as u64);
-            if self.stop_requested() && self.progress.windows_done < windows_per_epoch {
+            if self.stop_requested()? && self.progress.windows_done < windows_per_epoch {
                 // Mid-epoch: save where we are; the epoch finishes on resume.
                 self.device.synchronize()?;
                 self.progress.seconds += start.elapsed().as_secs_f64();
@@ -1205,8 +1255,11 @@ impl<M: SequenceModel> Run<'_, M> {
         Ok(test)
     }
 
-    /// Writes the training checkpoint of the run as it stands.
+    /// Writes the training checkpoint of the run as it stands (rank 0 only).
     fn checkpoint(&self) -> Result<()> {
+        if !crate::collective::writes() {
+            return Ok(());
+        }
         let state = TrainingState {
             format: resume::FORMAT,
             model: self.kind.to_string(),
@@ -1226,11 +1279,15 @@ impl<M: SequenceModel> Run<'_, M> {
         )
     }
 
-    fn stop_requested(&self) -> bool {
-        self.config
+    /// Whether to stop here on request: this process's signal flag, or with several ranks
+    /// any rank's, so that all stop after the same update.
+    fn stop_requested(&self) -> Result<bool> {
+        let asked = self
+            .config
             .stop
             .as_ref()
-            .is_some_and(|s| s.load(Ordering::SeqCst))
+            .is_some_and(|s| s.load(Ordering::SeqCst));
+        crate::collective::any(crate::collective::current(), asked)
     }
 
     fn checkpoint_hint(&self) -> String {
@@ -1265,7 +1322,7 @@ impl<M: SequenceModel> Run<'_, M> {
         self.report.bar.finish_and_clear();
         crate::fault::reached("final");
         let metadata = self.weights_metadata(self.progress.rows.len());
-        save_parameters(&self.paths.weights, &self.specs, &self.vars, metadata)?;
+        save_weights(&self.paths.weights, &self.specs, &self.vars, metadata)?;
         let verdict = self.verdict();
         if let (Some(v), Some(last)) = (&verdict, self.progress.rows.last_mut()) {
             let words = v["verdict"].as_str().unwrap_or_default();
@@ -1274,7 +1331,9 @@ impl<M: SequenceModel> Run<'_, M> {
                 v["best_epoch"]
             ));
             last.note = Some(words.to_string());
-            write_csv(&self.paths.csv, &self.progress.rows)?;
+            if crate::collective::writes() {
+                write_csv(&self.paths.csv, &self.progress.rows)?;
+            }
         }
         let rows = self.progress.rows;
         // A resumed run that had nothing left to train has no evaluation yet.
@@ -1304,7 +1363,9 @@ impl<M: SequenceModel> Run<'_, M> {
         }
         let text =
             serde_json::to_string_pretty(&summary).map_err(|e| Error::Config(e.to_string()))?;
-        crate::files::write_bytes_atomic(&self.paths.summary, text.as_bytes())?;
+        if crate::collective::writes() {
+            crate::files::write_bytes_atomic(&self.paths.summary, text.as_bytes())?;
+        }
         let paths = self.paths;
         self.report.say(&format!(
             "wrote {}, {}, {} and {}",
@@ -1318,6 +1379,19 @@ impl<M: SequenceModel> Run<'_, M> {
             paths,
             stopped_at: None,
         })
+    }
+}
+
+/// Writes `vars` as a weights file at `path`: rank 0's job, as every file of a run is.
+fn save_weights(
+    path: &Path,
+    specs: &[ParamSpec],
+    vars: &[Var],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    match crate::collective::writes() {
+        true => save_parameters(path, specs, vars, metadata),
+        false => Ok(()),
     }
 }
 
