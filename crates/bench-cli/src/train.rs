@@ -73,11 +73,8 @@ impl models::WithModel for Train<'_> {
         let summary =
             fit_load_train::<M>(&model, &args.run.data, &probe, &config, threads, &device)?;
         if let Some(peak) = bench::peak_rss_mib() {
-            match harness::collective::current().ranks() {
-                1 => println!("peak memory: {peak:.0} MiB"),
-                // Every rank's: each holds its own copy of the model and data.
-                _ => println!("{}peak memory: {peak:.0} MiB", distributed::rank_prefix()),
-            }
+            // Every rank's, with its rank: each holds its own copy of the model and data.
+            println!("{}peak memory: {peak:.0} MiB", distributed::rank_prefix());
         }
         if summary.stopped_at.is_some() && harness::collective::writes() {
             eprintln!(
